@@ -1,0 +1,94 @@
+"""Orchestrator overhead: 500 calls, 50 ms server latency, concurrency 50.
+
+Compares, in one run and against the same FakeAnthropicServer:
+  ideal  = calls / concurrency * latency (0.5 s)
+  raw    = AsyncAnthropic + asyncio.Semaphore + asyncio.gather (streaming), no bookkeeping
+  ours   = Orchestrator.run_many_sync: retries, limits, signed cache writes, ledger rows
+Each is measured REPEATS times, alternating; the median is reported.
+
+    .venv/bin/python benchmarks/orchestrator.py [--calls 500] [--latency 0.05] [--concurrency 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import anthropic
+
+from claude_force_nb import Orchestrator, Settings
+from claude_force_nb.testing import FakeAnthropicServer
+
+MODEL = "claude-haiku-4-5"
+REPEATS = 3
+
+
+async def raw_fanout(url: str, calls: int, concurrency: int, tag: str) -> None:
+    client = anthropic.AsyncAnthropic(api_key="bench", base_url=url, max_retries=0)
+    sem = asyncio.Semaphore(concurrency)
+
+    async def one(i: int) -> str:
+        async with sem:
+            async with client.messages.stream(
+                model=MODEL, max_tokens=256, system="You are helpful.",
+                messages=[{"role": "user", "content": f"{tag} task {i}"}],
+            ) as stream:
+                async for _ in stream.text_stream:
+                    pass
+                return (await stream.get_final_message()).content[0].text
+
+    try:
+        await asyncio.gather(*(one(i) for i in range(calls)))
+    finally:
+        await client.close()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--calls", type=int, default=500)
+    ap.add_argument("--latency", type=float, default=0.05)
+    ap.add_argument("--concurrency", type=int, default=50)
+    args = ap.parse_args()
+    ideal = args.calls / args.concurrency * args.latency
+    raw_times: list[float] = []
+    our_times: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp, FakeAnthropicServer(latency_s=args.latency) as server:
+        settings = Settings(
+            api_key="bench", base_url=server.url, data_dir=Path(tmp) / "home",
+            secrets_dir=Path(tmp) / "home" / "secrets", cache_secret=b"bench-secret",
+            max_concurrent=args.concurrency, default_model=MODEL, max_tokens=256,
+        )
+        with Orchestrator(settings) as orch:
+            asyncio.run(raw_fanout(server.url, 20, args.concurrency, "warm"))  # warm-up both paths
+            orch.run_many_sync([("assistant", f"warm {i}") for i in range(20)])
+            for rep in range(REPEATS):
+                t0 = time.perf_counter()
+                asyncio.run(raw_fanout(server.url, args.calls, args.concurrency, f"raw{rep}"))
+                raw_times.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                results = orch.run_many_sync([("assistant", f"ours{rep} task {i}") for i in range(args.calls)])
+                our_times.append(time.perf_counter() - t0)
+                failed = [r for r in results if not r.ok]
+                if failed:
+                    print(f"{len(failed)} calls failed: {failed[0].error}", file=sys.stderr)
+                    return 1
+            max_in_flight = server.max_in_flight
+    raw, ours = statistics.median(raw_times), statistics.median(our_times)
+    print(f"{args.calls} calls, server latency {args.latency * 1000:.0f} ms, concurrency {args.concurrency}, "
+          f"median of {REPEATS}")
+    print(f"{'ideal':<34}{ideal:8.3f} s")
+    print(f"{'raw AsyncAnthropic + Semaphore':<34}{raw:8.3f} s   {raw / ideal:5.2f}x ideal")
+    print(f"{'Orchestrator.run_many_sync':<34}{ours:8.3f} s   {ours / ideal:5.2f}x ideal")
+    ratio = ours / raw
+    print(f"ours / raw = {ratio:.3f}  (target <= 1.10: {'PASS' if ratio <= 1.10 else 'MISS'}); "
+          f"server saw max {max_in_flight} in flight")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

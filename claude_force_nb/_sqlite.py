@@ -1,0 +1,268 @@
+"""Shared SQLite plumbing for the cache and the ledger (private).
+
+- ``ConnectionPool``: one connection per thread (``threading.local``), reopened after
+  ``fork`` (pid check), every connection tracked so ``close()`` closes them all, from any
+  thread. Connections run in autocommit mode; writes use explicit ``BEGIN IMMEDIATE``.
+- ``write_transaction``: ``BEGIN IMMEDIATE`` … ``COMMIT`` with rollback on error.
+- ``retry_locked``: retry a callable while SQLite reports "database is locked/busy" —
+  used for schema creation, which several kernels may attempt at the same moment.
+- ``is_corruption`` / ``is_disk_full``: classify ``sqlite3`` errors.
+- ``move_aside``: rename a damaged database and its ``-wal``/``-shm`` files out of the way
+  (never delete: the file may hold user data worth recovering).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+__all__ = [
+    "BUSY_TIMEOUT_MS",
+    "ConnectionPool",
+    "is_corruption",
+    "is_disk_full",
+    "is_locked",
+    "move_aside",
+    "retry_locked",
+    "write_transaction",
+]
+
+T = TypeVar("T")
+
+BUSY_TIMEOUT_MS = 10_000
+CACHE_SIZE_PAGES = 8192            # ~32 MiB with 4 KiB pages (facts §4: the 2 MB default is too small)
+MMAP_SIZE = 64 * 1024 * 1024
+
+# Connections inherited through fork() must never be used *or closed* in the child (closing
+# one can release the parent's POSIX locks or checkpoint its WAL). We keep them alive here.
+_INHERITED: list[sqlite3.Connection] = []
+
+
+def is_corruption(exc: BaseException) -> bool:
+    """A damaged or foreign file: SQLITE_CORRUPT / SQLITE_NOTADB ("malformed", "not a database")."""
+    if not isinstance(exc, sqlite3.DatabaseError) or isinstance(
+        exc, (sqlite3.OperationalError, sqlite3.IntegrityError, sqlite3.ProgrammingError)
+    ):
+        return False
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
+        return True
+    msg = str(exc).lower()
+    return "not a database" in msg or "malformed" in msg
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    return name.startswith("SQLITE_FULL") or "disk is full" in str(exc).lower()
+
+
+def is_locked(exc: BaseException) -> bool:
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    msg = str(exc).lower()
+    return name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in msg or "busy" in msg
+
+
+def retry_locked(fn: Callable[[], T], *, attempts: int = 50, first_wait: float = 0.005) -> T:
+    """Call ``fn`` until it stops failing with "database is locked/busy" (bounded)."""
+    wait = first_wait
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except sqlite3.OperationalError as exc:
+            if not is_locked(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(wait)
+            wait = min(wait * 2, 0.25)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+@contextlib.contextmanager
+def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """``BEGIN IMMEDIATE`` (takes the write lock up front, waits up to busy_timeout)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        raise
+    else:
+        conn.execute("COMMIT")
+
+
+def move_aside(path: Path) -> Path:
+    """Rename ``path`` (and ``-wal``/``-shm``) to ``<path>.corrupt-<timestamp>``; return the new name.
+
+    The companion files keep SQLite's naming (``<new>-wal``) so the set can still be opened
+    for recovery (``sqlite3 file.corrupt-… .recover``).
+    """
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    target = path.with_name(f"{path.name}.corrupt-{stamp}-{os.getpid()}")
+    n = 1
+    while target.exists():
+        target = path.with_name(f"{path.name}.corrupt-{stamp}-{os.getpid()}.{n}")
+        n += 1
+    os.replace(path, target)
+    for suffix in ("-wal", "-shm"):
+        companion = Path(f"{path}{suffix}")
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(companion, Path(f"{target}{suffix}"))
+    return target
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+class ConnectionPool:
+    """Per-thread connections to one SQLite file, fork-aware, closable from any thread.
+
+    ``setup(conn)`` runs once per new connection after the pragmas (schema checks etc.).
+    """
+
+    def __init__(self, path: Path, *, setup: Callable[[sqlite3.Connection], None] | None = None) -> None:
+        self.path = Path(path)
+        self._setup = setup
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        # connection -> weakref to the thread that owns it (to close those of dead threads)
+        self._conns: dict[sqlite3.Connection, weakref.ref[threading.Thread]] = {}
+        self._closed = False
+        self._generation = 0      # bumped by reset(): every thread then reopens
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def get(self) -> sqlite3.Connection:
+        """This thread's connection (opened on first use, or again after a fork)."""
+        local = self._local
+        conn = getattr(local, "conn", None)
+        if conn is not None and local.pid == self._pid_now():
+            if local.generation == self._generation:
+                return conn
+            self._discard(conn)        # stale after a reset(): this thread owns it, close it
+        return self._open()
+
+    def _pid_now(self) -> int:
+        pid = os.getpid()
+        if pid != self._pid:
+            self._after_fork(pid)
+        return pid
+
+    def _after_fork(self, pid: int) -> None:
+        # Runs in the child: forget (but never close) every connection of the parent.
+        self._lock = threading.Lock()
+        _INHERITED.extend(self._conns)
+        self._conns = {}
+        self._local = threading.local()
+        self._pid = pid
+
+    def _open(self) -> sqlite3.Connection:
+        from .errors import CacheError
+
+        self._pid_now()
+        if self._closed:
+            raise CacheError(f"{self.path} was closed: create a new instance to use it again.")
+        local = self._local
+        local.conn = None
+        # which file this thread is about to open: lets recovery tell "the file I found
+        # corrupt" from "a fresh file another thread/process already put in its place"
+        local.file_id = _file_id(self.path)
+        conn = sqlite3.connect(
+            self.path,
+            timeout=BUSY_TIMEOUT_MS / 1000,
+            isolation_level=None,          # autocommit; we issue BEGIN IMMEDIATE ourselves
+            check_same_thread=False,       # so close() may run from any thread
+            cached_statements=64,
+        )
+        try:
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            # only effective on a brand-new file, before WAL mode writes its header
+            conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+            # journal_mode=WAL is persistent; setting it races with other openers → retry.
+            mode = retry_locked(lambda: conn.execute("PRAGMA journal_mode=WAL").fetchone()[0])
+            if str(mode).lower() != "wal":  # pragma: no cover - e.g. a filesystem without shm
+                raise sqlite3.OperationalError(f"cannot switch {self.path} to WAL (journal_mode={mode})")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(f"PRAGMA cache_size={CACHE_SIZE_PAGES}")
+            conn.execute(f"PRAGMA mmap_size={MMAP_SIZE}")
+            conn.execute("PRAGMA foreign_keys=ON")
+            if self._setup is not None:
+                self._setup(conn)
+        except BaseException:
+            conn.close()
+            raise
+        with self._lock:
+            self._sweep_dead_threads()
+            self._conns[conn] = weakref.ref(threading.current_thread())
+        if local.file_id is None:
+            local.file_id = _file_id(self.path)
+        local.conn = conn
+        local.pid = self._pid
+        local.generation = self._generation
+        return conn
+
+    def _discard(self, conn: sqlite3.Connection) -> None:
+        with self._lock:
+            self._conns.pop(conn, None)
+        with contextlib.suppress(sqlite3.Error):
+            conn.close()
+        self._local.conn = None
+
+    def _sweep_dead_threads(self) -> None:
+        for conn, ref in list(self._conns.items()):
+            thread = ref()
+            if thread is None or not thread.is_alive():
+                del self._conns[conn]
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()
+
+    def reset(self) -> None:
+        """Drop this thread's connection and make every other thread reopen on its next use.
+
+        Other threads' connections are not closed under their feet (they may be mid-query):
+        each closes its own when it next calls ``get``.
+        """
+        self._pid_now()
+        with self._lock:
+            self._generation += 1
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            self._discard(conn)
+
+    def close(self) -> None:
+        """Close every connection (call when no other thread is using them); later use raises CacheError."""
+        self._pid_now()
+        with self._lock:
+            conns, self._conns = list(self._conns), {}
+            self._generation += 1
+            self._closed = True
+        for conn in conns:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+        self._local = threading.local()
+
+    def thread_file_id(self) -> tuple[int, int] | None:
+        """(dev, inode) of the file this thread's connection opened (None if none)."""
+        return getattr(self._local, "file_id", None)
+
+    def file_id_at_path(self) -> tuple[int, int] | None:
+        return _file_id(self.path)

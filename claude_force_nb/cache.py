@@ -1,0 +1,772 @@
+"""ResponseCache: an HMAC-signed SQLite cache of complete Claude responses.
+
+The cache survives kernel restarts and may be shared by several kernels (processes) and
+threads at once. Design (see facts/cache-design.md §5):
+
+* **Keys.** ``key_for(request)`` = ``"v1:" + HMAC-SHA256(k_id, canonical_json({"schema",
+  "request"}))``: everything that changes the answer is in the request body, absent params
+  stay absent, numeric ``temperature``/``top_p`` are floats (``1`` == ``1.0``). Because the
+  key is an HMAC, the database does not let anyone confirm a guessed prompt.
+* **Rows are signed envelopes.** ``payload`` is the canonical JSON of the response
+  (text, usage, served model, cost, created, expires…) and ``sig = HMAC-SHA256(k_mac,
+  b"claude-force-nb/1\\0" + kid + key + payload)``. ``get`` checks the signature with
+  ``hmac.compare_digest`` over the stored bytes *before* parsing anything, then the signed
+  expiry. A bad row is a miss, is deleted, is counted and logged (once per process). A row
+  signed under another secret (``kid`` mismatch, e.g. after rotation) is simply a miss.
+* **Secret.** The ``secret`` argument, else ``Settings.cache_secret``
+  (``CLAUDE_FORCE_CACHE_SECRET``), else a 32-byte key file (``settings.key_path``) created
+  0600 with ``O_EXCL`` in a 0700 directory outside the data dir. Subkeys ``k_id``/``k_mac``
+  are derived with HMAC; ``kid`` = first 8 bytes of SHA-256(master).
+* **Storage.** One rowid table with a UNIQUE key; WAL, ``synchronous=NORMAL``, 10 s busy
+  timeout, one connection per thread, reopened after ``fork``. No pickle anywhere.
+* **Eviction.** TTL checked on read (the signed expiry, and the current TTL from
+  ``created``); the size cap (``cache_max_bytes``) is enforced on every write, inside the
+  same ``BEGIN IMMEDIATE`` transaction: expired rows first, then least recently used.
+  ``total bytes`` and ``entries`` are kept in a one-row ``totals`` table by triggers (O(1)
+  per write, no scan). Approximate LRU: a hit refreshes ``last_access`` only when it is
+  more than an hour old, so hits almost never write.
+* **Hit counts** (the ``hits`` column of :meth:`entries`) are counted in memory per process
+  and flushed to the database inside the next write transaction this process makes (a
+  ``put``, ``delete``, ``prune``, the hourly ``last_access`` refresh, ``entries()``) and on
+  ``close()``. A process killed before any of these loses its unflushed hit counts (never
+  entries). A write per hit would cost ~5× on hit latency (facts §4).
+* **Failures.** A corrupt database file is renamed to ``cache.sqlite3.corrupt-<ts>``
+  (with its ``-wal``/``-shm``) and recreated, with a logged warning. A full disk turns
+  writes off for this process (``put`` returns False) and keeps reads working.
+
+Limits: integrity against writers who do not hold the secret; no confidentiality, and no
+protection against code running as the same OS user (it can read the key file).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import math
+import os
+import sqlite3
+import stat
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._sqlite import (
+    ConnectionPool,
+    is_corruption,
+    is_disk_full,
+    is_locked,
+    move_aside,
+    retry_locked,
+    write_transaction,
+)
+from .errors import CacheError, ConfigurationError, InsecurePathError
+from .results import Usage
+from .settings import Settings, ensure_private_dir
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas
+
+__all__ = ["CachedResponse", "ResponseCache", "canonical_json"]
+
+log = logging.getLogger(__name__)
+
+SCHEMA = "claude-force-nb/1"
+KEY_PREFIX = "v1:"
+SIG_DOMAIN = b"claude-force-nb/1\0"
+SCHEMA_VERSION = 1
+KEY_FILE_BYTES = 32
+TOUCH_INTERVAL_S = 3600.0           # approximate LRU: refresh last_access at most hourly
+EXPIRED_PER_WRITE = 256             # expired rows culled per put (prune() removes all)
+MAX_PENDING_KEYS = 1024             # flush in-memory hit counts beyond this many keys
+_FLOAT_PARAMS = ("temperature", "top_p")
+_TASK_HEAD_CHARS = 200
+
+_warned: set[str] = set()           # warnings already logged by this process
+
+
+def _warn_once(tag: str, message: str, *args: Any) -> None:
+    if tag not in _warned:
+        _warned.add(tag)
+        log.warning(message, *args)
+
+
+def canonical_json(obj: Any) -> bytes:
+    """Deterministic JSON bytes: sorted keys, no whitespace, UTF-8, NaN/Infinity refused."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def _first_line(text: str | None, limit: int = _TASK_HEAD_CHARS) -> str:
+    if not text:
+        return ""
+    stripped = text.strip()
+    return stripped.splitlines()[0][:limit] if stripped else ""
+
+
+@dataclass(frozen=True)
+class CachedResponse:
+    """A complete response as stored in the cache (``created``/``expires`` are set by put)."""
+
+    text: str
+    stop_reason: str
+    usage: Usage
+    model: str                 # the model id the API served
+    cost_usd: float | None     # cost when first made (becomes saved_usd on hits)
+    agent: str | None = None
+    task_head: str = ""        # first line of the task, <= 200 chars
+    request_id: str | None = None
+    created: float = 0.0
+    expires: float | None = None
+
+    def _payload(self, created: float, expires: float | None) -> bytes:
+        cost = self.cost_usd
+        if cost is not None:
+            cost = float(cost)
+            if not math.isfinite(cost):
+                cost = None       # NaN = "unknown price" → stored as unknown
+        usage = self.usage if isinstance(self.usage, Usage) else Usage.from_dict(dict(self.usage))
+        return canonical_json(
+            {
+                "agent": self.agent,
+                "cost_usd": cost,
+                "created": created,
+                "expires": expires,
+                "model": self.model,
+                "request_id": self.request_id,
+                "stop_reason": self.stop_reason,
+                "task_head": (self.task_head or "")[:_TASK_HEAD_CHARS],
+                "text": self.text,
+                "usage": usage.to_dict(),
+            }
+        )
+
+    @classmethod
+    def _from_payload(cls, payload: bytes) -> CachedResponse:
+        d = json.loads(payload)
+        text, stop, model = d["text"], d["stop_reason"], d["model"]
+        if not (isinstance(text, str) and isinstance(stop, str) and isinstance(model, str)):
+            raise TypeError("payload fields have the wrong types")
+        cost = d["cost_usd"]
+        expires = d["expires"]
+        return cls(
+            text=text,
+            stop_reason=stop,
+            usage=Usage.from_dict(d["usage"]),
+            model=model,
+            cost_usd=None if cost is None else float(cost),
+            agent=d["agent"],
+            task_head=d["task_head"],
+            request_id=d["request_id"],
+            created=float(d["created"]),
+            expires=None if expires is None else float(expires),
+        )
+
+
+# --------------------------------------------------------------------------- secret
+
+def _check_key_file(fd: int, path: Path) -> None:
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        raise InsecurePathError(f"{path} is not a regular file: remove it so a new cache key can be created.")
+    if hasattr(os, "getuid") and st.st_uid != os.getuid():
+        raise InsecurePathError(
+            f"{path} belongs to another user (uid {st.st_uid}): remove it (a new key is generated) "
+            "or set CLAUDE_FORCE_CACHE_SECRET."
+        )
+    if st.st_mode & 0o077:
+        raise InsecurePathError(
+            f"{path} is accessible by group or others (mode {stat.S_IMODE(st.st_mode):04o}): "
+            f"run `chmod 600 {path}`."
+        )
+
+
+def _read_key_file(path: Path, *, wait_s: float = 2.0) -> bytes:
+    """Read an existing key file; wait briefly for a creator that has not written it yet."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        try:
+            _check_key_file(fd, path)
+            data = b""
+            while chunk := os.read(fd, 4096):
+                data += chunk
+        finally:
+            os.close(fd)
+        if len(data) >= KEY_FILE_BYTES:
+            return data
+        if time.monotonic() >= deadline:
+            raise ConfigurationError(
+                f"{path} holds {len(data)} bytes, not a {KEY_FILE_BYTES}-byte key: delete it to generate a "
+                "new one (existing cache entries then become misses)."
+            )
+        time.sleep(0.01)
+
+
+def load_or_create_key_file(path: Path) -> bytes:
+    """The master secret from ``path``, creating it (0600, O_EXCL) when absent. Race-safe."""
+    path = Path(path)
+    ensure_private_dir(path.parent)
+    flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:
+        return _read_key_file(path)         # another kernel won the race (or made it long ago)
+    try:
+        key = os.urandom(KEY_FILE_BYTES)
+        view = memoryview(key)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
+    os.close(fd)
+    return key
+
+
+# --------------------------------------------------------------------------- schema
+
+_DDL = (
+    """CREATE TABLE IF NOT EXISTS entries(
+        id INTEGER PRIMARY KEY,
+        key TEXT NOT NULL UNIQUE,
+        kid BLOB NOT NULL,
+        payload BLOB NOT NULL,
+        sig BLOB NOT NULL,
+        created REAL NOT NULL,
+        expires REAL,
+        last_access REAL NOT NULL,
+        size INTEGER NOT NULL,
+        hits INTEGER NOT NULL DEFAULT 0
+    )""",
+    "CREATE INDEX IF NOT EXISTS entries_expires ON entries(expires) WHERE expires IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS entries_access ON entries(last_access)",
+    "CREATE TABLE IF NOT EXISTS totals(id INTEGER PRIMARY KEY CHECK (id = 1), entries INTEGER NOT NULL, bytes INTEGER NOT NULL)",
+    "INSERT OR IGNORE INTO totals(id, entries, bytes) VALUES (1, 0, 0)",
+    """CREATE TRIGGER IF NOT EXISTS entries_ai AFTER INSERT ON entries BEGIN
+        UPDATE totals SET entries = entries + 1, bytes = bytes + NEW.size WHERE id = 1; END""",
+    """CREATE TRIGGER IF NOT EXISTS entries_ad AFTER DELETE ON entries BEGIN
+        UPDATE totals SET entries = entries - 1, bytes = bytes - OLD.size WHERE id = 1; END""",
+    """CREATE TRIGGER IF NOT EXISTS entries_au AFTER UPDATE OF size ON entries BEGIN
+        UPDATE totals SET bytes = bytes - OLD.size + NEW.size WHERE id = 1; END""",
+    "CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v)",
+    f"INSERT OR IGNORE INTO meta(k, v) VALUES ('schema', {SCHEMA_VERSION})",
+)
+
+
+def _schema_version(conn: sqlite3.Connection) -> int | None:
+    try:
+        row = conn.execute("SELECT v FROM meta WHERE k = 'schema'").fetchone()
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return None
+        raise
+    return None if row is None else int(row[0])
+
+
+def _ensure_schema(conn: sqlite3.Connection) -> None:
+    version = _schema_version(conn)
+    if version is None:
+        def create() -> None:
+            with write_transaction(conn):
+                for statement in _DDL:
+                    conn.execute(statement)
+
+        retry_locked(create)
+        version = _schema_version(conn)
+    if version != SCHEMA_VERSION:
+        raise CacheError(
+            f"The cache database has schema version {version}, this version of claude-force-nb "
+            f"expects {SCHEMA_VERSION}: upgrade claude-force-nb or use another CLAUDE_FORCE_HOME."
+        )
+
+
+# --------------------------------------------------------------------------- the cache
+
+class ResponseCache:
+    """A persistent, signed response cache in one SQLite file. Thread- and process-safe.
+
+    ``clock`` (default ``time.time``) exists for tests: it dates entries and decides expiry.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        path: Path | None = None,
+        secret: bytes | str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings if settings is not None else Settings.from_env()
+        s = self.settings
+        if path is None:
+            ensure_private_dir(Path(s.data_dir))
+            self.path = Path(s.cache_path)
+        else:
+            self.path = Path(path)
+            ensure_private_dir(self.path.parent)
+        master = self._master_secret(secret)
+        self.kid = hashlib.sha256(master).digest()[:8]
+        self._k_id = hmac.new(master, b"claude-force-nb key-id v1", hashlib.sha256).digest()
+        k_mac = hmac.new(master, b"claude-force-nb mac v1", hashlib.sha256).digest()
+        self._mac = hmac.new(k_mac, SIG_DOMAIN, hashlib.sha256)   # copied per use
+        del master, k_mac
+        self._clock = clock
+        ttl = s.cache_ttl_s
+        self.ttl_s: float | None = None if ttl is None or math.isinf(ttl) else float(ttl)
+        self.max_bytes = int(s.cache_max_bytes)
+        self.max_entry_bytes = int(s.cache_max_entry_bytes)
+        self.touch_interval_s = TOUCH_INTERVAL_S
+
+        self._lock = threading.Lock()                       # counters + pending hit counts
+        self._pending: dict[str, list[float]] = {}          # key -> [hits, last_access to set]
+        self._hits = self._misses = self._integrity_failures = self._evictions = 0
+        self._writes_enabled = True
+        self._recover_lock = threading.Lock()
+        self._pool = ConnectionPool(self.path, setup=_ensure_schema)
+        self._run(lambda conn: None)     # open now: schema races, corruption surface here
+
+    def _master_secret(self, secret: bytes | str | None) -> bytes:
+        if secret is None:
+            secret = self.settings.cache_secret
+        if secret is None:
+            ensure_private_dir(Path(self.settings.secrets_dir))
+            return load_or_create_key_file(Path(self.settings.key_path))
+        if isinstance(secret, str):
+            secret = secret.encode()
+        if not secret:
+            raise ConfigurationError("The cache secret is empty: set CLAUDE_FORCE_CACHE_SECRET to a long random value or unset it.")
+        return bytes(secret)
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _run(self, op: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run ``op(conn)``; a corrupt database is moved aside, recreated, and ``op`` retried once."""
+        for attempt in (0, 1):
+            try:
+                return op(self._pool.get())
+            except sqlite3.DatabaseError as exc:
+                if attempt or not is_corruption(exc):
+                    raise
+                self._recover(exc)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _recover(self, exc: BaseException) -> None:
+        with self._recover_lock:
+            opened = self._pool.thread_file_id()
+            self._pool.reset()
+            if opened is not None and self._pool.file_id_at_path() == opened:
+                target = move_aside(self.path)
+                log.warning(
+                    "The response cache %s was corrupt (%s); it was moved to %s and a new empty cache "
+                    "was created. Delete the old file once you no longer need it.",
+                    self.path, exc, target,
+                )
+            with self._lock:
+                self._pending.clear()
+
+    def _sign(self, kid: bytes, key: bytes, payload: bytes) -> bytes:
+        mac = self._mac.copy()
+        mac.update(kid)
+        mac.update(key)
+        mac.update(payload)
+        return mac.digest()
+
+    def _valid(self, key: str, kid: bytes, payload: bytes, sig: bytes) -> bool:
+        return hmac.compare_digest(self._sign(kid, key.encode(), payload), sig)
+
+    # ------------------------------------------------------------------ keys
+
+    def key_for(self, request: dict[str, Any]) -> str:
+        """The cache key of a Messages API request body (without stream/timeouts).
+
+        Raises TypeError/ValueError when the body is not plain JSON (NaN included).
+        """
+        if not isinstance(request, dict):
+            raise TypeError(f"request must be a dict of Messages API params, not {type(request).__name__}")
+        body = dict(request)
+        for name in _FLOAT_PARAMS:
+            value = body.get(name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                body[name] = float(value)
+        material = canonical_json({"schema": SCHEMA, "request": body})
+        return KEY_PREFIX + hmac.new(self._k_id, material, hashlib.sha256).hexdigest()
+
+    # ------------------------------------------------------------------ reads
+
+    def get(self, key: str) -> CachedResponse | None:
+        """The cached response for ``key``, or None (absent, expired, other secret, or tampered)."""
+        now = self._clock()
+        try:
+            rows = self._run(
+                lambda conn: conn.execute(
+                    "SELECT id, kid, payload, sig, last_access FROM entries WHERE key = ?", (key,)
+                ).fetchall()
+            )
+        except sqlite3.OperationalError as exc:
+            if not is_locked(exc):
+                raise
+            _warn_once("get-locked", "The response cache %s is locked; treating lookups as misses.", self.path)
+            rows = []
+        if not rows:
+            return self._miss()
+        rowid, kid, payload, sig, last_access = rows[0]
+        if kid != self.kid:
+            return self._miss()          # written under another secret: not ours to judge
+        if not self._valid(key, kid, payload, sig):
+            return self._integrity_failure(key, rowid, sig, "bad signature")
+        try:
+            response = CachedResponse._from_payload(payload)
+        except (ValueError, KeyError, TypeError) as exc:
+            return self._integrity_failure(key, rowid, sig, f"unreadable payload ({exc})")
+        if self._expired(response, now):
+            return self._miss()
+        touch = now - last_access >= self.touch_interval_s
+        with self._lock:
+            self._hits += 1
+            entry = self._pending.get(key)
+            if entry is None:
+                self._pending[key] = [1, now if touch else 0.0]
+            else:
+                entry[0] += 1
+                if touch:
+                    entry[1] = now
+            flush = touch or len(self._pending) > MAX_PENDING_KEYS
+        if flush:
+            if self._writes_enabled:
+                self._flush()
+            elif len(self._pending) > MAX_PENDING_KEYS:
+                with self._lock:
+                    self._pending.clear()
+        return response
+
+    def _expired(self, response: CachedResponse, now: float) -> bool:
+        if response.expires is not None and now >= response.expires:
+            return True
+        return self.ttl_s is not None and now >= response.created + self.ttl_s
+
+    def _miss(self) -> None:
+        with self._lock:
+            self._misses += 1
+        return None
+
+    def _integrity_failure(self, key: str, rowid: int, sig: bytes, why: str) -> None:
+        with self._lock:
+            self._misses += 1
+            self._integrity_failures += 1
+            self._pending.pop(key, None)
+        _warn_once(
+            "integrity",
+            "Response cache %s: entry %s failed its integrity check (%s); it was discarded. "
+            "Someone without the cache secret modified the database (further failures are not logged).",
+            self.path, key[:12], why,
+        )
+        # delete exactly the row we judged (not a valid row a concurrent put just wrote)
+        self._try_write(lambda conn: conn.execute("DELETE FROM entries WHERE id = ? AND sig = ?", (rowid, sig)))
+        return None
+
+    # ------------------------------------------------------------------ writes
+
+    def _flush_pending(self, conn: sqlite3.Connection) -> list[tuple[str, list[float]]]:
+        """Inside a write transaction: apply this process's pending hit counts/touches."""
+        with self._lock:
+            items, self._pending = list(self._pending.items()), {}
+        if items:
+            conn.executemany(
+                "UPDATE entries SET hits = hits + ?, last_access = MAX(last_access, ?) WHERE key = ?",
+                [(int(hits), touched, key) for key, (hits, touched) in items],
+            )
+        return items
+
+    def _restore_pending(self, items: Iterable[tuple[str, list[float]]]) -> None:
+        with self._lock:
+            for key, (hits, touched) in items:
+                entry = self._pending.setdefault(key, [0, 0.0])
+                entry[0] += hits
+                entry[1] = max(entry[1], touched)
+
+    def _write(self, op: Callable[[sqlite3.Connection], Any]) -> Any:
+        """``op`` inside BEGIN IMMEDIATE, after flushing pending hit counts. Errors propagate."""
+        flushed: list[tuple[str, list[float]]] = []
+
+        def txn(conn: sqlite3.Connection) -> Any:
+            nonlocal flushed
+            with write_transaction(conn):
+                flushed = self._flush_pending(conn)
+                return op(conn)
+
+        try:
+            return self._run(txn)
+        except BaseException as exc:
+            if flushed and not is_corruption(exc):
+                self._restore_pending(flushed)
+            if is_disk_full(exc):
+                self._disable_writes(exc)
+            raise
+
+    def _try_write(self, op: Callable[[sqlite3.Connection], Any]) -> bool:
+        """Best-effort ``_write``: False (and a log line) when the database cannot be written."""
+        if not self._writes_enabled:
+            return False
+        try:
+            self._write(op)
+        except sqlite3.OperationalError as exc:
+            if is_disk_full(exc):
+                return False
+            if is_locked(exc):
+                _warn_once("locked", "The response cache %s stayed locked: a write was skipped (%s).", self.path, exc)
+                return False
+            raise
+        return True
+
+    def _flush(self) -> None:
+        """Write this process's pending hit counts / last_access refreshes (best effort)."""
+        if self._pending:
+            self._try_write(lambda conn: None)
+
+    def _disable_writes(self, exc: BaseException) -> None:
+        self._writes_enabled = False
+        log.warning(
+            "The disk holding the response cache %s is full (%s): caching new responses is off for "
+            "this process; cached answers are still served. Free space and restart the kernel.",
+            self.path, exc,
+        )
+
+    def put(self, key: str, response: CachedResponse) -> bool:
+        """Store a complete response; False when not stored (incomplete, too big, writes off)."""
+        if not isinstance(key, str) or not key:
+            raise TypeError("key must be the non-empty string returned by key_for()")
+        if not self._writes_enabled or not isinstance(response.stop_reason, str) or not response.stop_reason:
+            return False
+        if not isinstance(response.text, str):
+            return False
+        now = self._clock()
+        expires = None if self.ttl_s is None else now + self.ttl_s
+        payload = response._payload(now, expires)
+        key_b = key.encode()
+        sig = self._sign(self.kid, key_b, payload)
+        size = len(key_b) + len(self.kid) + len(payload) + len(sig)
+        if size > self.max_entry_bytes or size > self.max_bytes:
+            return False
+        row = (key, self.kid, payload, sig, now, expires, now, size)
+
+        def op(conn: sqlite3.Connection) -> None:
+            self._upsert(conn, row)
+            self._enforce_limits(conn, now, keep=key)
+
+        return self._try_write(op)
+
+    def _bulk_put(self, items: Iterable[tuple[str, CachedResponse]]) -> int:
+        """Store many responses in one transaction (benchmarks, imports). Returns rows stored."""
+        now = self._clock()
+        expires = None if self.ttl_s is None else now + self.ttl_s
+        rows = []
+        for key, response in items:
+            payload = response._payload(now, expires)
+            key_b = key.encode()
+            sig = self._sign(self.kid, key_b, payload)
+            rows.append((key, self.kid, payload, sig, now, expires, now, len(key_b) + len(self.kid) + len(payload) + len(sig)))
+
+        def op(conn: sqlite3.Connection) -> None:
+            for row in rows:
+                self._upsert(conn, row)
+            self._enforce_limits(conn, now, keep=None)
+
+        self._write(op)
+        return len(rows)
+
+    @staticmethod
+    def _upsert(conn: sqlite3.Connection, row: tuple[Any, ...]) -> None:
+        # An UPSERT (not INSERT OR REPLACE) so the UPDATE trigger keeps the totals exact.
+        conn.execute(
+            """INSERT INTO entries(key, kid, payload, sig, created, expires, last_access, size)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT(key) DO UPDATE SET kid = excluded.kid, payload = excluded.payload,
+                 sig = excluded.sig, created = excluded.created, expires = excluded.expires,
+                 last_access = excluded.last_access, size = excluded.size""",
+            row,
+        )
+
+    def _enforce_limits(self, conn: sqlite3.Connection, now: float, *, keep: str | None, all_expired: bool = False) -> int:
+        """Delete expired rows, then least-recently-used rows until under max_bytes."""
+        removed = 0
+        limit = -1 if all_expired else EXPIRED_PER_WRITE
+        removed += conn.execute(
+            "DELETE FROM entries WHERE id IN (SELECT id FROM entries WHERE expires IS NOT NULL AND expires <= ? LIMIT ?)",
+            (now, limit),
+        ).rowcount
+        if all_expired and self.ttl_s is not None:   # prune(): also rows older than a lowered TTL
+            removed += conn.execute("DELETE FROM entries WHERE created <= ?", (now - self.ttl_s,)).rowcount
+        total = conn.execute("SELECT bytes FROM totals WHERE id = 1").fetchone()[0]
+        while total > self.max_bytes:
+            victims = conn.execute(
+                "SELECT id, size FROM entries WHERE key IS NOT ? ORDER BY last_access, id LIMIT 64", (keep,)
+            ).fetchall()
+            if not victims:
+                break
+            batch = []
+            for rowid, size in victims:
+                batch.append((rowid,))
+                total -= size
+                if total <= self.max_bytes:
+                    break
+            conn.executemany("DELETE FROM entries WHERE id = ?", batch)
+            removed += len(batch)
+        if removed:
+            with self._lock:
+                self._evictions += removed
+        return removed
+
+    def delete(self, key: str) -> bool:
+        """Remove one entry; True when it existed."""
+        with self._lock:
+            self._pending.pop(key, None)
+        return bool(self._write(lambda conn: conn.execute("DELETE FROM entries WHERE key = ?", (key,)).rowcount))
+
+    def clear(self) -> int:
+        """Remove every entry (the ledger is a separate file and is untouched). Returns rows removed."""
+        with self._lock:
+            self._pending.clear()
+        removed = self._write(lambda conn: conn.execute("DELETE FROM entries").rowcount)
+        self._vacuum()
+        return int(removed)
+
+    def prune(self) -> int:
+        """Delete every expired row, then enforce the size cap. Returns rows removed."""
+        now = self._clock()
+        removed = self._write(lambda conn: self._enforce_limits(conn, now, keep=None, all_expired=True))
+        self._vacuum()
+        return int(removed)
+
+    def _vacuum(self) -> None:
+        with contextlib.suppress(sqlite3.OperationalError):
+            self._run(lambda conn: conn.execute("PRAGMA incremental_vacuum").fetchall())
+
+    # ------------------------------------------------------------------ inspection
+
+    def verify(self) -> list[str]:
+        """Re-check every signature; return the keys of rows that fail (payload unreadable too).
+
+        Read-only: bad rows are reported, not deleted (``get`` deletes them when met, or call
+        ``delete(key)``). Rows signed under another secret cannot be checked and are skipped.
+        """
+        def scan(conn: sqlite3.Connection) -> list[str]:
+            bad = []
+            for key, kid, payload, sig in conn.execute("SELECT key, kid, payload, sig FROM entries ORDER BY id"):
+                if kid != self.kid:
+                    continue
+                if not self._valid(key, kid, payload, sig):
+                    bad.append(key)
+                    continue
+                try:
+                    CachedResponse._from_payload(payload)
+                except (ValueError, KeyError, TypeError):
+                    bad.append(key)
+            return bad
+
+        return self._run(scan)
+
+    def stats(self) -> dict[str, Any]:
+        """Counters. entries/bytes describe the database (all processes); hits, misses,
+        integrity_failures and evictions count this process's operations on this instance."""
+        entries, nbytes = self._run(lambda conn: conn.execute("SELECT entries, bytes FROM totals WHERE id = 1").fetchone())
+        with self._lock:
+            hits, misses = self._hits, self._misses
+            failures, evictions = self._integrity_failures, self._evictions
+        lookups = hits + misses
+        return {
+            "entries": int(entries),
+            "bytes": int(nbytes),
+            "hits": hits,
+            "misses": misses,
+            "hit_rate": hits / lookups if lookups else 0.0,
+            "integrity_failures": failures,
+            "evictions": evictions,
+            "path": str(self.path),
+            "max_bytes": self.max_bytes,
+            "writes_enabled": self._writes_enabled,
+        }
+
+    def entries(self) -> pandas.DataFrame:
+        """One row per valid entry, most recent first; the index holds the full keys.
+
+        Columns: key (12-char prefix), agent, model, created, expires (datetime64[ns, UTC]),
+        size, hits (int64), cost_usd (float64), task, answer (first lines). Rows that fail
+        verification or were signed under another secret are left out.
+        """
+        import pandas as pd
+
+        self._flush()       # this process's hit counts first
+
+        def scan(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            return conn.execute(
+                "SELECT key, kid, payload, sig, size, hits FROM entries ORDER BY created DESC, id DESC"
+            ).fetchall()
+
+        cols: dict[str, list[Any]] = {c: [] for c in
+                                      ("key", "agent", "model", "created", "expires", "size", "hits", "cost_usd", "task", "answer")}
+        full_keys = []
+        for key, kid, payload, sig, size, hits in self._run(scan):
+            if kid != self.kid or not self._valid(key, kid, payload, sig):
+                continue
+            try:
+                r = CachedResponse._from_payload(payload)
+            except (ValueError, KeyError, TypeError):
+                continue
+            full_keys.append(key)
+            cols["key"].append(key[:12])
+            cols["agent"].append(r.agent)
+            cols["model"].append(r.model)
+            cols["created"].append(r.created)
+            cols["expires"].append(math.nan if r.expires is None else r.expires)
+            cols["size"].append(size)
+            cols["hits"].append(hits)
+            cols["cost_usd"].append(math.nan if r.cost_usd is None else r.cost_usd)
+            cols["task"].append(r.task_head)
+            cols["answer"].append(_first_line(r.text))
+
+        def when(values: list[float]) -> Any:
+            return pd.to_datetime(pd.Series(values, dtype="float64"), unit="s", utc=True).astype("datetime64[ns, UTC]")
+
+        frame = pd.DataFrame(
+            {
+                "key": pd.Series(cols["key"], dtype=str),
+                "agent": pd.Series(cols["agent"], dtype=str),
+                "model": pd.Series(cols["model"], dtype=str),
+                "created": when(cols["created"]),
+                "expires": when(cols["expires"]),
+                "size": pd.Series(cols["size"], dtype="int64"),
+                "hits": pd.Series(cols["hits"], dtype="int64"),
+                "cost_usd": pd.Series(cols["cost_usd"], dtype="float64"),
+                "task": pd.Series(cols["task"], dtype=str),
+                "answer": pd.Series(cols["answer"], dtype=str),
+            }
+        )
+        frame.index = pd.Index(full_keys, dtype=str, name="cache_key")
+        return frame
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def close(self) -> None:
+        """Flush pending hit counts and close every connection. Idempotent."""
+        if self._pool.closed:
+            return
+        with contextlib.suppress(sqlite3.Error, CacheError):
+            self._flush()
+        self._pool.close()
+
+    def __enter__(self) -> ResponseCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"ResponseCache(path={str(self.path)!r})"

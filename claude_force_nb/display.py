@@ -1,0 +1,116 @@
+"""Rendering results and streams into notebook outputs (display handles, Markdown, badges).
+
+Everything here may be called from the runner thread: it only ever talks to the
+frontend through a display handle (``update_display_data``), never through print.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from IPython.display import DisplayHandle, display
+
+from .results import AgentResult
+
+__all__ = ["StreamView", "compare_html", "extract_code", "provenance", "result_bundle"]
+
+UPDATE_EVERY_S = 0.1
+BADGE_STYLE = "font-size: 0.85em; color: #666; font-family: var(--jp-code-font-family, monospace);"
+_FENCE = re.compile(r"```[\w+-]*\n(.*?)```", re.S)
+
+
+def badge_html(result: AgentResult) -> str:
+    colour = "#b00" if not result.ok else ("#0a7" if result.cached else "#666")
+    return f'<div style="{BADGE_STYLE} color: {colour};">{html.escape(result.footer())}</div>'
+
+
+def provenance(result: AgentResult) -> dict[str, Any]:
+    """Output metadata: where an answer came from, kept in the saved notebook."""
+    return {
+        "claude_force_nb": {
+            "agent": result.agent,
+            "model": result.model,
+            "cache_key": result.cache_key,
+            "cached": result.cached,
+            "usage": result.usage.to_dict(),
+            "cost_usd": result.cost_usd,
+            "saved_usd": result.saved_usd,
+            "request_id": result.request_id,
+            "stop_reason": result.stop_reason,
+            "offline": result.offline,
+            "error_type": result.error_type,
+        }
+    }
+
+
+def extract_code(text: str) -> str:
+    """The fenced code blocks of an answer, joined (the whole text if there are none)."""
+    blocks = _FENCE.findall(text)
+    return "\n\n".join(b.rstrip() for b in blocks) if blocks else text
+
+
+def result_bundle(result: AgentResult, fmt: str = "markdown") -> dict[str, str]:
+    """A mime bundle for a finished result: the answer, then the footer badge."""
+    if not result.ok:
+        body = f"**{html.escape(result.agent)} failed:** {html.escape(result.error or '')}"
+    elif fmt == "code":
+        body = f"```python\n{extract_code(result.text)}\n```"
+    elif fmt == "text":
+        body = f"<pre style='white-space: pre-wrap'>{html.escape(result.text)}</pre>"
+    else:
+        body = result.text
+    return {
+        "text/markdown": f"{body}\n\n{badge_html(result)}",
+        "text/plain": f"{result.text if result.ok else result.error}\n-- {result.footer()}",
+    }
+
+
+class StreamView:
+    """A display handle that fills in as deltas arrive and ends with the badge."""
+
+    def __init__(self, agent: str, model: str, fmt: str = "markdown") -> None:
+        self.fmt = fmt
+        self._chunks: list[str] = []
+        self._last = 0.0
+        self._lock = threading.Lock()
+        self.handle: DisplayHandle = display(
+            {"text/markdown": f"*{html.escape(agent)} ({html.escape(model)}) is thinking…*",
+             "text/plain": f"{agent} is thinking…"},
+            raw=True,
+            display_id=True,
+        )
+
+    def on_text(self, delta: str) -> None:
+        """Called for every delta (from the runner thread); redraws at most every 0.1 s."""
+        with self._lock:
+            self._chunks.append(delta)
+            now = time.monotonic()
+            if now - self._last < UPDATE_EVERY_S:
+                return
+            self._last = now
+            text = "".join(self._chunks)
+        self.handle.update({"text/markdown": text + " ▌", "text/plain": text}, raw=True)
+
+    def finish(self, result: AgentResult) -> None:
+        self.handle.update(result_bundle(result, self.fmt), raw=True, metadata=provenance(result))
+
+    def fail(self, message: str) -> None:
+        self.handle.update({"text/markdown": f"**Error:** {html.escape(message)}", "text/plain": message}, raw=True)
+
+
+def compare_html(results: Sequence[AgentResult]) -> str:
+    """Answers side by side: one column per run, each with its badge."""
+    columns = []
+    for r in results:
+        body = html.escape(r.text if r.ok else f"Error: {r.error}")
+        columns.append(
+            "<div style='flex: 1 1 0; min-width: 16em; border: 1px solid #ddd; border-radius: 4px; padding: 0.5em;'>"
+            f"<div style='font-weight: bold'>{html.escape(r.agent)} · {html.escape(r.model)}</div>"
+            f"<div style='white-space: pre-wrap; margin: 0.5em 0;'>{body}</div>{badge_html(r)}</div>"
+        )
+    return f"<div style='display: flex; gap: 0.5em; align-items: stretch;'>{''.join(columns)}</div>"

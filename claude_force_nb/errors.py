@@ -1,0 +1,131 @@
+"""The exception tree of claude_force_nb: every error the package raises on purpose.
+
+::
+
+    ClaudeForceError
+    ├── ConfigurationError           settings, home directory, missing API key
+    │   ├── MissingAPIKeyError       no ANTHROPIC_API_KEY and not offline
+    │   └── InsecurePathError        a key file or home readable/writable by others
+    ├── InvalidInputError (ValueError)   bad task, max_tokens, temperature, model id
+    │   └── UnknownAgentError        with close-match suggestions
+    ├── AgentDefinitionError         a malformed or unsafe agent file
+    ├── BudgetExceededError          a call refused before sending: it could cross the budget
+    ├── APICallError                 the API call failed (after retries where retried)
+    │   ├── RateLimitedError         429 after every retry
+    │   ├── CircuitOpenError         failing fast after repeated failures
+    │   ├── IncompleteResponseError  a stream that ended without stop_reason
+    │   └── EmptyResponseError       a response with no text content
+    └── CacheError                   the response cache cannot be used
+
+Messages name the problem and the fix in one line: they are shown to notebook users
+as they are, without a traceback. Bugs are never wrapped in these classes.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "APICallError",
+    "AgentDefinitionError",
+    "BudgetExceededError",
+    "CacheError",
+    "CircuitOpenError",
+    "ClaudeForceError",
+    "ConfigurationError",
+    "EmptyResponseError",
+    "IncompleteResponseError",
+    "InsecurePathError",
+    "InvalidInputError",
+    "MissingAPIKeyError",
+    "RateLimitedError",
+    "UnknownAgentError",
+]
+
+
+class ClaudeForceError(Exception):
+    """Base class: an expected failure with a message meant for the user."""
+
+
+class ConfigurationError(ClaudeForceError):
+    """Settings, paths or credentials are not usable as they are."""
+
+
+class MissingAPIKeyError(ConfigurationError):
+    """No API key and offline mode is off."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "No Anthropic API key: set ANTHROPIC_API_KEY in the environment (before starting "
+            "the kernel), or set CLAUDE_FORCE_OFFLINE=1 to use the built-in offline server."
+        )
+
+
+class InsecurePathError(ConfigurationError):
+    """A secret or data path has permissions or ownership that others could abuse."""
+
+
+class InvalidInputError(ClaudeForceError, ValueError):
+    """The caller passed a value that cannot be sent (bad task, model, max_tokens...)."""
+
+
+class UnknownAgentError(InvalidInputError, LookupError):
+    """No agent of that name; the message lists close matches."""
+
+    def __init__(self, name: str, suggestions: list[str] | None = None) -> None:
+        self.name = name
+        self.suggestions = list(suggestions or [])
+        hint = (
+            f" Did you mean {', '.join(repr(s) for s in self.suggestions)}?"
+            if self.suggestions
+            else ""
+        )
+        super().__init__(
+            f"Unknown agent {name!r}.{hint} List agents with `%agent list` or "
+            f"AgentRegistry().names(); add one as .claude/agents/{name}.md."
+        )
+
+
+class AgentDefinitionError(ClaudeForceError):
+    """An agent definition file is malformed, too large or escapes its directory."""
+
+
+class BudgetExceededError(ClaudeForceError):
+    """A call was refused before sending because it could cross Settings.budget_usd."""
+
+
+class APICallError(ClaudeForceError):
+    """The API call failed. Carries what the API said, for the ledger and the user."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        error_type: str | None = None,
+        request_id: str | None = None,
+        attempts: int = 1,
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.error_type = error_type
+        self.request_id = request_id
+        self.attempts = attempts
+
+
+class RateLimitedError(APICallError):
+    """Still rate limited (429) after every retry."""
+
+
+class CircuitOpenError(APICallError):
+    """Too many consecutive failures: calls fail fast until the breaker resets."""
+
+
+class IncompleteResponseError(APICallError):
+    """The stream ended without a stop_reason: the answer is truncated and never cached."""
+
+
+class EmptyResponseError(APICallError):
+    """The response held no text content."""
+
+
+class CacheError(ClaudeForceError):
+    """The response cache cannot be opened or used."""

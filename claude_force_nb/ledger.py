@@ -1,0 +1,315 @@
+"""Ledger: one SQLite row per agent call — cache hits, API calls and failures alike.
+
+The ledger lives in ``ledger.sqlite3`` next to (never inside) the cache, so clearing the
+cache never loses cost history. Several kernels may write at once (WAL, busy timeout,
+one connection per thread, reopened after ``fork``).
+
+Schema changes are named, ordered migration functions (as in simonw/llm): ``migrate``
+records each applied name in ``_migrations(name, applied_at)`` and runs the missing
+ones, all inside one ``BEGIN IMMEDIATE`` transaction so two kernels opening an old
+ledger at once cannot both apply a migration. Add a migration by appending a function
+to ``MIGRATIONS``; never edit or reorder applied ones.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._sqlite import ConnectionPool, is_corruption, retry_locked, write_transaction
+from .errors import ConfigurationError
+from .results import AgentResult
+from .settings import Settings, ensure_private_dir
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas
+
+__all__ = ["COLUMNS", "MIGRATIONS", "Ledger", "current_session_id", "migrate"]
+
+TASK_HEAD_CHARS = 200
+
+# Column order of rows() and frame() (the table's physical order follows its migrations).
+COLUMNS: tuple[str, ...] = (
+    "id", "ts", "session_id", "agent", "model", "cached",
+    "input_tokens", "output_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens", "cache_read_tokens",
+    "cost_usd", "saved_usd", "latency_s", "ok", "error_type", "request_id", "cache_key",
+    "offline", "attempts", "task_head",
+)
+_INT_COLUMNS = ("id", "cached", "input_tokens", "output_tokens", "cache_write_5m_tokens",
+                "cache_write_1h_tokens", "cache_read_tokens", "ok", "offline", "attempts")
+_FLOAT_COLUMNS = ("cost_usd", "saved_usd", "latency_s")
+_STR_COLUMNS = ("session_id", "agent", "model", "error_type", "request_id", "cache_key", "task_head")
+
+# --------------------------------------------------------------------------- session id
+
+_session: tuple[int, str] | None = None
+
+
+def current_session_id() -> str:
+    """This process's session id (12 hex chars): one per kernel, new after ``fork``."""
+    global _session
+    pid = os.getpid()
+    if _session is None or _session[0] != pid:
+        _session = (pid, uuid.uuid4().hex[:12])
+    return _session[1]
+
+
+def _reset_session_after_fork() -> None:
+    global _session
+    _session = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_session_after_fork)
+
+# --------------------------------------------------------------------------- migrations
+
+Migration = Callable[[sqlite3.Connection], None]
+MIGRATIONS: list[Migration] = []
+
+
+def migration(fn: Migration) -> Migration:
+    """Register ``fn`` as the next migration (returns it unchanged)."""
+    MIGRATIONS.append(fn)
+    return fn
+
+
+@migration
+def m001_calls(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        """CREATE TABLE calls(
+            id INTEGER PRIMARY KEY,
+            ts REAL NOT NULL,
+            session_id TEXT NOT NULL,
+            agent TEXT,
+            model TEXT,
+            cached INTEGER NOT NULL DEFAULT 0,
+            input_tokens INTEGER NOT NULL DEFAULT 0,
+            output_tokens INTEGER NOT NULL DEFAULT 0,
+            cost_usd REAL,
+            saved_usd REAL NOT NULL DEFAULT 0,
+            latency_s REAL,
+            ok INTEGER NOT NULL DEFAULT 1,
+            error_type TEXT,
+            request_id TEXT,
+            cache_key TEXT
+        )"""
+    )
+
+
+@migration
+def m002_prompt_cache_tokens(conn: sqlite3.Connection) -> None:
+    for column in ("cache_write_5m_tokens", "cache_write_1h_tokens", "cache_read_tokens"):
+        conn.execute(f"ALTER TABLE calls ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
+
+
+@migration
+def m003_offline_attempts_task(conn: sqlite3.Connection) -> None:
+    conn.execute("ALTER TABLE calls ADD COLUMN offline INTEGER NOT NULL DEFAULT 0")
+    conn.execute("ALTER TABLE calls ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1")
+    conn.execute("ALTER TABLE calls ADD COLUMN task_head TEXT NOT NULL DEFAULT ''")
+
+
+@migration
+def m004_indexes(conn: sqlite3.Connection) -> None:
+    conn.execute("CREATE INDEX IF NOT EXISTS calls_ts ON calls(ts)")
+    conn.execute("CREATE INDEX IF NOT EXISTS calls_session ON calls(session_id, ts)")
+    conn.execute("CREATE INDEX IF NOT EXISTS calls_agent ON calls(agent, ts)")
+
+
+def _applied(conn: sqlite3.Connection) -> set[str] | None:
+    try:
+        return {row[0] for row in conn.execute("SELECT name FROM _migrations")}
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return None
+        raise
+
+
+def migrate(conn: sqlite3.Connection, *, migrations: Iterable[Migration] | None = None) -> list[str]:
+    """Apply the missing migrations (default: all of MIGRATIONS, in order); return their names."""
+    todo = list(MIGRATIONS if migrations is None else migrations)
+    applied = _applied(conn)
+    if applied is not None and all(m.__name__ in applied for m in todo):
+        return []                                  # fast path: no write lock taken
+
+    def run() -> list[str]:
+        done: list[str] = []
+        with write_transaction(conn):
+            conn.execute("CREATE TABLE IF NOT EXISTS _migrations(name TEXT PRIMARY KEY, applied_at REAL)")
+            already = _applied(conn) or set()      # re-read under the lock: another process may have won
+            for fn in todo:
+                if fn.__name__ in already:
+                    continue
+                fn(conn)
+                conn.execute("INSERT INTO _migrations(name, applied_at) VALUES (?, ?)", (fn.__name__, time.time()))
+                done.append(fn.__name__)
+        return done
+
+    return retry_locked(run)
+
+
+def _setup(conn: sqlite3.Connection) -> None:
+    migrate(conn)
+
+
+# --------------------------------------------------------------------------- the ledger
+
+def _first_line(text: str | None) -> str:
+    stripped = (text or "").strip()
+    return stripped.splitlines()[0][:TASK_HEAD_CHARS] if stripped else ""
+
+
+def _as_list(value: str | Iterable[str] | None) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [value]
+    return list(value)
+
+
+class Ledger:
+    """Append-only record of every call, shared by all kernels of this user."""
+
+    def __init__(self, settings: Settings | None = None, *, path: Path | None = None) -> None:
+        self.settings = settings if settings is not None else Settings.from_env()
+        if path is None:
+            ensure_private_dir(Path(self.settings.data_dir))
+            self.path = Path(self.settings.ledger_path)
+        else:
+            self.path = Path(path)
+            ensure_private_dir(self.path.parent)
+        self._pool = ConnectionPool(self.path, setup=_setup)
+        self._conn()          # open now so a bad file is reported here, not at the first record
+
+    def _conn(self) -> sqlite3.Connection:
+        try:
+            return self._pool.get()
+        except sqlite3.DatabaseError as exc:
+            if is_corruption(exc):
+                raise ConfigurationError(
+                    f"The ledger {self.path} is not a readable SQLite database ({exc}): move it aside "
+                    "(it holds your call history) and a new one is created."
+                ) from exc
+            raise
+
+    @property
+    def session_id(self) -> str:
+        return current_session_id()
+
+    def record(self, result: AgentResult, *, task: str | None = None, ts: float | None = None) -> int:
+        """Append one call; returns its row id."""
+        u = result.usage
+        cost = result.cost_usd
+        if cost is not None:
+            cost = float(cost)
+            if math.isnan(cost):
+                cost = None
+        values = {
+            "ts": time.time() if ts is None else float(ts),
+            "session_id": current_session_id(),
+            "agent": result.agent,
+            "model": result.model,
+            "cached": int(bool(result.cached)),
+            "input_tokens": int(u.input_tokens),
+            "output_tokens": int(u.output_tokens),
+            "cache_write_5m_tokens": int(u.cache_write_5m_tokens),
+            "cache_write_1h_tokens": int(u.cache_write_1h_tokens),
+            "cache_read_tokens": int(u.cache_read_tokens),
+            "cost_usd": cost,
+            "saved_usd": float(result.saved_usd or 0.0),
+            "latency_s": float(result.latency_s),
+            "ok": int(result.ok),
+            "error_type": result.error_type,
+            "request_id": result.request_id,
+            "cache_key": result.cache_key,
+            "offline": int(bool(result.offline)),
+            "attempts": int(result.attempts),
+            "task_head": _first_line(task),
+        }
+        names = ", ".join(values)
+        marks = ", ".join("?" * len(values))
+        cur = self._conn().execute(f"INSERT INTO calls({names}) VALUES ({marks})", tuple(values.values()))
+        return int(cur.lastrowid or 0)
+
+    def _query(
+        self,
+        since: float | datetime | None,
+        agent: str | Iterable[str] | None,
+        model: str | Iterable[str] | None,
+        session: str | Iterable[str] | None,
+    ) -> list[tuple[Any, ...]]:
+        where: list[str] = []
+        params: list[Any] = []
+        if since is not None:
+            where.append("ts >= ?")
+            params.append(since.timestamp() if isinstance(since, datetime) else float(since))
+        for column, value in (("agent", agent), ("model", model), ("session_id", session)):
+            values = _as_list(value)
+            if values is not None:
+                where.append(f"{column} IN ({', '.join('?' * len(values))})")
+                params.extend(values)
+        sql = f"SELECT {', '.join(COLUMNS)} FROM calls"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        return self._conn().execute(sql + " ORDER BY id", params).fetchall()
+
+    def rows(
+        self,
+        *,
+        since: float | datetime | None = None,
+        agent: str | Iterable[str] | None = None,
+        model: str | Iterable[str] | None = None,
+        session: str | Iterable[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Calls as dicts (COLUMNS order), oldest first. ``since`` is a unix time or a datetime
+        (a naive datetime is local time, as ``datetime.timestamp`` reads it); the other filters
+        take one value or several."""
+        return [dict(zip(COLUMNS, row)) for row in self._query(since, agent, model, session)]
+
+    def frame(self, **filters: Any) -> pandas.DataFrame:
+        """``rows(**filters)`` as a DataFrame: raw columns, ts as datetime64[ns, UTC]."""
+        import pandas as pd
+
+        data = self._query(filters.pop("since", None), filters.pop("agent", None),
+                           filters.pop("model", None), filters.pop("session", None))
+        if filters:
+            raise TypeError(f"unknown filter(s): {', '.join(sorted(filters))}")
+        columns = list(zip(*data)) if data else [[] for _ in COLUMNS]
+        series: dict[str, Any] = {}
+        for name, values in zip(COLUMNS, columns):
+            if name == "ts":
+                series[name] = pd.to_datetime(pd.Series(values, dtype="float64"), unit="s", utc=True).astype(
+                    "datetime64[ns, UTC]"
+                )
+            elif name in _INT_COLUMNS:
+                series[name] = pd.Series(values, dtype="int64")
+            elif name in _FLOAT_COLUMNS:
+                series[name] = pd.Series([math.nan if v is None else v for v in values], dtype="float64")
+            else:
+                series[name] = pd.Series(values, dtype=str)
+        return pd.DataFrame(series, columns=list(COLUMNS))
+
+    def __len__(self) -> int:
+        return int(self._conn().execute("SELECT COUNT(*) FROM calls").fetchone()[0])
+
+    def close(self) -> None:
+        """Close every connection. Idempotent."""
+        if not self._pool.closed:
+            self._pool.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Ledger(path={str(self.path)!r})"

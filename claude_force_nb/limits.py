@@ -1,0 +1,108 @@
+"""Client-side limits: requests/tokens per minute, and a spending budget.
+
+Both live on the runner loop. The rate limiter keeps a sliding 60 s window so a burst
+never exceeds the configured minute quota; the budget guard refuses a call whose
+worst-case cost could cross the budget before anything is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+
+from .errors import BudgetExceededError, InvalidInputError
+
+__all__ = ["BudgetGuard", "RateLimiter"]
+
+WINDOW_S = 60.0
+
+
+class RateLimiter:
+    """Sliding-window limiter for requests and tokens per minute (None = unlimited)."""
+
+    def __init__(
+        self,
+        requests_per_minute: int | None = None,
+        tokens_per_minute: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.rpm, self.tpm, self.clock = requests_per_minute, tokens_per_minute, clock
+        self._events: deque[tuple[float, int]] = deque()
+        self._tokens_in_window = 0
+        self._lock: asyncio.Lock | None = None
+
+    def _purge(self, now: float) -> None:
+        while self._events and now - self._events[0][0] >= WINDOW_S:
+            _, n = self._events.popleft()
+            self._tokens_in_window -= n
+
+    def _delay(self, tokens: int, now: float) -> float:
+        """Seconds until a call of ``tokens`` fits (0 = now)."""
+        self._purge(now)
+        if self.tpm is not None and tokens > self.tpm:
+            raise InvalidInputError(
+                f"A call of ~{tokens:,} tokens can never fit tokens_per_minute={self.tpm:,}: "
+                f"raise the limit or shorten the task."
+            )
+        waits = [0.0]
+        if self.rpm is not None and len(self._events) >= self.rpm:
+            waits.append(self._events[len(self._events) - self.rpm][0] + WINDOW_S - now)
+        if self.tpm is not None and self._tokens_in_window + tokens > self.tpm:
+            excess = self._tokens_in_window + tokens - self.tpm
+            for ts, n in self._events:
+                excess -= n
+                if excess <= 0:
+                    waits.append(ts + WINDOW_S - now)
+                    break
+        return max(waits)
+
+    async def acquire(self, tokens: int = 0) -> float:
+        """Wait until the call fits, record it, and return the seconds waited."""
+        if self.rpm is None and self.tpm is None:
+            return 0.0
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        waited = 0.0
+        async with self._lock:  # FIFO: callers are served in arrival order
+            while (delay := self._delay(tokens, self.clock())) > 0:
+                waited += delay
+                await asyncio.sleep(delay)
+            self._events.append((self.clock(), tokens))
+            self._tokens_in_window += tokens
+        return waited
+
+
+class BudgetGuard:
+    """Tracks spend and refuses calls whose worst case would cross ``budget_usd``."""
+
+    def __init__(self, budget_usd: float | None = None) -> None:
+        self.budget_usd = budget_usd
+        self.spent_usd = 0.0
+        self.reserved_usd = 0.0
+
+    def reserve(self, worst_case_usd: float | None, model: str) -> float:
+        """Hold ``worst_case_usd`` for an in-flight call; raise if it could cross the budget."""
+        if self.budget_usd is None:
+            return 0.0
+        if worst_case_usd is None:
+            raise BudgetExceededError(
+                f"A budget of ${self.budget_usd:.2f} is set but {model!r} has no price, so the call "
+                f"cannot be checked: add the model to prices.json or unset the budget."
+            )
+        committed = self.spent_usd + self.reserved_usd
+        if committed + worst_case_usd > self.budget_usd + 1e-12:
+            left = max(0.0, self.budget_usd - committed)
+            raise BudgetExceededError(
+                f"Budget ${self.budget_usd:.2f} would be exceeded: this call may cost up to "
+                f"${worst_case_usd:.4f} and ${left:.4f} is left. Raise it with `%agent budget USD` "
+                f"(or Settings.budget_usd), lower max_tokens, or use a cheaper model."
+            )
+        self.reserved_usd += worst_case_usd
+        return worst_case_usd
+
+    def settle(self, reserved_usd: float, actual_usd: float | None) -> None:
+        """Release a reservation and add what the call really cost."""
+        self.reserved_usd = max(0.0, self.reserved_usd - reserved_usd)
+        self.spent_usd += actual_usd or 0.0

@@ -1,0 +1,400 @@
+"""AgentMagics: ``%%agent``, ``%agent <subcommand>`` and ``%%compare``.
+
+Settings are traitlets, so ``%config AgentMagics.default_model = "claude-haiku-4-5"``
+and ``c.AgentMagics.budget_usd = 5.0`` in ipython_config.py both work.
+
+The magics parse arguments, delegate to the Orchestrator (through the notebook-safe
+runner) and render through display.py. Mistakes a user can make print one line with
+the fix; bugs keep their tracebacks.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import re
+import shlex
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments
+from IPython.display import HTML, display
+from traitlets import Bool, Float, Int, Unicode, observe
+
+from . import runner
+from .display import StreamView, compare_html, extract_code, provenance, result_bundle
+from .errors import ClaudeForceError
+from .orchestrator import Orchestrator
+from .results import AgentResult
+from .settings import DEFAULT_MODEL, Settings
+
+__all__ = ["AgentMagics", "interpolate", "load", "unload"]
+
+# {name}, {name.attr}, {name[0]}, {name['key']} ... ; {{ and }} are escapes.
+_FIELD = re.compile(
+    r"\{\{|\}\}|\{(?P<expr>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*|\[(?:-?\d+|'[^'\]]*'|\"[^\"\]]*\")\])*)\}"
+)
+_STEP = re.compile(r"\.(?P<attr>[A-Za-z_]\w*)|\[(?P<index>-?\d+|'[^'\]]*'|\"[^\"\]]*\")\]")
+SUBCOMMANDS = ("list", "runs", "costs", "stats", "cache", "budget", "cancel", "help")
+
+
+def interpolate(text: str, namespace: dict[str, Any]) -> str:
+    """Expand ``{name}``-style fields whose root name exists in ``namespace``.
+
+    Everything else (dict literals, format specs, unknown names) stays as written;
+    ``{{``/``}}`` become ``{``/``}``. One pass: an inserted value is never expanded again.
+    """
+
+    def field(match: re.Match[str]) -> str:
+        token = match.group(0)
+        if token in ("{{", "}}"):
+            return token[0]
+        expr = match.group("expr")
+        root = re.match(r"[A-Za-z_]\w*", expr).group(0)  # type: ignore[union-attr]
+        if root not in namespace:
+            return token
+        value = namespace[root]
+        for step in _STEP.finditer(expr, len(root)):
+            try:
+                if step.group("attr"):
+                    value = getattr(value, step.group("attr"))
+                else:
+                    index = step.group("index")
+                    value = value[int(index) if index[0] not in "'\"" else index[1:-1]]
+            except Exception as exc:
+                raise UsageError(
+                    f"Cannot fill in {token}: {type(exc).__name__}: {exc}. "
+                    f"Write {{{{{expr}}}}} for a literal brace, or use --no-interpolate."
+                ) from None
+        return str(value)
+
+    return _FIELD.sub(field, text)
+
+
+def _parse(magic: Any, line: str) -> Any:
+    """Parse a magic's line with shell quoting (IPython's own splitter keeps the quotes)."""
+    try:
+        words = shlex.split(line)
+    except ValueError as exc:
+        raise UsageError(f"Cannot parse the magic's arguments ({exc}): check the quotes.") from None
+    return magic.parser.parse_args(words)
+
+
+def _friendly(method: Callable[..., Any]) -> Callable[..., Any]:
+    """User mistakes (ClaudeForceError) become one printed line instead of a traceback."""
+
+    @functools.wraps(method)
+    def wrapper(self: AgentMagics, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except ClaudeForceError as exc:
+            raise UsageError(str(exc)) from None
+
+    return wrapper
+
+
+@magics_class
+class AgentMagics(Magics):
+    """Run Claude agents from cells: %%agent, %agent <subcommand>, %%compare."""
+
+    default_model = Unicode(DEFAULT_MODEL, help="Model used when neither the cell nor the agent names one.").tag(config=True)
+    max_tokens = Int(1024, help="Default max_tokens per answer.").tag(config=True)
+    max_concurrent = Int(8, help="Most requests in flight at once.").tag(config=True)
+    budget_usd = Float(None, allow_none=True, help="Refuse calls that could take spend past this (USD, per kernel).").tag(config=True)
+    stream = Bool(True, help="Stream answers into the cell as they arrive.").tag(config=True)
+    interpolate = Bool(True, help="Fill {name} fields in cells from the user namespace.").tag(config=True)
+
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        self._orch: Orchestrator | None = None  # before super(): loading config fires observers
+        self._background: set[Future[Any]] = set()
+        super().__init__(shell=shell, **kwargs)
+
+    # -- the orchestrator, rebuilt when a trait changes ---------------------------------
+
+    @property
+    def orchestrator(self) -> Orchestrator:
+        if self._orch is None:
+            self._orch = Orchestrator(
+                Settings.from_env(
+                    default_model=self.default_model,
+                    max_tokens=self.max_tokens,
+                    max_concurrent=self.max_concurrent,
+                    budget_usd=self.budget_usd,
+                    stream=self.stream,
+                )
+            )
+        return self._orch
+
+    @observe("default_model", "max_tokens", "max_concurrent", "stream")
+    def _settings_changed(self, change: Any) -> None:
+        self.close_orchestrator()
+
+    @observe("budget_usd")
+    def _budget_changed(self, change: Any) -> None:
+        if self._orch is not None:  # keep what was spent; only the limit moves
+            self._orch.budget.budget_usd = change.new
+
+    def close_orchestrator(self) -> None:
+        orch, self._orch = self._orch, None
+        if orch is not None:
+            orch.close()
+
+    # -- %%agent --------------------------------------------------------------------------
+
+    @magic_arguments()
+    @argument("agent", help="Agent name (see `%agent list`).")
+    @argument("-m", "--model", help="Model id, e.g. claude-haiku-4-5.")
+    @argument("--max-tokens", type=int, help="Most tokens in the answer.")
+    @argument("-t", "--temperature", type=float, help="Sampling temperature, 0 to 1.")
+    @argument("--system", help="Extra instructions appended to the agent's definition.")
+    @argument("--no-cache", action="store_true", help="Neither read nor write the response cache.")
+    @argument("--refresh", action="store_true", help="Skip the cache read; store the new answer.")
+    @argument("-o", "--out", metavar="VAR", help="Store the AgentResult in this variable.")
+    @argument("-f", "--format", choices=("markdown", "text", "code"), default="markdown",
+              help="How to show the answer; `code` also offers the code as the next cell.")
+    @argument("--no-stream", action="store_true", help="Wait for the whole answer.")
+    @argument("--bg", action="store_true", help="Return at once; the answer fills in later (`%agent cancel` stops it).")
+    @argument("--no-interpolate", action="store_true", help="Send {braces} exactly as written.")
+    @cell_magic
+    @_friendly
+    def agent(self, line: str, cell: str) -> None:
+        """Send the cell to an agent; the answer streams in, then a badge with tokens, cost and latency.
+
+        Example::
+
+            %%agent code-reviewer -m claude-haiku-4-5
+            def add(a, b): return a - b
+        """
+        args = _parse(self.agent, line)
+        task = self._task(cell, args.no_interpolate)
+        orch = self.orchestrator
+        definition = orch.registry.get(args.agent)  # fail fast, before anything is shown
+        model = args.model or definition.model or orch.settings.default_model
+        view = StreamView(args.agent, model, args.format)
+        options = dict(
+            model=args.model, max_tokens=args.max_tokens, temperature=args.temperature, system=args.system,
+            use_cache=not args.no_cache, refresh=args.refresh, stream=False if args.no_stream else None,
+        )
+        if args.bg:
+            self._start_background(args, task, options, view)
+            return
+        try:
+            result = orch.run_sync(args.agent, task, on_text=view.on_text, **options)
+        except ClaudeForceError as exc:
+            view.fail(str(exc))
+            raise
+        except KeyboardInterrupt:
+            view.fail("Interrupted: the request was cancelled.")
+            raise
+        self._finish(args, result, view)
+
+    def _task(self, cell: str, raw: bool) -> str:
+        task = cell.strip("\n")
+        if self.interpolate and not raw:
+            task = interpolate(task, self.shell.user_ns if self.shell else {})
+        return task
+
+    def _finish(self, args: Any, result: AgentResult, view: StreamView) -> None:
+        view.finish(result)
+        if args.out:
+            self.shell.user_ns[args.out] = result
+        if args.format == "code" and result.ok and self.shell is not None:
+            self.shell.set_next_input(extract_code(result.text), replace=False)
+
+    def _start_background(self, args: Any, task: str, options: dict[str, Any], view: StreamView) -> None:
+        orch = self.orchestrator
+
+        async def job() -> AgentResult:
+            try:
+                result = await orch.run(args.agent, task, on_text=view.on_text, **options)
+            except ClaudeForceError as exc:
+                view.fail(str(exc))
+                raise
+            # Bookkeeping inside the coroutine: it is done before the future resolves.
+            view.finish(result)
+            if args.out:
+                self.shell.user_ns[args.out] = result
+            return result
+
+        future = runner.submit(job())
+        self._background.add(future)
+        future.add_done_callback(self._background.discard)
+        future.add_done_callback(lambda f: f.cancelled() and view.fail("Cancelled."))
+
+    # -- %%compare ------------------------------------------------------------------------
+
+    @magic_arguments()
+    @argument("-a", "--agents", required=True, help="Comma-separated agent names.")
+    @argument("-m", "--models", help="Comma-separated model ids (default: each agent's model).")
+    @argument("--max-tokens", type=int, help="Most tokens per answer.")
+    @argument("-t", "--temperature", type=float, help="Sampling temperature, 0 to 1.")
+    @argument("--no-cache", action="store_true", help="Neither read nor write the response cache.")
+    @argument("-o", "--out", metavar="VAR", help="Store the comparison DataFrame in this variable.")
+    @argument("--no-interpolate", action="store_true", help="Send {braces} exactly as written.")
+    @cell_magic
+    @_friendly
+    def compare(self, line: str, cell: str) -> Any:
+        """Run the cell's task on every agent × model, concurrently; answers side by side.
+
+        Returns a DataFrame (agent, model, text, tokens, cost, latency, cached). Example::
+
+            %%compare -a python-expert,code-reviewer -m claude-haiku-4-5,claude-sonnet-4-6
+            How should I deduplicate rows in a 10 GB CSV?
+        """
+        args = _parse(self.compare, line)
+        task = self._task(cell, args.no_interpolate)
+        agents = [a.strip() for a in args.agents.split(",") if a.strip()]
+        models: list[str | None] = [m.strip() for m in (args.models or "").split(",") if m.strip()] or [None]
+        orch = self.orchestrator
+        for name in agents:
+            orch.registry.get(name)
+        jobs = [
+            {"agent": a, "task": task, "model": m, "max_tokens": args.max_tokens, "temperature": args.temperature}
+            for a, m in itertools.product(agents, models)
+        ]
+        results = orch.run_many_sync(jobs, use_cache=not args.no_cache)
+        display(HTML(compare_html(results)), metadata={"claude_force_nb": [provenance(r)["claude_force_nb"] for r in results]})
+        frame = comparison_frame(results)
+        if args.out:
+            self.shell.user_ns[args.out] = frame
+        return frame
+
+    # -- %agent <subcommand> ---------------------------------------------------------------
+
+    @line_magic("agent")
+    @_friendly
+    def agent_line(self, line: str) -> Any:
+        """%agent list | runs | costs [--by agent|model|day|session] | stats [--by ...]
+        | cache [stats|list|clear|verify|prune] | budget [USD] | cancel | help
+
+        Subcommands that show tables return DataFrames: ``df = %agent costs --by day``.
+        """
+        words = shlex.split(line)
+        if not words:
+            raise UsageError(f"Usage: %agent SUBCOMMAND — one of {', '.join(SUBCOMMANDS)} (`%agent help`).")
+        command, rest = words[0], words[1:]
+        handler = getattr(self, f"_cmd_{command.replace('-', '_')}", None)
+        if handler is None:
+            raise UsageError(f"Unknown subcommand {command!r}: use one of {', '.join(SUBCOMMANDS)}.")
+        return handler(rest)
+
+    def _cmd_help(self, rest: list[str]) -> None:
+        print(self.agent_line.__doc__)
+        print("Cell magics: %%agent AGENT [options] (see %%agent?), %%compare -a A,B [-m M1,M2]")
+
+    def _cmd_list(self, rest: list[str]) -> Any:
+        return self.orchestrator.registry.frame()
+
+    def _by(self, rest: list[str], default: str = "agent") -> str:
+        if not rest:
+            return default
+        if len(rest) == 2 and rest[0] == "--by":
+            return rest[1]
+        raise UsageError("Usage: %agent costs|stats [--by agent|model|day|session]")
+
+    def _cmd_runs(self, rest: list[str]) -> Any:
+        from . import reports
+
+        return reports.runs(ledger=self.orchestrator.ledger)
+
+    def _cmd_costs(self, rest: list[str]) -> Any:
+        from . import reports
+
+        return reports.costs(by=self._by(rest), ledger=self.orchestrator.ledger)
+
+    def _cmd_stats(self, rest: list[str]) -> Any:
+        from . import reports
+
+        return reports.stats(by=self._by(rest), ledger=self.orchestrator.ledger)
+
+    def _cmd_cache(self, rest: list[str]) -> Any:
+        from . import reports
+
+        cache = self.orchestrator.cache
+        action = rest[0] if rest else "stats"
+        if action == "stats":
+            return cache.stats()
+        if action == "list":
+            return reports.cache_contents(cache=cache)
+        if action == "clear":
+            print(f"Removed {cache.clear()} cached answers (the ledger is kept).")
+        elif action == "verify":
+            bad = cache.verify()
+            print(f"{len(bad)} entries failed verification" + (f": {', '.join(k[:15] for k in bad)}" if bad else "."))
+            return bad
+        elif action == "prune":
+            print(f"Pruned {cache.prune()} expired or excess entries.")
+        else:
+            raise UsageError("Usage: %agent cache [stats|list|clear|verify|prune]")
+        return None
+
+    def _cmd_budget(self, rest: list[str]) -> None:
+        if rest:
+            try:
+                value = None if rest[0].lower() in ("none", "off") else float(rest[0].lstrip("$"))
+            except ValueError:
+                raise UsageError(f"Budget {rest[0]!r} is not a number: use e.g. `%agent budget 5` or `%agent budget off`.") from None
+            self.budget_usd = value
+        guard = self.orchestrator.budget
+        limit = "none" if guard.budget_usd is None else f"${guard.budget_usd:.2f}"
+        print(f"Budget: {limit}; spent this kernel: ${guard.spent_usd:.4f}")
+
+    def _cmd_cancel(self, rest: list[str]) -> None:
+        n = self.cancel_all()
+        print(f"Cancelled {n} background run{'s' if n != 1 else ''}.")
+
+    def cancel_all(self) -> int:
+        """Cancel every unfinished --bg run; returns how many were cancelled."""
+        pending = [f for f in list(self._background) if not f.done()]
+        for future in pending:
+            future.cancel()
+        return len(pending)
+
+
+def comparison_frame(results: list[AgentResult]) -> Any:
+    """The %%compare table: one row per run."""
+    import pandas as pd
+
+    return pd.DataFrame(
+        {
+            "agent": [r.agent for r in results],
+            "model": [r.model for r in results],
+            "text": [r.text if r.ok else None for r in results],
+            "input_tokens": [r.usage.total_input_tokens for r in results],
+            "output_tokens": [r.usage.output_tokens for r in results],
+            "cost_usd": [r.cost_usd for r in results],
+            "latency_s": [r.latency_s for r in results],
+            "cached": [r.cached for r in results],
+            "error": [r.error for r in results],
+        }
+    )
+
+
+_loaded: dict[int, AgentMagics] = {}
+
+
+def load(ipython: Any) -> None:
+    """Register one AgentMagics instance for this shell."""
+    if id(ipython) in _loaded:
+        return
+    magics = AgentMagics(shell=ipython)
+    ipython.register_magics(magics)
+    _loaded[id(ipython)] = magics
+
+
+def unload(ipython: Any) -> None:
+    """Remove the magics, cancel background runs and close the orchestrator."""
+    magics = _loaded.pop(id(ipython), None)
+    if magics is None:
+        return
+    magics.cancel_all()
+    magics.close_orchestrator()
+    for kind in ("cell", "line"):
+        table = ipython.magics_manager.magics[kind]
+        for name in ("agent", "compare"):
+            table.pop(name, None)
+    if magics in ipython.configurables:
+        ipython.configurables.remove(magics)

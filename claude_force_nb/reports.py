@@ -1,0 +1,152 @@
+"""pandas views of the ledger and the cache. Functions return DataFrames; they never display.
+
+pandas is imported inside each function so ``%load_ext claude_force_nb`` stays fast.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from .settings import Settings
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .cache import ResponseCache
+    from .ledger import Ledger
+
+__all__ = ["cache_contents", "costs", "runs", "stats", "styled"]
+
+RUN_COLUMNS = {
+    "ts": "datetime64[ns, UTC]", "session_id": "string", "agent": "category", "model": "category",
+    "cached": "bool", "ok": "bool", "input_tokens": "int64", "output_tokens": "int64",
+    "cache_write_5m_tokens": "int64", "cache_write_1h_tokens": "int64", "cache_read_tokens": "int64",
+    "cost_usd": "float64", "saved_usd": "float64", "latency_s": "float64", "attempts": "int64",
+    "error_type": "string", "request_id": "string", "cache_key": "string", "offline": "bool",
+    "task_head": "string",
+}
+GROUPINGS = ("agent", "model", "day", "session")
+TOTAL = "TOTAL"
+
+
+def _ledger(ledger: Ledger | None) -> Ledger:
+    from .ledger import Ledger
+
+    return ledger if ledger is not None else Ledger(Settings.from_env())
+
+
+def runs(
+    since: datetime | float | str | None = None,
+    agent: str | None = None,
+    model: str | None = None,
+    session: str | None = None,
+    *,
+    ledger: Ledger | None = None,
+) -> pd.DataFrame:
+    """One row per ledger call (hits, misses, failures), oldest first, with proper dtypes."""
+    import pandas as pd
+
+    if isinstance(since, str):
+        since = pd.Timestamp(since, tz="UTC").to_pydatetime()
+    rows = _ledger(ledger).rows(since=since, agent=agent, model=model, session=session)
+    frame = pd.DataFrame.from_records(rows, columns=["id", *RUN_COLUMNS])
+    frame["ts"] = pd.to_datetime(frame["ts"].astype("float64"), unit="s", utc=True)
+    for column, dtype in RUN_COLUMNS.items():
+        if column != "ts":
+            frame[column] = frame[column].astype(dtype)
+    return frame.set_index("id")
+
+
+def _group_key(frame: pd.DataFrame, by: str) -> pd.Series:
+    if by not in GROUPINGS:
+        raise ValueError(f"by={by!r} is not a grouping: use one of {', '.join(GROUPINGS)}.")
+    if by == "day":
+        return frame["ts"].dt.strftime("%Y-%m-%d")
+    if by == "session":
+        return frame["session_id"].astype(str)
+    return frame[by].astype(str)
+
+
+def costs(by: str = "agent", since: Any = None, *, ledger: Ledger | None = None) -> pd.DataFrame:
+    """Calls, cache hits, tokens, cost and savings per agent/model/day/session, plus a TOTAL row.
+
+    ``unpriced`` counts calls whose model has no price (their cost is unknown, not zero).
+    """
+    import pandas as pd
+
+    frame = runs(since=since, ledger=ledger)
+    key = _group_key(frame, by).rename(by)
+    frame = frame.assign(
+        calls=1,
+        cached_calls=frame["cached"].astype("int64"),
+        cache_write_tokens=frame["cache_write_5m_tokens"] + frame["cache_write_1h_tokens"],
+        unpriced=(frame["cost_usd"].isna() & frame["ok"]).astype("int64"),
+    )
+    sums = ["calls", "cached_calls", "input_tokens", "output_tokens", "cache_write_tokens",
+            "cache_read_tokens", "cost_usd", "saved_usd", "unpriced"]
+    table = frame.groupby(key, observed=True)[sums].sum(min_count=0)
+    table.loc[TOTAL] = table.sum(numeric_only=True)
+    table["hit_rate"] = (table["cached_calls"] / table["calls"]).where(table["calls"] > 0, 0.0)
+    columns = ["calls", "cached_calls", "hit_rate", "input_tokens", "output_tokens", "cache_write_tokens",
+               "cache_read_tokens", "cost_usd", "saved_usd", "unpriced"]
+    table = table[columns].astype({c: "int64" for c in columns if c not in ("hit_rate", "cost_usd", "saved_usd")})
+    table["cost_usd"] = table["cost_usd"].round(10)
+    table["saved_usd"] = table["saved_usd"].round(10)
+    table.index = pd.Index(table.index, name=by)
+    return table
+
+
+def stats(by: str = "agent", *, ledger: Ledger | None = None) -> pd.DataFrame:
+    """Calls, error rate, latency p50/p95/max, output tokens per second and retries."""
+    import pandas as pd
+
+    frame = runs(ledger=ledger)
+    key = _group_key(frame, by).rename(by)
+    live = frame[~frame["cached"] & frame["ok"] & (frame["latency_s"] > 0)]
+    grouped = frame.groupby(key, observed=True)
+    table = pd.DataFrame({
+        "calls": grouped.size(),
+        "errors": grouped["ok"].apply(lambda s: int((~s).sum())),
+        "latency_p50_s": grouped["latency_s"].quantile(0.5),
+        "latency_p95_s": grouped["latency_s"].quantile(0.95),
+        "latency_max_s": grouped["latency_s"].max(),
+        "retries": grouped["attempts"].apply(lambda s: int((s - 1).clip(lower=0).sum())),
+    })
+    live_key = key.loc[live.index]
+    out_per_s = live["output_tokens"].groupby(live_key).sum() / live["latency_s"].groupby(live_key).sum()
+    table["tokens_per_s"] = out_per_s.reindex(table.index)
+    table["error_rate"] = table["errors"] / table["calls"]
+    table.index = pd.Index(table.index, name=by)
+    return table[["calls", "errors", "error_rate", "latency_p50_s", "latency_p95_s", "latency_max_s",
+                  "tokens_per_s", "retries"]].astype({"calls": "int64", "errors": "int64", "retries": "int64"})
+
+
+def cache_contents(*, cache: ResponseCache | None = None) -> pd.DataFrame:
+    """The cache's entries with their age and remaining time to live."""
+    import pandas as pd
+
+    from .cache import ResponseCache
+
+    owned = cache is None
+    cache = cache or ResponseCache(Settings.from_env())
+    try:
+        frame = cache.entries()
+    finally:
+        if owned:
+            cache.close()
+    now = pd.Timestamp.now(tz="UTC")
+    frame["age"] = now - frame["created"]
+    frame["ttl_left"] = frame["expires"] - now
+    return frame
+
+
+def styled(frame: pd.DataFrame) -> Any:
+    """A pandas Styler: currency and percentage formats, the TOTAL row in bold."""
+    formats = {c: "${:,.4f}" for c in frame.columns if c.endswith("_usd")}
+    formats.update({c: "{:.1%}" for c in frame.columns if c.endswith("_rate")})
+    formats.update({c: "{:.2f}" for c in frame.columns if c.endswith("_s") or c == "tokens_per_s"})
+    styler = frame.style.format(formats, na_rep="?")
+    if TOTAL in frame.index:
+        styler = styler.apply(lambda row: ["font-weight: bold" if row.name == TOTAL else ""] * len(row), axis=1)
+    return styler

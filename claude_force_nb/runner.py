@@ -1,0 +1,123 @@
+"""The notebook-safe bridge: one private event loop in a daemon thread per process.
+
+A Jupyter kernel already runs an asyncio loop in the main thread, so ``asyncio.run``
+fails inside a cell. Rather than re-entering that loop (nest_asyncio), all async work
+runs on a private loop owned by this module:
+
+- ``run_sync(coro)`` blocks the caller until the coroutine finishes; on any
+  BaseException while waiting (a kernel interrupt arrives as KeyboardInterrupt) the
+  task is cancelled, so in-flight HTTP requests stop. Called from the runner thread
+  itself it raises at once instead of deadlocking.
+- ``await run_async(coro)`` lets code on another loop (a cell's top-level ``await``)
+  await work on the private loop; cancellation propagates both ways.
+- ``submit(coro)`` starts work in the background and returns a concurrent Future.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures
+import os
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+__all__ = ["get_loop", "in_runner_thread", "run_async", "run_sync", "shutdown", "submit"]
+
+T = TypeVar("T")
+_lock = threading.Lock()
+_loop: asyncio.AbstractEventLoop | None = None
+_thread: threading.Thread | None = None
+_pid: int | None = None
+_POLL_S = 0.2  # see run_async: wakes the caller's loop so interrupts land promptly
+
+
+def get_loop() -> asyncio.AbstractEventLoop:
+    """The private loop, started on first use (and again in a forked child)."""
+    global _loop, _thread, _pid
+    with _lock:
+        if _loop is None or _pid != os.getpid() or not (_thread and _thread.is_alive()):
+            loop = asyncio.new_event_loop()
+            ready = threading.Event()
+
+            def serve() -> None:
+                asyncio.set_event_loop(loop)
+                loop.call_soon(ready.set)
+                loop.run_forever()
+
+            thread = threading.Thread(target=serve, name="claude-force-nb-loop", daemon=True)
+            thread.start()
+            ready.wait()
+            _loop, _thread, _pid = loop, thread, os.getpid()
+        return _loop
+
+
+def in_runner_thread() -> bool:
+    return _thread is not None and threading.current_thread() is _thread
+
+
+def submit(coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+    """Schedule ``coro`` on the private loop; returns at once."""
+    if in_runner_thread():
+        coro.close()
+        raise RuntimeError(
+            "A blocking claude_force_nb call was made from its own event loop thread; "
+            "use `await orch.run(...)` inside async code instead."
+        )
+    return asyncio.run_coroutine_threadsafe(coro, get_loop())
+
+
+def run_sync(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+    """Run ``coro`` on the private loop and wait; cancel it if the wait is interrupted."""
+    future = submit(coro)
+    try:
+        return future.result(timeout)
+    except BaseException:
+        future.cancel()
+        raise
+
+
+async def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """Await ``coro`` (running on the private loop) from any other event loop."""
+    if in_runner_thread():
+        return await coro
+    future = asyncio.wrap_future(submit(coro))
+    try:
+        while True:
+            # A short wait instead of a bare await: an ipykernel interrupt only lands
+            # when its loop wakes up (ipykernel#881); polling keeps that under 0.2 s.
+            done, _ = await asyncio.wait({future}, timeout=_POLL_S)
+            if done:
+                return future.result()
+    except BaseException:
+        future.cancel()
+        raise
+
+
+def shutdown(timeout: float = 2.0) -> None:
+    """Stop the private loop (tasks still running are cancelled)."""
+    global _loop, _thread, _pid
+    with _lock:
+        loop, thread = _loop, _thread
+        _loop = _thread = _pid = None
+    if loop is None or thread is None or not thread.is_alive():
+        return
+
+    async def _cancel_all() -> None:
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    try:
+        asyncio.run_coroutine_threadsafe(_cancel_all(), loop).result(timeout)
+    except (concurrent.futures.TimeoutError, RuntimeError):
+        pass
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(timeout)
+    if not thread.is_alive():
+        loop.close()
+
+
+atexit.register(shutdown)

@@ -1,0 +1,701 @@
+"""ResponseCache: keys, signed envelopes, TTL, size cap, secrets, corruption — on real SQLite files."""
+
+from __future__ import annotations
+
+import logging
+import math
+import multiprocessing
+import os
+import re
+import sqlite3
+import stat
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from claude_force_nb import cache as cache_mod
+from claude_force_nb.cache import CachedResponse, ResponseCache, canonical_json, load_or_create_key_file
+from claude_force_nb.errors import CacheError, InsecurePathError
+from claude_force_nb.results import Usage
+from claude_force_nb.settings import Settings
+
+SECRET = b"test-secret-4d0c9e1f-please-do-not-reuse"
+T0 = 1_000_000.0           # clock values with equal digit counts keep payload sizes equal
+
+BASE_REQUEST = {
+    "model": "claude-sonnet-4-6",
+    "system": "You are a careful code reviewer.",
+    "messages": [{"role": "user", "content": "Review: def f(): return 1"}],
+    "max_tokens": 1024,
+    "temperature": 0.5,
+    "stop_sequences": ["\n\nHuman:"],
+    "tools": [{"name": "lint", "description": "run a linter", "input_schema": {"type": "object"}}],
+    "top_k": 40,
+}
+
+
+class Clock:
+    def __init__(self, now: float = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLAUDE_FORCE_HOME", str(tmp_path))
+    monkeypatch.delenv("CLAUDE_FORCE_CACHE_SECRET", raising=False)
+    cache_mod._warned.clear()        # "logged once per process" would hide warnings between tests
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    home = tmp_path / "home"
+    return Settings(data_dir=home, secrets_dir=home / "secrets", cache_secret=SECRET)
+
+
+@pytest.fixture
+def keyfile_settings(tmp_path) -> Settings:
+    home = tmp_path / "home"
+    return Settings(data_dir=home, secrets_dir=home / "secrets")
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def cache(settings, clock):
+    c = ResponseCache(settings, clock=clock)
+    yield c
+    c.close()
+
+
+def response(text: str = "The answer is 42.\nSecond line.", **kw) -> CachedResponse:
+    fields = dict(
+        text=text,
+        stop_reason="end_turn",
+        usage=Usage(input_tokens=11, output_tokens=22, cache_write_5m_tokens=3, cache_write_1h_tokens=4, cache_read_tokens=5),
+        model="claude-sonnet-4-6-20260101",
+        cost_usd=0.0123,
+        agent="code-reviewer",
+        task_head="Review this function",
+        request_id="req_011CABC",
+    )
+    fields.update(kw)
+    return CachedResponse(**fields)
+
+
+def raw(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(path, isolation_level=None)
+
+
+def raw_query(path: Path, sql: str, params=()):
+    conn = raw(path)
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
+# --------------------------------------------------------------------------- round trip, keys
+
+def test_put_get_round_trip_exact_fields(cache, clock):
+    key = cache.key_for(BASE_REQUEST)
+    assert cache.put(key, response()) is True
+    got = cache.get(key)
+    assert got == CachedResponse(
+        text="The answer is 42.\nSecond line.",
+        stop_reason="end_turn",
+        usage=Usage(11, 22, 3, 4, 5),
+        model="claude-sonnet-4-6-20260101",
+        cost_usd=0.0123,
+        agent="code-reviewer",
+        task_head="Review this function",
+        request_id="req_011CABC",
+        created=T0,
+        expires=T0 + 7 * 24 * 3600,
+    )
+    assert cache.get(cache.key_for({**BASE_REQUEST, "max_tokens": 1})) is None
+
+
+def test_unicode_and_unknown_cost_round_trip(cache):
+    key = cache.key_for({"model": "m", "messages": [{"role": "user", "content": "héllo ✓"}]})
+    assert cache.put(key, response(text="réponse ✓ 🚀", cost_usd=None, agent=None, request_id=None))
+    got = cache.get(key)
+    assert (got.text, got.cost_usd, got.agent, got.request_id) == ("réponse ✓ 🚀", None, None, None)
+    key2 = cache.key_for({"model": "m2"})
+    assert cache.put(key2, response(cost_usd=math.nan))          # NaN = unknown price
+    assert cache.get(key2).cost_usd is None
+
+
+def test_key_format_and_stable_across_dict_orderings(cache):
+    key = cache.key_for(BASE_REQUEST)
+    assert re.fullmatch(r"v1:[0-9a-f]{64}", key)
+    reordered = dict(reversed(list(BASE_REQUEST.items())))
+    reordered["tools"] = [dict(reversed(list(t.items()))) for t in BASE_REQUEST["tools"]]
+    assert cache.key_for(reordered) == key
+    assert cache.key_for(dict(BASE_REQUEST)) == key
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"model": "claude-haiku-4-5"},
+        {"system": "You are a careless code reviewer."},
+        {"messages": [{"role": "user", "content": "Review: def f(): return 2"}]},
+        {"messages": BASE_REQUEST["messages"] + [{"role": "assistant", "content": "ok"}]},
+        {"max_tokens": 1025},
+        {"temperature": 0.7},
+        {"stop_sequences": ["STOP"]},
+        {"tools": [{"name": "lint", "description": "run a linter!", "input_schema": {"type": "object"}}]},
+        {"top_k": 41},
+        {"top_p": 0.9},
+        {"metadata": {"user_id": "u1"}},
+        {"thinking": {"type": "enabled", "budget_tokens": 2048}},
+    ],
+    ids=lambda c: next(iter(c)),
+)
+def test_every_request_field_changes_the_key(cache, change):
+    assert cache.key_for({**BASE_REQUEST, **change}) != cache.key_for(BASE_REQUEST)
+
+
+@pytest.mark.parametrize("param", ["temperature", "stop_sequences", "tools", "top_k", "system"])
+def test_absent_and_present_params_differ(cache, param):
+    without = {k: v for k, v in BASE_REQUEST.items() if k != param}
+    assert cache.key_for(without) != cache.key_for(BASE_REQUEST)
+    # no defaults are filled in: absent is not the same as an explicit default
+    assert cache.key_for({**without, param: None}) != cache.key_for(without)
+
+
+def test_numeric_sampling_params_normalised(cache):
+    assert cache.key_for({**BASE_REQUEST, "temperature": 1}) == cache.key_for({**BASE_REQUEST, "temperature": 1.0})
+    assert cache.key_for({**BASE_REQUEST, "top_p": 1}) == cache.key_for({**BASE_REQUEST, "top_p": 1.0})
+    assert cache.key_for({**BASE_REQUEST, "temperature": 0.5}) == cache.key_for({**BASE_REQUEST, "temperature": 0.50})
+    assert cache.key_for({**BASE_REQUEST, "temperature": 0}) != cache.key_for({**BASE_REQUEST, "temperature": 1})
+    # only the sampling floats: max_tokens stays an int
+    assert cache.key_for({**BASE_REQUEST, "max_tokens": 10}) != cache.key_for({**BASE_REQUEST, "max_tokens": 10.0})
+
+
+def test_key_is_an_hmac_of_the_secret(settings, tmp_path):
+    with ResponseCache(settings) as a, ResponseCache(settings.replace(cache_secret=b"another secret")) as b:
+        assert a.key_for(BASE_REQUEST) != b.key_for(BASE_REQUEST)
+    # and not a plain hash of the canonical request that anyone could recompute
+    import hashlib
+
+    material = canonical_json({"schema": "claude-force-nb/1", "request": BASE_REQUEST})
+    with ResponseCache(settings) as a:
+        assert hashlib.sha256(material).hexdigest() not in a.key_for(BASE_REQUEST)
+
+
+def test_key_for_refuses_non_json(cache):
+    with pytest.raises(ValueError):
+        cache.key_for({**BASE_REQUEST, "temperature": math.nan})
+    with pytest.raises(TypeError):
+        cache.key_for({**BASE_REQUEST, "extra": object()})
+
+
+def test_canonical_json():
+    assert canonical_json({"b": 1, "a": [1.5, "é"]}) == '{"a":[1.5,"é"],"b":1}'.encode()
+    with pytest.raises(ValueError):
+        canonical_json({"x": math.inf})
+
+
+# --------------------------------------------------------------------------- storage layout
+
+def test_sqlite_layout_and_pragmas(cache, settings):
+    cache.put(cache.key_for(BASE_REQUEST), response())
+    conn = raw(settings.cache_path)
+    try:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        table_sql = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'entries'").fetchone()[0]
+        assert "WITHOUT ROWID" not in table_sql.upper()
+        assert conn.execute("SELECT rowid, key FROM entries").fetchone()[0] == 1
+        unique = [row for row in conn.execute("PRAGMA index_list(entries)") if row[2] == 1]
+        assert [conn.execute(f"PRAGMA index_info({row[1]})").fetchone()[2] for row in unique] == ["key"]
+        assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2     # incremental
+    finally:
+        conn.close()
+    db = cache._pool.get()
+    assert db.execute("PRAGMA synchronous").fetchone()[0] == 1           # NORMAL
+    assert db.execute("PRAGMA busy_timeout").fetchone()[0] >= 5000
+    assert db.execute("PRAGMA cache_size").fetchone()[0] == 8192
+
+
+def test_no_pickle_in_the_storage_code():
+    for module in ("cache.py", "_sqlite.py", "ledger.py"):
+        source = (Path(cache_mod.__file__).parent / module).read_text()
+        assert not re.search(r"^\s*(import|from)\s+(c?pickle|shelve|marshal)\b", source, re.M), module
+
+
+# --------------------------------------------------------------------------- tampering
+
+def test_tampered_payload_is_a_miss_counted_and_deleted(cache, settings, caplog):
+    key = cache.key_for(BASE_REQUEST)
+    cache.put(key, response())
+    conn = raw(settings.cache_path)
+    try:
+        payload = conn.execute("SELECT payload FROM entries WHERE key = ?", (key,)).fetchone()[0]
+        evil = payload.replace(b"The answer is 42.", b"The answer is 43.")
+        assert evil != payload
+        conn.execute("UPDATE entries SET payload = ? WHERE key = ?", (evil, key))
+    finally:
+        conn.close()
+    with caplog.at_level(logging.WARNING, logger="claude_force_nb.cache"):
+        assert cache.get(key) is None
+        assert cache.get(key) is None                 # second lookup: row already gone
+    assert cache.stats()["integrity_failures"] == 1
+    assert raw_query(settings.cache_path, "SELECT COUNT(*) FROM entries") == [(0,)]
+    assert sum("integrity check" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_byte_flipped_on_disk_is_detected(settings):
+    marker = "DISTINCTIVE-PAYLOAD-0xC0FFEE"
+    with ResponseCache(settings) as c:
+        key = c.key_for(BASE_REQUEST)
+        c.put(key, response(text=f"prefix {marker} suffix"))
+    # the last connection closed: WAL checkpointed into the main file
+    data = bytearray(settings.cache_path.read_bytes())
+    at = data.find(marker.encode())
+    assert at > 0 and data.find(marker.encode(), at + 1) == -1
+    data[at + 12] ^= 0x01
+    settings.cache_path.write_bytes(bytes(data))
+    with ResponseCache(settings) as c:
+        assert c.get(key) is None
+        stats = c.stats()
+        assert (stats["integrity_failures"], stats["entries"]) == (1, 0)
+
+
+def test_swapped_payloads_are_detected(cache, settings):
+    k1, k2 = cache.key_for({"model": "a"}), cache.key_for({"model": "b"})
+    cache.put(k1, response(text="answer one"))
+    cache.put(k2, response(text="answer two"))
+    conn = raw(settings.cache_path)
+    try:
+        (p1, s1), (p2, s2) = conn.execute("SELECT payload, sig FROM entries ORDER BY id").fetchall()
+        conn.execute("UPDATE entries SET payload = ?, sig = ? WHERE key = ?", (p2, s2, k1))
+        conn.execute("UPDATE entries SET payload = ?, sig = ? WHERE key = ?", (p1, s1, k2))
+    finally:
+        conn.close()
+    assert sorted(cache.verify()) == sorted([k1, k2])
+    assert cache.get(k1) is None and cache.get(k2) is None
+    assert cache.stats()["integrity_failures"] == 2
+
+
+def test_verify_reports_without_deleting(cache, settings):
+    keys = [cache.key_for({"model": f"m{i}"}) for i in range(5)]
+    for k in keys:
+        cache.put(k, response(text=f"answer {k}"))
+    assert cache.verify() == []
+    conn = raw(settings.cache_path)
+    try:
+        conn.execute("UPDATE entries SET sig = zeroblob(32) WHERE key = ?", (keys[1],))
+        conn.execute("UPDATE entries SET payload = CAST('not json' AS BLOB) WHERE key = ?", (keys[3],))
+    finally:
+        conn.close()
+    assert cache.verify() == [keys[1], keys[3]]
+    assert cache.stats()["entries"] == 5                      # verify() only reports
+    assert cache.stats()["integrity_failures"] == 0
+    assert [cache.get(k) is not None for k in keys] == [True, False, True, False, True]
+    assert cache.verify() == []
+
+
+def test_signed_expiry_cannot_be_extended(cache, settings, clock):
+    key = cache.key_for(BASE_REQUEST)
+    cache.put(key, response())
+    conn = raw(settings.cache_path)
+    try:   # the unsigned index copies do not matter: the signed payload decides
+        conn.execute("UPDATE entries SET expires = 9e12, created = 9e12")
+    finally:
+        conn.close()
+    clock.now = T0 + 7 * 24 * 3600
+    assert cache.get(key) is None
+    assert cache.stats()["integrity_failures"] == 0
+
+
+# --------------------------------------------------------------------------- TTL and sizes
+
+def test_expired_entry_is_a_miss_and_pruned(settings, clock):
+    with ResponseCache(settings.replace(cache_ttl_s=60.0), clock=clock) as c:
+        k_old, k_new = c.key_for({"model": "old"}), c.key_for({"model": "new"})
+        c.put(k_old, response())
+        clock.now = T0 + 30
+        c.put(k_new, response())
+        clock.now = T0 + 59.9
+        assert c.get(k_old) is not None
+        clock.now = T0 + 60
+        assert c.get(k_old) is None
+        assert c.get(k_new) is not None
+        assert c.stats()["entries"] == 2                 # reads never delete expired rows
+        assert c.prune() == 1
+        assert (c.stats()["entries"], c.stats()["evictions"]) == (1, 1)
+        assert c.get(k_new) is not None
+
+
+def test_lowered_ttl_applies_to_existing_entries(settings, clock):
+    with ResponseCache(settings, clock=clock) as c:
+        key = c.key_for(BASE_REQUEST)
+        c.put(key, response())
+    clock.now = T0 + 3600
+    with ResponseCache(settings, clock=clock) as c:
+        assert c.get(key) is not None
+    with ResponseCache(settings.replace(cache_ttl_s=600.0), clock=clock) as c:
+        assert c.get(key) is None
+        assert c.prune() == 1
+
+
+def test_put_culls_expired_rows(settings, clock):
+    with ResponseCache(settings.replace(cache_ttl_s=10.0), clock=clock) as c:
+        for i in range(3):
+            c.put(c.key_for({"model": f"m{i}"}), response())
+        clock.now = T0 + 11
+        c.put(c.key_for({"model": "fresh"}), response())
+        assert c.stats()["entries"] == 1
+        assert c.stats()["evictions"] == 3
+
+
+def _entry_size(settings: Settings, tmp_path: Path, text: str) -> int:
+    probe = settings.replace(data_dir=tmp_path / "probe", secrets_dir=tmp_path / "probe" / "secrets")
+    with ResponseCache(probe, clock=Clock()) as c:
+        c.put(c.key_for({"model": "a"}), response(text=text))
+        return c.stats()["bytes"]
+
+
+def test_size_cap_evicts_least_recently_used(settings, tmp_path, clock):
+    text = "x" * 2000
+    size = _entry_size(settings, tmp_path, text)
+    capped = settings.replace(cache_max_bytes=3 * size + size // 2)
+    with ResponseCache(capped, clock=clock) as c:
+        a, b, cc, d, e = (c.key_for({"model": name}) for name in "abcde")
+        for i, k in enumerate((a, b, cc)):
+            clock.now = T0 + i * 10_000
+            assert c.put(k, response(text=text))
+        clock.now = T0 + 30_000
+        assert c.get(a) is not None          # last_access of a is > 1 h old: refreshed
+        clock.now = T0 + 40_000
+        assert c.put(d, response(text=text))
+        assert {k for (k,) in raw_query(capped.cache_path, "SELECT key FROM entries")} == {a, cc, d}
+        assert c.stats() | {"path": None} == c.stats() | {
+            "entries": 3, "bytes": 3 * size, "evictions": 1, "path": None}
+        clock.now = T0 + 50_000
+        assert c.put(e, response(text=text))          # next victim: cc (never read)
+        assert {k for (k,) in raw_query(capped.cache_path, "SELECT key FROM entries")} == {a, d, e}
+
+
+def test_recent_hits_do_not_write(cache, settings, clock):
+    key = cache.key_for(BASE_REQUEST)
+    cache.put(key, response())
+    before = raw_query(settings.cache_path, "SELECT last_access, hits FROM entries")
+    clock.now = T0 + 3599
+    for _ in range(10):
+        assert cache.get(key) is not None
+    assert raw_query(settings.cache_path, "SELECT last_access, hits FROM entries") == before == [(T0, 0)]
+    clock.now = T0 + 3600                               # older than the touch interval: one write
+    assert cache.get(key) is not None
+    assert raw_query(settings.cache_path, "SELECT last_access, hits FROM entries") == [(T0 + 3600, 11)]
+
+
+def test_hit_counts_are_flushed_on_write_and_close(settings, clock):
+    with ResponseCache(settings, clock=clock) as c:
+        k1, k2 = c.key_for({"model": "1"}), c.key_for({"model": "2"})
+        c.put(k1, response())
+        for _ in range(3):
+            c.get(k1)
+        c.put(k2, response())                              # flushed in this write
+        assert raw_query(settings.cache_path, "SELECT hits FROM entries ORDER BY id") == [(3,), (0,)]
+        c.get(k2)
+        c.get(k2)
+    assert raw_query(settings.cache_path, "SELECT hits FROM entries ORDER BY id") == [(3,), (2,)]
+
+
+def test_entry_size_cap(settings):
+    with ResponseCache(settings.replace(cache_max_entry_bytes=1500)) as c:
+        small, big = c.key_for({"model": "small"}), c.key_for({"model": "big"})
+        assert c.put(big, response(text="y" * 2000)) is False
+        assert c.put(small, response(text="y" * 100)) is True
+        assert c.get(big) is None and c.get(small) is not None
+        assert c.stats()["entries"] == 1
+
+
+@pytest.mark.parametrize("stop_reason", ["", None])
+def test_incomplete_response_not_stored(cache, stop_reason):
+    key = cache.key_for(BASE_REQUEST)
+    assert cache.put(key, response(stop_reason=stop_reason)) is False
+    assert cache.get(key) is None
+    assert cache.stats()["entries"] == 0
+
+
+def test_replacing_an_entry_keeps_totals_exact(cache, settings):
+    key = cache.key_for(BASE_REQUEST)
+    cache.put(key, response(text="short"))
+    cache.put(key, response(text="a much longer answer " * 20))
+    assert cache.get(key).text == "a much longer answer " * 20
+    (count, total), = raw_query(settings.cache_path, "SELECT COUNT(*), SUM(size) FROM entries")
+    assert (cache.stats()["entries"], cache.stats()["bytes"]) == (count, total) == (1, total)
+    assert cache.delete(key) is True and cache.delete(key) is False
+    assert (cache.stats()["entries"], cache.stats()["bytes"]) == (0, 0)
+
+
+# --------------------------------------------------------------------------- secret handling
+
+def test_key_file_created_private_and_reused(keyfile_settings):
+    with ResponseCache(keyfile_settings) as c:
+        key = c.key_for(BASE_REQUEST)
+        c.put(key, response())
+    path = keyfile_settings.key_path
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(Path(keyfile_settings.data_dir).stat().st_mode) == 0o700
+    assert len(path.read_bytes()) == 32
+    assert path.parent != keyfile_settings.cache_path.parent       # never next to the data
+    with ResponseCache(keyfile_settings) as c:
+        assert c.key_for(BASE_REQUEST) == key
+        assert c.get(key) is not None
+
+
+def test_key_file_readable_by_others_is_refused(keyfile_settings):
+    path = keyfile_settings.key_path
+    path.parent.mkdir(parents=True, mode=0o700)
+    path.write_bytes(os.urandom(32))
+    path.chmod(0o644)
+    with pytest.raises(InsecurePathError) as info:
+        ResponseCache(keyfile_settings)
+    assert str(path) in str(info.value) and f"chmod 600 {path}" in str(info.value)
+
+
+def test_home_writable_by_others_is_refused(keyfile_settings):
+    home = Path(keyfile_settings.data_dir)
+    home.mkdir(mode=0o700)
+    home.chmod(0o777)
+    with pytest.raises(InsecurePathError):
+        ResponseCache(keyfile_settings)
+
+
+def test_key_file_creation_race(tmp_path):
+    path = tmp_path / "secrets" / "cache.key"
+    barrier = threading.Barrier(8)
+    results: list[bytes] = []
+
+    def worker():
+        barrier.wait()
+        results.append(load_or_create_key_file(path))
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 8 and len(set(results)) == 1 and len(results[0]) == 32
+
+
+def test_half_written_key_file_is_waited_for(tmp_path):
+    path = tmp_path / "secrets" / "cache.key"
+    path.parent.mkdir(mode=0o700)
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)   # a creator that has not written yet
+    key = os.urandom(32)
+    timer = threading.Timer(0.1, lambda: (os.write(fd, key), os.close(fd)))
+    timer.start()
+    try:
+        assert load_or_create_key_file(path) == key
+    finally:
+        timer.join()
+
+
+def test_rotating_the_secret_makes_misses_not_errors(settings):
+    with ResponseCache(settings) as old:
+        old_key = old.key_for(BASE_REQUEST)
+        old.put(old_key, response())
+    with ResponseCache(settings.replace(cache_secret=b"rotated secret")) as new:
+        assert new.key_for(BASE_REQUEST) != old_key
+        assert new.get(new.key_for(BASE_REQUEST)) is None
+        assert new.get(old_key) is None                  # the old row: other kid → plain miss
+        assert new.verify() == []
+        s = new.stats()
+        assert (s["integrity_failures"], s["misses"], s["entries"]) == (0, 2, 1)
+        assert new.entries().empty
+        assert new.put(new.key_for(BASE_REQUEST), response())
+    with ResponseCache(settings) as old:                 # rotating back still works
+        assert old.get(old_key) is not None
+
+
+def test_secret_argument_wins(settings):
+    with ResponseCache(settings, secret=b"explicit") as a, ResponseCache(settings.replace(cache_secret=b"explicit")) as b:
+        assert a.key_for(BASE_REQUEST) == b.key_for(BASE_REQUEST)
+
+
+# --------------------------------------------------------------------------- damage
+
+def test_corrupt_database_is_moved_aside_and_recreated(settings, caplog):
+    home = Path(settings.data_dir)
+    home.mkdir(mode=0o700)
+    garbage = b"this is not a database, but someone's notes " * 200
+    settings.cache_path.write_bytes(garbage)
+    with caplog.at_level(logging.WARNING, logger="claude_force_nb.cache"):
+        c = ResponseCache(settings)
+    try:
+        aside = list(home.glob("cache.sqlite3.corrupt-*"))
+        assert len(aside) == 1 and aside[0].read_bytes() == garbage
+        assert any("corrupt" in r.getMessage() and str(aside[0]) in r.getMessage() for r in caplog.records)
+        key = c.key_for(BASE_REQUEST)
+        assert c.get(key) is None
+        assert c.put(key, response()) and c.get(key) is not None
+        assert c.stats()["entries"] == 1
+    finally:
+        c.close()
+
+
+def test_corruption_found_by_a_query_is_recovered(settings, caplog):
+    with ResponseCache(settings) as c:
+        keys = [c.key_for({"model": f"m{i}"}) for i in range(40)]
+        for k in keys:
+            c.put(k, response(text="z" * 3000))
+    data = bytearray(settings.cache_path.read_bytes())
+    page = 4096
+    assert len(data) > 20 * page
+    data[2 * page:] = b"\xa5" * (len(data) - 2 * page)          # keep the schema page, wreck the rest
+    settings.cache_path.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING, logger="claude_force_nb.cache"), ResponseCache(settings) as c:
+        assert c.get(keys[7]) is None
+        assert c.put(keys[7], response()) and c.get(keys[7]) is not None
+        assert c.stats()["entries"] == 1
+    assert len(list(Path(settings.data_dir).glob("cache.sqlite3.corrupt-*"))) == 1
+
+
+def test_full_disk_disables_writes_but_keeps_reads(cache, caplog):
+    k1, k2 = cache.key_for({"model": "1"}), cache.key_for({"model": "2"})
+    assert cache.put(k1, response())
+    conn = cache._pool.get()                         # this thread's connection: cap the file size
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.execute(f"PRAGMA max_page_count = {pages}")
+    with caplog.at_level(logging.WARNING, logger="claude_force_nb.cache"):
+        assert cache.put(k2, response(text="w" * 50_000)) is False
+    assert any("full" in r.getMessage() for r in caplog.records)
+    assert cache.stats()["writes_enabled"] is False
+    assert cache.put(k2, response(text="tiny")) is False          # off for this process
+    assert cache.get(k1) is not None and cache.get(k2) is None
+
+
+def test_closed_cache(settings):
+    c = ResponseCache(settings)
+    c.close()
+    c.close()
+    with pytest.raises(CacheError):
+        c.get("v1:00")
+
+
+# --------------------------------------------------------------------------- reporting
+
+def test_stats_exact(cache, settings, clock):
+    assert cache.stats() == {
+        "entries": 0, "bytes": 0, "hits": 0, "misses": 0, "hit_rate": 0.0, "integrity_failures": 0,
+        "evictions": 0, "path": str(settings.cache_path), "max_bytes": settings.cache_max_bytes,
+        "writes_enabled": True,
+    }
+    keys = [cache.key_for({"model": f"m{i}"}) for i in range(3)]
+    for k in keys:
+        cache.put(k, response())
+    for k in keys + keys[:1]:
+        assert cache.get(k) is not None
+    assert cache.get(cache.key_for({"model": "absent"})) is None
+    conn = raw(settings.cache_path)
+    try:
+        conn.execute("UPDATE entries SET sig = zeroblob(32) WHERE key = ?", (keys[2],))
+        (total,), = conn.execute("SELECT SUM(size) FROM entries WHERE key != ?", (keys[2],)).fetchall()
+    finally:
+        conn.close()
+    assert cache.get(keys[2]) is None
+    s = cache.stats()
+    assert (s["entries"], s["bytes"], s["hits"], s["misses"], s["integrity_failures"], s["evictions"]) == (
+        2, total, 4, 2, 1, 0)
+    assert s["hit_rate"] == pytest.approx(4 / 6)
+    assert cache.clear() == 2
+    assert (cache.stats()["entries"], cache.stats()["bytes"]) == (0, 0)
+
+
+def test_entries_frame(cache, clock):
+    import pandas as pd
+
+    empty = cache.entries()
+    expected = {
+        "key": "str", "agent": "str", "model": "str", "created": "datetime64[ns, UTC]",
+        "expires": "datetime64[ns, UTC]", "size": "int64", "hits": "int64", "cost_usd": "float64",
+        "task": "str", "answer": "str",
+    }
+
+    def kinds(frame):
+        out = {}
+        for name, dtype in frame.dtypes.items():
+            out[name] = "str" if pd.api.types.is_string_dtype(dtype) else str(dtype)
+        return out
+
+    assert list(empty.columns) == list(expected) and kinds(empty) == expected and len(empty) == 0
+    k1, k2 = cache.key_for({"model": "1"}), cache.key_for({"model": "2"})
+    cache.put(k1, response(text="First line of answer\nmore", cost_usd=None, agent=None))
+    clock.now = T0 + 5
+    cache.put(k2, response(task_head="Explain X"))
+    cache.get(k1)
+    cache.get(k1)
+    frame = cache.entries()
+    assert kinds(frame) == expected
+    assert list(frame.index) == [k2, k1]                           # newest first, full keys in the index
+    assert list(frame["key"]) == [k2[:12], k1[:12]]
+    first = frame.loc[k1]
+    assert (first["hits"], first["answer"], first["task"]) == (2, "First line of answer", "Review this function")
+    assert math.isnan(first["cost_usd"]) and pd.isna(first["agent"])
+    assert first["created"] == pd.Timestamp(T0, unit="s", tz="UTC")
+    assert frame.loc[k2, "expires"] == pd.Timestamp(T0 + 5 + 7 * 24 * 3600, unit="s", tz="UTC")
+    assert frame.loc[k2, "cost_usd"] == 0.0123 and frame.loc[k2, "task"] == "Explain X"
+
+
+# --------------------------------------------------------------------------- threads and fork
+
+def test_threads_share_one_instance(cache):
+    keys = [cache.key_for({"model": f"m{i}"}) for i in range(40)]
+    errors: list[BaseException] = []
+
+    def worker(offset: int):
+        try:
+            for i in range(200):
+                k = keys[(i + offset) % len(keys)]
+                if cache.get(k) is None:
+                    cache.put(k, response(text=f"answer for {k}"))
+        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n * 7,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert all(cache.get(k).text == f"answer for {k}" for k in keys)
+    assert cache.verify() == []
+
+
+def _child_uses_inherited_cache(c: ResponseCache, key: str, queue) -> None:
+    got = c.get(key)
+    ok = c.put(c.key_for({"model": "from-child"}), response(text="child"))
+    queue.put((got.text if got else None, ok))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_connections_reopened_after_fork(cache):
+    key = cache.key_for(BASE_REQUEST)
+    cache.put(key, response())
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_child_uses_inherited_cache, args=(cache, key, queue))
+    proc.start()
+    try:
+        assert queue.get(timeout=20) == ("The answer is 42.\nSecond line.", True)
+    finally:
+        proc.join(20)
+        queue.close()
+        queue.join_thread()
+    assert proc.exitcode == 0
+    assert cache.get(cache.key_for({"model": "from-child"})).text == "child"
+    assert cache.get(key) is not None                       # the parent's connection still works

@@ -1,0 +1,250 @@
+"""Magics in an in-process IPython shell against FakeAnthropicServer (no kernel: fast)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.utils.capture import capture_output
+
+from claude_force_nb.magics import interpolate
+
+from .conftest import ROOT, TEST_KEY
+
+
+@pytest.fixture
+def ip(server, monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", TEST_KEY)
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
+    monkeypatch.setenv("CLAUDE_FORCE_CACHE_SECRET", "magic-tests-secret")
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "claude_force_nb")
+    yield shell
+    shell.run_line_magic("unload_ext", "claude_force_nb")
+    shell.config.pop("AgentMagics", None)  # the shell is a singleton: forget %config
+    shell.user_ns.pop("res", None)
+
+
+def cell(ip, line: str, body: str):
+    with capture_output() as cap:
+        value = ip.run_cell_magic(line.split()[0], " ".join(line.split()[1:]), body)
+    return value, cap
+
+
+def last_output(cap):
+    return cap.outputs[-1]
+
+
+# -- interpolation rules --------------------------------------------------------------
+
+class Obj:
+    name = "obj-name"
+
+
+NS = {"x": 42, "items": ["a", "b"], "d": {"k": "v"}, "o": Obj(), "braces": "{x}", "Out": {3: "out3"}, "In": ["", "", "", "cell3"]}
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("value {x}", "value 42"),
+        ("{o.name} {items[1]} {items[-1]} {d['k']}", "obj-name b b v"),
+        ("{In[3]} / {Out[3]}", "cell3 / out3"),
+        ("unknown {nope} stays", "unknown {nope} stays"),
+        ('dict {"a": 1} literal', 'dict {"a": 1} literal'),
+        ("f-string {x:>10} spec", "f-string {x:>10} spec"),
+        ("{{x}} escaped", "{x} escaped"),
+        ("json {{\"a\": {x}}}", 'json {"a": 42}'),
+        ("no double {braces}", "no double {x}"),
+        ("set {x, y}", "set {x, y}"),
+    ],
+)
+def test_interpolation_rules(text, expected):
+    assert interpolate(text, NS) == expected
+
+
+def test_interpolation_failure_is_a_usage_error():
+    with pytest.raises(UsageError, match=r"Cannot fill in \{o.missing\}.*--no-interpolate"):
+        interpolate("{o.missing}", NS)
+
+
+# -- %%agent ------------------------------------------------------------------------------
+
+def test_agent_cell_streams_and_ends_with_badge_and_provenance(ip, server):
+    _, cap = cell(ip, "agent assistant -m claude-haiku-4-5", "What is a p-value?\n")
+    out = last_output(cap)
+    md = out.data["text/markdown"]
+    assert "Offline answer" in md and "assistant · claude-haiku-4-5" in md and "in /" in md
+    meta = out.metadata["claude_force_nb"]
+    assert meta["agent"] == "assistant" and meta["model"] == "claude-haiku-4-5"
+    assert meta["cache_key"].startswith("v1:") and meta["usage"]["output_tokens"] > 0
+    body = server.requests[-1].body
+    assert body["messages"][0]["content"] == "What is a p-value?" and body["model"] == "claude-haiku-4-5"
+
+
+def test_out_variable_and_cached_rerun(ip, server):
+    cell(ip, "agent assistant -o res", "cache test")
+    first = ip.user_ns["res"]
+    _, cap = cell(ip, "agent assistant -o res", "cache test")
+    second = ip.user_ns["res"]
+    assert server.request_count == 1 and second.cached and second.text == first.text
+    assert "cached (saved $" in last_output(cap).data["text/markdown"]
+
+
+def test_cell_interpolates_from_user_namespace(ip, server):
+    ip.user_ns["frame_name"] = "sales_2026"
+    cell(ip, "agent assistant", "Describe {frame_name} and {{literal}} and {missing}")
+    assert server.requests[-1].body["messages"][0]["content"] == "Describe sales_2026 and {literal} and {missing}"
+    cell(ip, "agent assistant --no-interpolate", "Describe {frame_name}")
+    assert server.requests[-1].body["messages"][0]["content"] == "Describe {frame_name}"
+
+
+def test_flags_reach_the_request(ip, server):
+    cell(ip, "agent assistant --max-tokens 77 -t 0.3 --system 'Answer in French.' --no-stream --no-cache", "Bonjour")
+    body = server.requests[-1].body
+    assert body["max_tokens"] == 77 and body["temperature"] == 0.3 and "stream" not in body
+    assert body["system"].endswith("\n\nAnswer in French.")
+
+
+def test_config_trait_sets_default_model(ip, server):
+    ip.run_line_magic("config", 'AgentMagics.default_model = "claude-haiku-4-5"')
+    cell(ip, "agent assistant", "which model?")
+    assert server.requests[-1].body["model"] == "claude-haiku-4-5"
+
+
+def test_code_format_offers_next_input(ip, server):
+    from claude_force_nb.testing import Fault
+
+    server.script(Fault(text="Use this:\n```python\nprint('hi')\n```\nDone."))
+    cell(ip, "agent python-expert -f code", "print hi")
+    assert ip.rl_next_input == "print('hi')"
+
+
+@pytest.mark.parametrize(
+    "line,match",
+    [
+        ("agent assistant --bogus", "unrecognized arguments: --bogus"),
+        ("agent code-reviwer", "Did you mean 'code-reviewer'"),
+        ("agent assistant --max-tokens 0", "max_tokens=0 is out of range"),
+        ("agent assistant -t 2", "temperature=2.0 is out of range"),
+    ],
+)
+def test_user_mistakes_are_usage_errors(ip, server, line, match):
+    with pytest.raises(UsageError, match=match):
+        cell(ip, line, "task")
+    assert server.request_count == 0
+
+
+def test_empty_cell_is_refused(ip, server):
+    with pytest.raises(UsageError, match="task is empty"):
+        cell(ip, "agent assistant", "\n  \n")
+
+
+def test_missing_key_explains_both_options(ip, server, monkeypatch):
+    monkeypatch.delenv("ANTHROPIC_API_KEY")
+    ip.run_line_magic("config", "AgentMagics.max_tokens = 100")  # rebuild the orchestrator
+    with pytest.raises(UsageError, match="ANTHROPIC_API_KEY.*CLAUDE_FORCE_OFFLINE=1"):
+        cell(ip, "agent assistant", "hello")
+
+
+def test_api_failure_shows_one_line_not_a_traceback(ip, server):
+    server.fail_next(400, message="prompt is too long")
+    _, cap = cell(ip, "agent assistant -o res", "x")
+    md = last_output(cap).data["text/markdown"]
+    assert "assistant failed:" in md and "prompt is too long" in md and "Traceback" not in md
+    assert ip.user_ns["res"].error_type == "invalid_request_error"
+
+
+def test_background_run_fills_in_later_and_cancel_stops_it(ip, server):
+    value, cap = cell(ip, "agent assistant --bg -o res", "slow [[fake:sleep=0.3]]")
+    assert value is None and "res" not in ip.user_ns
+    deadline = time.time() + 5
+    while "res" not in ip.user_ns and time.time() < deadline:
+        time.sleep(0.05)
+    assert ip.user_ns["res"].ok
+    cell(ip, "agent assistant --bg", "very slow [[fake:sleep=30]]")
+    assert server.wait_for(lambda s: s.in_flight == 1)
+    with capture_output() as cap:
+        ip.run_line_magic("agent", "cancel")
+    assert "Cancelled 1 background run." in cap.stdout
+    assert server.wait_for(lambda s: s.disconnects == 1)
+
+
+# -- %%compare and %agent subcommands ---------------------------------------------------------
+
+def test_compare_runs_the_cross_product(ip, server):
+    frame, cap = cell(ip, "compare -a assistant,python-expert -m claude-haiku-4-5,claude-sonnet-4-6 -o cmp", "Mean or median?")
+    assert server.request_count == 4 and frame is ip.user_ns["cmp"]
+    assert list(frame[["agent", "model"]].itertuples(index=False, name=None)) == [
+        ("assistant", "claude-haiku-4-5"), ("assistant", "claude-sonnet-4-6"),
+        ("python-expert", "claude-haiku-4-5"), ("python-expert", "claude-sonnet-4-6")]
+    assert frame["cost_usd"].gt(0).all() and not frame["cached"].any()
+    html = cap.outputs[0].data["text/html"]
+    assert html.count("claude-sonnet-4-6") >= 2 and "display: flex" in html
+
+
+def test_list_costs_stats_return_dataframes(ip, server):
+    cell(ip, "agent assistant -m claude-haiku-4-5", "one")
+    cell(ip, "agent assistant -m claude-haiku-4-5", "one")
+    agents = ip.run_line_magic("agent", "list")
+    assert {"assistant", "code-reviewer", "python-expert"} <= set(agents["name"])
+    costs = ip.run_line_magic("agent", "costs --by model")
+    assert isinstance(costs, pd.DataFrame)
+    assert costs.loc["TOTAL", "calls"] == 2 and costs.loc["TOTAL", "cached_calls"] == 1
+    runs = ip.run_line_magic("agent", "runs")
+    assert len(runs) == 2 and runs["cached"].tolist() == [False, True]
+    assert costs.loc["TOTAL", "cost_usd"] == pytest.approx(runs["cost_usd"].sum(), abs=1e-12)
+    assert ip.run_line_magic("agent", "stats").loc["assistant", "calls"] == 2
+
+
+def test_cache_subcommands(ip, server):
+    cell(ip, "agent assistant", "to cache")
+    assert ip.run_line_magic("agent", "cache stats")["entries"] == 1
+    assert len(ip.run_line_magic("agent", "cache list")) == 1
+    with capture_output():
+        assert ip.run_line_magic("agent", "cache verify") == []
+    with capture_output() as cap:
+        ip.run_line_magic("agent", "cache clear")
+    assert "Removed 1 cached answers" in cap.stdout
+    assert len(ip.run_line_magic("agent", "runs")) == 1  # the ledger is kept
+
+
+def test_budget_subcommand(ip, server):
+    with capture_output() as cap:
+        ip.run_line_magic("agent", "budget 0.000001")
+    assert "Budget: $0.00" in cap.stdout
+    with pytest.raises(UsageError, match="Budget"):
+        cell(ip, "agent assistant", "too expensive")
+    assert server.request_count == 0
+    with pytest.raises(UsageError, match="not a number"):
+        ip.run_line_magic("agent", "budget lots")
+
+
+def test_unknown_subcommand(ip):
+    with pytest.raises(UsageError, match="Unknown subcommand 'frobnicate'"):
+        ip.run_line_magic("agent", "frobnicate")
+
+
+def test_unload_removes_magics(ip):
+    ip.run_line_magic("unload_ext", "claude_force_nb")
+    assert "agent" not in ip.magics_manager.magics["cell"] and "compare" not in ip.magics_manager.magics["cell"]
+    ip.run_line_magic("load_ext", "claude_force_nb")
+    assert "agent" in ip.magics_manager.magics["line"]
+
+
+def test_load_ext_is_fast_and_does_not_import_pandas():
+    code = (
+        "import sys, time\n"
+        "from IPython.core.interactiveshell import InteractiveShell\n"
+        "ip = InteractiveShell.instance()\n"
+        "t = time.perf_counter(); ip.run_line_magic('load_ext', 'claude_force_nb'); dt = time.perf_counter() - t\n"
+        "print(dt, 'pandas' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout.split()
+    assert out[1] == "False"
+    assert float(out[0]) < 3.0  # the README figure comes from benchmarks/, this only catches regressions
