@@ -27,7 +27,10 @@ An agent ``.md`` file may start with YAML front matter between two ``---`` lines
 The body, stripped, is the system prompt. In a ``claude.json`` project the key is the
 agent's name; the description comes from the entry's ``description``, else the file's
 front matter, else the entry's ``domains`` joined with ", ". ``contract`` and
-``priority`` are read by nobody and ignored.
+``priority`` are read by nobody and ignored. A file referenced by ``claude.json`` belongs
+to that entry and is not listed a second time under its own name. A name defined twice
+in one ``.claude`` directory is reported by ``problems()``; the first definition
+(``claude.json`` entries, then ``agents/*.md`` in file-name order) is used.
 
 Refused, with an :class:`AgentDefinitionError` naming the file and the fix: names outside
 ``NAME_PATTERN``; a file whose real path (symlinks and ``..`` resolved) is outside its
@@ -438,7 +441,7 @@ class AgentRegistry:
         user_dir: Path | str | None = None,
         include_builtin: bool = True,
     ) -> None:
-        self._cwd = None if cwd is None else Path(cwd).expanduser()
+        self._cwd = None if cwd is None else Path(cwd).expanduser().absolute()
         home = _home()
         self._home_real = _realpath(home) if home is not None else None
         if user_dir is None and home is not None:

@@ -271,11 +271,15 @@ class Orchestrator:
     async def _run_many(
         self, items: list[Any], on_result: Callable[[int, AgentResult], Any] | None, common: dict[str, Any]
     ) -> list[AgentResult]:
+        resolved: dict[str, AgentDefinition] = {}  # one registry scan per agent, not per job
+
         async def one(i: int, item: Any) -> AgentResult:
             try:
                 job = Job.coerce(item)
                 opts = {**common, **{k: v for k, v in vars(job).items() if k not in ("agent", "task") and v is not None}}
-                result = await self._run(job.agent, job.task, **opts)
+                if job.agent not in resolved:
+                    resolved[job.agent] = self.registry.get(job.agent)
+                result = await self._run(resolved[job.agent], job.task, **opts)
             except ClaudeForceError as exc:
                 result = self._failed_before_send(item, exc)
             except TypeError as exc:  # a malformed job tuple/dict
@@ -301,7 +305,7 @@ class Orchestrator:
 
     def _prepare(
         self,
-        agent_name: str,
+        agent_name: str | AgentDefinition,
         task: str,
         *,
         model: str | None = None,
@@ -313,7 +317,7 @@ class Orchestrator:
         system: str | None = None,
     ) -> _Call:
         """Validate everything and build the exact request body; raises InvalidInputError."""
-        agent = self.registry.get(agent_name)
+        agent = agent_name if isinstance(agent_name, AgentDefinition) else self.registry.get(agent_name)
         s = self.settings
         if not isinstance(task, str):
             raise InvalidInputError(f"The task must be text, not {type(task).__name__}: pass a str.")
@@ -367,7 +371,7 @@ class Orchestrator:
         """SQLite work off the event loop, on one dedicated thread."""
         return await asyncio.get_running_loop().run_in_executor(self._io, fn, *args)
 
-    async def _run(self, agent_name: str, task: str, *, on_text: TextCallback | None = None, **opts: Any) -> AgentResult:
+    async def _run(self, agent_name: str | AgentDefinition, task: str, *, on_text: TextCallback | None = None, **opts: Any) -> AgentResult:
         unknown = set(opts) - {"model", "max_tokens", "temperature", "use_cache", "refresh", "stream", "system"}
         if unknown:
             raise InvalidInputError(f"Unknown option(s) {', '.join(sorted(unknown))}: see help(Orchestrator.run).")

@@ -608,12 +608,24 @@ class _Handler(BaseHTTPRequestHandler):
         fake = self.fake
         self._start(200, "text/event-stream; charset=utf-8", request_id, length=None)
 
+        pending: list[bytes] = []  # events are batched into one write until a pause
+
         def event(name: str, data: dict) -> None:
             payload = f"event: {name}\ndata: {json.dumps(data)}\n\n".encode("utf-8")
-            self._write(b"%x\r\n%s\r\n" % (len(payload), payload))
+            pending.append(b"%x\r\n%s\r\n" % (len(payload), payload))
+
+        def flush() -> None:
+            if pending:
+                self._write(b"".join(pending))
+                pending.clear()
+
+        def pause() -> None:
+            flush()
+            self._wait(fake.chunk_delay_s)
 
         def end() -> None:
-            self._write(b"0\r\n\r\n")
+            pending.append(b"0\r\n\r\n")
+            flush()
 
         usage = dict(message["usage"])
         start_usage = dict(usage)
@@ -631,7 +643,7 @@ class _Handler(BaseHTTPRequestHandler):
         event("ping", {"type": "ping"})
         for i, chunk in enumerate(chunks[:limit]):
             if i and fake.chunk_delay_s > 0:
-                self._wait(fake.chunk_delay_s)
+                pause()
             event("content_block_delta", {"type": "content_block_delta", "index": 0,
                                           "delta": {"type": "text_delta", "text": chunk}})
         if fault and fault.stream_error:
@@ -644,7 +656,7 @@ class _Handler(BaseHTTPRequestHandler):
             end()
             return
         if fake.chunk_delay_s > 0 and chunks:
-            self._wait(fake.chunk_delay_s)
+            pause()
         if text is not None:
             event("content_block_stop", {"type": "content_block_stop", "index": 0})
         delta: dict[str, Any] = {"stop_reason": message["stop_reason"], "stop_sequence": message["stop_sequence"]}
@@ -1136,3 +1148,26 @@ def write_kernelspec(jupyter_path: Any) -> str:
     }
     (spec_dir / "kernel.json").write_text(json.dumps(spec, indent=1), encoding="utf-8")
     return KERNEL_NAME
+
+
+def _main(argv: list[str] | None = None) -> int:
+    """``python -m claude_force_nb.testing``: serve until interrupted (or stdin closes)."""
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(description="FakeAnthropicServer on 127.0.0.1")
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--latency", type=float, default=0.0, help="seconds before each response")
+    ap.add_argument("--chunk-delay", type=float, default=0.0, help="seconds between stream chunks")
+    args = ap.parse_args(argv)
+    with FakeAnthropicServer(latency_s=args.latency, chunk_delay_s=args.chunk_delay, port=args.port) as server:
+        print(server.url, flush=True)
+        try:
+            sys.stdin.read()  # returns when the parent closes our stdin
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())

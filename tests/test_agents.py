@@ -309,6 +309,14 @@ def test_parent_holding_the_user_dir_is_not_scanned_as_project(tmp_path: Path) -
     assert [(a.name, a.source) for a in registry] == [("mine", "user")]
 
 
+def test_relative_cwd_is_pinned_at_construction(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write(tmp_path / "a" / ".claude" / "agents" / "alpha.md", "A")
+    monkeypatch.chdir(tmp_path)
+    registry = AgentRegistry("a", user_dir=tmp_path / "none", include_builtin=False)
+    monkeypatch.chdir(tmp_path / "a" / ".claude")
+    assert registry.cwd == tmp_path / "a" and registry.names() == ["alpha"]
+
+
 def test_default_cwd_follows_the_process_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write(tmp_path / "a" / ".claude" / "agents" / "alpha.md", "A")
     write(tmp_path / "b" / ".claude" / "agents" / "beta.md", "B")
@@ -556,6 +564,7 @@ def test_frame_columns_and_values(reg, pagents: Path, udir: Path) -> None:
             "chars": 12,
         },
     ]
+    assert str(df["chars"].dtype) == "int64"
 
 
 def test_frame_of_empty_registry_has_the_columns(reg) -> None:

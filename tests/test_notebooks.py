@@ -1,0 +1,50 @@
+"""The shipped notebooks execute top to bottom in real kernels (offline)."""
+
+from __future__ import annotations
+
+import json
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from claude_force_nb.testing import write_kernelspec
+
+from .conftest import ROOT
+
+pytestmark = pytest.mark.kernel
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+NOTEBOOKS = [p for p in NOTEBOOKS if not p.name.endswith(".executed.ipynb")]
+
+
+def execute(path, tmp_path, monkeypatch):
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    monkeypatch.setenv("CLAUDE_FORCE_OFFLINE", "1")
+    nb = nbformat.read(path, as_version=4)
+    kernel = write_kernelspec(tmp_path / "jupyter")
+    NotebookClient(nb, kernel_name=kernel, timeout=120, resources={"metadata": {"path": str(tmp_path)}}).execute()
+    return nb
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_is_committed_without_outputs(path):
+    nb = json.loads(path.read_text())
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in nb["cells"] if c["cell_type"] == "code")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_executes(path, tmp_path, monkeypatch):
+    nb = execute(path, tmp_path, monkeypatch)
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert errors == []
+
+
+def test_quickstart_rerun_is_cached_and_free(tmp_path, monkeypatch):
+    nb = execute(ROOT / "notebooks" / "quickstart.ipynb", tmp_path, monkeypatch)
+    badges = [o["data"]["text/markdown"] for c in nb.cells if c.cell_type == "code" for o in c.outputs
+              if o.get("output_type") == "display_data" and "text/markdown" in o.get("data", {})]
+    assert sum("cached (saved $" in b for b in badges) == 1
+    second = execute(ROOT / "notebooks" / "quickstart.ipynb", tmp_path, monkeypatch)  # a new kernel, same home
+    badges = [o["data"]["text/markdown"] for c in second.cells if c.cell_type == "code" for o in c.outputs
+              if o.get("output_type") == "display_data" and "text/markdown" in o.get("data", {})]
+    assert badges and all("cached (saved $" in b for b in badges)
