@@ -6,23 +6,50 @@ From Python: ``Orchestrator().run_sync("code-reviewer", code)``.
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from . import reports
-from .agents import AgentDefinition, AgentRegistry
-from .cache import ResponseCache
-from .errors import (
-    APICallError,
-    BudgetExceededError,
-    ClaudeForceError,
-    InvalidInputError,
-    UnknownAgentError,
-)
-from .ledger import Ledger
-from .orchestrator import Job, Orchestrator
-from .pricing import cost_of
-from .results import AgentResult, Usage
-from .settings import Settings
+if TYPE_CHECKING:
+    from . import reports
+    from .agents import AgentDefinition, AgentRegistry
+    from .cache import ResponseCache
+    from .errors import (
+        APICallError,
+        BudgetExceededError,
+        ClaudeForceError,
+        InvalidInputError,
+        UnknownAgentError,
+    )
+    from .ledger import Ledger
+    from .orchestrator import Job, Orchestrator
+    from .pricing import cost_of
+    from .results import AgentResult, Usage
+    from .settings import Settings
+
+# Public names are imported on first use: `%load_ext claude_force_nb` must not pay for
+# the anthropic SDK or pandas before the first agent call.
+_LAZY = {
+    "AgentDefinition": "agents", "AgentRegistry": "agents", "ResponseCache": "cache",
+    "APICallError": "errors", "BudgetExceededError": "errors", "ClaudeForceError": "errors",
+    "InvalidInputError": "errors", "UnknownAgentError": "errors", "Ledger": "ledger",
+    "Job": "orchestrator", "Orchestrator": "orchestrator", "cost_of": "pricing",
+    "AgentResult": "results", "Usage": "results", "Settings": "settings",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "reports":
+        return importlib.import_module(".reports", __name__)
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __version__ = "0.1.0"
 

@@ -16,7 +16,7 @@ import re
 import shlex
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
@@ -27,9 +27,11 @@ from traitlets import Bool, Float, Int, Unicode, observe
 from . import runner
 from .display import StreamView, compare_html, extract_code, provenance, result_bundle
 from .errors import ClaudeForceError
-from .orchestrator import Orchestrator
-from .results import AgentResult
 from .settings import DEFAULT_MODEL, Settings
+
+if TYPE_CHECKING:
+    from .orchestrator import Orchestrator
+    from .results import AgentResult
 
 __all__ = ["AgentMagics", "interpolate", "load", "unload"]
 
@@ -38,7 +40,8 @@ _FIELD = re.compile(
     r"\{\{|\}\}|\{(?P<expr>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*|\[(?:-?\d+|'[^'\]]*'|\"[^\"\]]*\")\])*)\}"
 )
 _STEP = re.compile(r"\.(?P<attr>[A-Za-z_]\w*)|\[(?P<index>-?\d+|'[^'\]]*'|\"[^\"\]]*\")\]")
-SUBCOMMANDS = ("list", "runs", "costs", "stats", "cache", "budget", "cancel", "help")
+SUBCOMMANDS = ("list", "runs", "costs", "stats", "cache", "budget", "cancel", "console", "compare-ui",
+               "cache-ui", "dashboard", "help")
 
 
 def interpolate(text: str, namespace: dict[str, Any]) -> str:
@@ -117,6 +120,8 @@ class AgentMagics(Magics):
     @property
     def orchestrator(self) -> Orchestrator:
         if self._orch is None:
+            from .orchestrator import Orchestrator  # the SDK loads on first use, not at %load_ext
+
             self._orch = Orchestrator(
                 Settings.from_env(
                     default_model=self.default_model,
@@ -268,7 +273,8 @@ class AgentMagics(Magics):
     @_friendly
     def agent_line(self, line: str) -> Any:
         """%agent list | runs | costs [--by agent|model|day|session] | stats [--by ...]
-        | cache [stats|list|clear|verify|prune] | budget [USD] | cancel | help
+        | cache [stats|list|clear|verify|prune] | budget [USD] | cancel
+        | console | compare-ui | cache-ui | dashboard | help
 
         Subcommands that show tables return DataFrames: ``df = %agent costs --by day``.
         """
@@ -345,6 +351,27 @@ class AgentMagics(Magics):
     def _cmd_cancel(self, rest: list[str]) -> None:
         n = self.cancel_all()
         print(f"Cancelled {n} background run{'s' if n != 1 else ''}.")
+
+    def _widget(self, name: str, rest: list[str]) -> Any:
+        from . import widgets
+
+        if rest:
+            raise UsageError(f"%agent {name} takes no arguments.")
+        app = {"console": widgets.AgentConsole, "compare-ui": widgets.CompareView,
+               "cache-ui": widgets.CacheBrowser, "dashboard": widgets.CostDashboard}[name](self.orchestrator)
+        return app
+
+    def _cmd_console(self, rest: list[str]) -> Any:
+        return self._widget("console", rest)
+
+    def _cmd_compare_ui(self, rest: list[str]) -> Any:
+        return self._widget("compare-ui", rest)
+
+    def _cmd_cache_ui(self, rest: list[str]) -> Any:
+        return self._widget("cache-ui", rest)
+
+    def _cmd_dashboard(self, rest: list[str]) -> Any:
+        return self._widget("dashboard", rest)
 
     def cancel_all(self) -> int:
         """Cancel every unfinished --bg run; returns how many were cancelled."""
