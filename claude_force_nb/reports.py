@@ -51,7 +51,7 @@ def runs(
         since = pd.Timestamp(since, tz="UTC").to_pydatetime()
     rows = _ledger(ledger).rows(since=since, agent=agent, model=model, session=session)
     frame = pd.DataFrame.from_records(rows, columns=["id", *RUN_COLUMNS])
-    frame["ts"] = pd.to_datetime(frame["ts"].astype("float64"), unit="s", utc=True)
+    frame["ts"] = pd.to_datetime(frame["ts"].astype("float64"), unit="s", utc=True).astype("datetime64[ns, UTC]")
     for column, dtype in RUN_COLUMNS.items():
         if column != "ts":
             frame[column] = frame[column].astype(dtype)
