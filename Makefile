@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench clean browser browser-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +17,24 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) scripts/demo.py
 
-test: $(STAMP)
+test: $(STAMP) browser-deps
 	$(PY) -m pytest -q
+
+# Debian's chromium for tests/test_browser.py (Playwright drives it; nothing is downloaded at test
+# time). Never fails: without root or apt-get the browser test is skipped.
+browser-deps:
+	@if [ -x /usr/bin/chromium ] || command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "browser-deps: installing chromium and chromium-driver with apt-get"; \
+		log=$$(mktemp); \
+		if ! (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) >"$$log" 2>&1; then \
+			tail -n 5 "$$log"; echo "browser-deps: apt-get failed; tests/test_browser.py will be skipped"; \
+		fi; \
+		rm -f "$$log"; \
+	else echo "browser-deps: no chromium (needs root and apt-get to install); tests/test_browser.py will be skipped"; fi
+
+browser: $(STAMP) browser-deps
+	$(PY) -m pytest -q tests/test_browser.py
 
 bench: $(STAMP)
 	$(PY) benchmarks/orchestrator.py

@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
+from .errors import CacheError
+
 __all__ = [
     "BUSY_TIMEOUT_MS",
     "ConnectionPool",
@@ -37,7 +39,8 @@ __all__ = [
 T = TypeVar("T")
 
 BUSY_TIMEOUT_MS = 10_000
-CACHE_SIZE_PAGES = 8192            # ~32 MiB with 4 KiB pages (facts §4: the 2 MB default is too small)
+CACHE_SIZE_KIB = 32 * 1024         # 32 MiB page cache (facts §4: the 2 MB default is too small)
+PAGE_SIZE = 8192                   # new files: 2-3 KB rows waste ~40% of 4 KiB pages, ~10% of 8 KiB
 MMAP_SIZE = 64 * 1024 * 1024
 
 # Connections inherited through fork() must never be used *or closed* in the child (closing
@@ -73,18 +76,22 @@ def is_locked(exc: BaseException) -> bool:
     return name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in msg or "busy" in msg
 
 
-def retry_locked(fn: Callable[[], T], *, attempts: int = 50, first_wait: float = 0.005) -> T:
-    """Call ``fn`` until it stops failing with "database is locked/busy" (bounded)."""
+def retry_locked(fn: Callable[[], T], *, budget_s: float = 30.0, first_wait: float = 0.005) -> T:
+    """Call ``fn`` until it stops failing with "database is locked/busy", for at most ``budget_s``.
+
+    SQLite skips the busy handler in a few situations (e.g. two connections creating the
+    schema or switching to WAL at the same moment): those surface at once as "locked".
+    """
+    deadline = time.monotonic() + budget_s
     wait = first_wait
-    for attempt in range(attempts):
+    while True:
         try:
             return fn()
         except sqlite3.OperationalError as exc:
-            if not is_locked(exc) or attempt == attempts - 1:
+            if not is_locked(exc) or time.monotonic() + wait > deadline:
                 raise
             time.sleep(wait)
             wait = min(wait * 2, 0.25)
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
 @contextlib.contextmanager
@@ -122,6 +129,18 @@ def move_aside(path: Path) -> Path:
     return target
 
 
+_POOLS: weakref.WeakSet[ConnectionPool] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for pool in list(_POOLS):
+        pool._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _file_id(path: Path) -> tuple[int, int] | None:
     try:
         st = os.stat(path)
@@ -133,54 +152,60 @@ def _file_id(path: Path) -> tuple[int, int] | None:
 class ConnectionPool:
     """Per-thread connections to one SQLite file, fork-aware, closable from any thread.
 
-    ``setup(conn)`` runs once per new connection after the pragmas (schema checks etc.).
+    ``setup(conn)`` runs once per new connection after the pragmas (schema checks etc.),
+    retried while another process holds the lock. Use after ``close()`` raises ``closed_error``.
     """
 
-    def __init__(self, path: Path, *, setup: Callable[[sqlite3.Connection], None] | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        setup: Callable[[sqlite3.Connection], None] | None = None,
+        closed_error: type[Exception] = CacheError,
+    ) -> None:
         self.path = Path(path)
         self._setup = setup
+        self._closed_error = closed_error
         self._local = threading.local()
         self._lock = threading.Lock()
         self._pid = os.getpid()
         # connection -> weakref to the thread that owns it (to close those of dead threads)
         self._conns: dict[sqlite3.Connection, weakref.ref[threading.Thread]] = {}
         self._closed = False
-        self._generation = 0      # bumped by reset(): every thread then reopens
+        self._token = object()    # replaced by reset()/close()/fork: each thread then reopens
+        _POOLS.add(self)
 
     @property
     def closed(self) -> bool:
         return self._closed
 
     def get(self) -> sqlite3.Connection:
-        """This thread's connection (opened on first use, or again after a fork)."""
+        """This thread's connection (opened on first use, again after ``reset`` or a fork)."""
         local = self._local
-        conn = getattr(local, "conn", None)
-        if conn is not None and local.pid == self._pid_now():
-            if local.generation == self._generation:
-                return conn
-            self._discard(conn)        # stale after a reset(): this thread owns it, close it
+        if getattr(local, "token", None) is self._token:
+            return local.conn          # hot path: two attribute reads, no syscall
+        return self._get_slow()
+
+    def _get_slow(self) -> sqlite3.Connection:
+        if os.getpid() != self._pid:   # a fork the at-fork hook did not see (belt and braces)
+            self._after_fork()
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            self._discard(conn)        # stale after reset(): this thread owns it, close it
         return self._open()
 
-    def _pid_now(self) -> int:
-        pid = os.getpid()
-        if pid != self._pid:
-            self._after_fork(pid)
-        return pid
-
-    def _after_fork(self, pid: int) -> None:
+    def _after_fork(self) -> None:
         # Runs in the child: forget (but never close) every connection of the parent.
         self._lock = threading.Lock()
         _INHERITED.extend(self._conns)
         self._conns = {}
         self._local = threading.local()
-        self._pid = pid
+        self._token = object()
+        self._pid = os.getpid()
 
     def _open(self) -> sqlite3.Connection:
-        from .errors import CacheError
-
-        self._pid_now()
         if self._closed:
-            raise CacheError(f"{self.path} was closed: create a new instance to use it again.")
+            raise self._closed_error(f"{self.path} was closed: create a new instance to use it again.")
         local = self._local
         local.conn = None
         # which file this thread is about to open: lets recovery tell "the file I found
@@ -196,17 +221,19 @@ class ConnectionPool:
         try:
             conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             # only effective on a brand-new file, before WAL mode writes its header
+            conn.execute(f"PRAGMA page_size={PAGE_SIZE}")        # (page_size must come first)
             conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
             # journal_mode=WAL is persistent; setting it races with other openers → retry.
             mode = retry_locked(lambda: conn.execute("PRAGMA journal_mode=WAL").fetchone()[0])
             if str(mode).lower() != "wal":  # pragma: no cover - e.g. a filesystem without shm
                 raise sqlite3.OperationalError(f"cannot switch {self.path} to WAL (journal_mode={mode})")
             conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute(f"PRAGMA cache_size={CACHE_SIZE_PAGES}")
+            conn.execute(f"PRAGMA cache_size=-{CACHE_SIZE_KIB}")
             conn.execute(f"PRAGMA mmap_size={MMAP_SIZE}")
             conn.execute("PRAGMA foreign_keys=ON")
             if self._setup is not None:
-                self._setup(conn)
+                setup = self._setup
+                retry_locked(lambda: setup(conn))
         except BaseException:
             conn.close()
             raise
@@ -216,8 +243,7 @@ class ConnectionPool:
         if local.file_id is None:
             local.file_id = _file_id(self.path)
         local.conn = conn
-        local.pid = self._pid
-        local.generation = self._generation
+        local.token = self._token
         return conn
 
     def _discard(self, conn: sqlite3.Connection) -> None:
@@ -241,19 +267,20 @@ class ConnectionPool:
         Other threads' connections are not closed under their feet (they may be mid-query):
         each closes its own when it next calls ``get``.
         """
-        self._pid_now()
-        with self._lock:
-            self._generation += 1
+        if os.getpid() != self._pid:
+            self._after_fork()
+        self._token = object()
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             self._discard(conn)
 
     def close(self) -> None:
         """Close every connection (call when no other thread is using them); later use raises CacheError."""
-        self._pid_now()
+        if os.getpid() != self._pid:
+            self._after_fork()
         with self._lock:
             conns, self._conns = list(self._conns), {}
-            self._generation += 1
+            self._token = object()
             self._closed = True
         for conn in conns:
             with contextlib.suppress(sqlite3.Error):

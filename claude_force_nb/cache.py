@@ -7,8 +7,10 @@ threads at once. Design (see facts/cache-design.md §5):
   "request"}))``: everything that changes the answer is in the request body, absent params
   stay absent, numeric ``temperature``/``top_p`` are floats (``1`` == ``1.0``). Because the
   key is an HMAC, the database does not let anyone confirm a guessed prompt.
-* **Rows are signed envelopes.** ``payload`` is the canonical JSON of the response
-  (text, usage, served model, cost, created, expires…) and ``sig = HMAC-SHA256(k_mac,
+* **Rows are signed envelopes.** ``payload`` holds every field of the response: a
+  canonical-JSON header line (format tag, agent, cost, created, expires, served model,
+  request id, stop reason, task head, usage) followed by the answer text as UTF-8 — the
+  answer is kept out of the JSON so a hit does not JSON-scan it. ``sig = HMAC-SHA256(k_mac,
   b"claude-force-nb/1\\0" + kid + key + payload)``. ``get`` checks the signature with
   ``hmac.compare_digest`` over the stored bytes *before* parsing anything, then the signed
   expiry. A bad row is a miss, is deleted, is counted and logged (once per process). A row
@@ -51,6 +53,7 @@ import sqlite3
 import stat
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,7 +65,6 @@ from ._sqlite import (
     is_disk_full,
     is_locked,
     move_aside,
-    retry_locked,
     write_transaction,
 )
 from .errors import CacheError, ConfigurationError, InsecurePathError
@@ -77,6 +79,7 @@ __all__ = ["CachedResponse", "ResponseCache", "canonical_json"]
 log = logging.getLogger(__name__)
 
 SCHEMA = "claude-force-nb/1"
+_SELECT_ENTRY = "SELECT id, kid, payload, sig, last_access FROM entries WHERE key = ?"
 KEY_PREFIX = "v1:"
 SIG_DOMAIN = b"claude-force-nb/1\0"
 SCHEMA_VERSION = 1
@@ -97,8 +100,13 @@ def _warn_once(tag: str, message: str, *args: Any) -> None:
 
 
 def canonical_json(obj: Any) -> bytes:
-    """Deterministic JSON bytes: sorted keys, no whitespace, UTF-8, NaN/Infinity refused."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    """Deterministic JSON bytes: sorted keys, no whitespace, UTF-8, NaN/Infinity refused.
+
+    A lone surrogate (valid in JSON as ``\\ud800``, so the API accepts it) is encoded with
+    ``surrogatepass`` rather than raising; every other string encodes as plain UTF-8."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
+        "utf-8", "surrogatepass"
+    )
 
 
 def _first_line(text: str | None, limit: int = _TASK_HEAD_CHARS) -> str:
@@ -124,47 +132,76 @@ class CachedResponse:
     expires: float | None = None
 
     def _payload(self, created: float, expires: float | None) -> bytes:
+        """The signed bytes: a canonical-JSON header line, then ``text`` as UTF-8.
+
+        The header is a JSON array ``["cfnb/1", agent, cost_usd, created, expires, model,
+        request_id, stop_reason, task_head, [input, output, cache_write_5m, cache_write_1h,
+        cache_read]]``. Canonical JSON never holds a raw newline, so the split is
+        unambiguous. Keeping the answer out of the JSON and the header positional halves
+        the decode cost of a hit (see benchmarks/cache.py).
+        """
         cost = self.cost_usd
         if cost is not None:
             cost = float(cost)
             if not math.isfinite(cost):
                 cost = None       # NaN = "unknown price" → stored as unknown
-        usage = self.usage if isinstance(self.usage, Usage) else Usage.from_dict(dict(self.usage))
-        return canonical_json(
-            {
-                "agent": self.agent,
-                "cost_usd": cost,
-                "created": created,
-                "expires": expires,
-                "model": self.model,
-                "request_id": self.request_id,
-                "stop_reason": self.stop_reason,
-                "task_head": (self.task_head or "")[:_TASK_HEAD_CHARS],
-                "text": self.text,
-                "usage": usage.to_dict(),
-            }
+        u = self.usage if isinstance(self.usage, Usage) else Usage.from_dict(dict(self.usage))
+        header = json.dumps(
+            [
+                PAYLOAD_FORMAT,
+                self.agent,
+                cost,
+                float(created),
+                None if expires is None else float(expires),
+                self.model,
+                self.request_id,
+                self.stop_reason,
+                (self.task_head or "")[:_TASK_HEAD_CHARS],
+                [int(u.input_tokens), int(u.output_tokens), int(u.cache_write_5m_tokens),
+                 int(u.cache_write_1h_tokens), int(u.cache_read_tokens)],
+            ],
+            separators=(",", ":"), ensure_ascii=False, allow_nan=False,
         )
+        return (header + "\n" + self.text).encode("utf-8", "surrogatepass")
 
     @classmethod
     def _from_payload(cls, payload: bytes) -> CachedResponse:
-        d = json.loads(payload)
-        text, stop, model = d["text"], d["stop_reason"], d["model"]
-        if not (isinstance(text, str) and isinstance(stop, str) and isinstance(model, str)):
+        """Parse a payload whose signature was already verified (so it is our own output),
+        still strictly: a format change must never yield a half-filled object."""
+        head, sep, text = payload.decode("utf-8", "surrogatepass").partition("\n")
+        h, end = _raw_decode(head)
+        if not sep or end != len(head) or type(h) is not list or len(h) != 10 or h[0] != PAYLOAD_FORMAT:
+            raise ValueError("payload header has an unknown format")
+        _, agent, cost, created, expires, model, request_id, stop, task_head, tokens = h
+        if type(stop) is not str or type(model) is not str or type(task_head) is not str:
             raise TypeError("payload fields have the wrong types")
-        cost = d["cost_usd"]
-        expires = d["expires"]
-        return cls(
+        if type(tokens) is not list or len(tokens) != 5 or not all(type(t) is int for t in tokens):
+            raise TypeError("payload usage has the wrong shape")
+        # Both classes are plain frozen dataclasses: filling __dict__ directly gives equal
+        # objects without five-to-ten object.__setattr__ calls per hit (values checked above).
+        usage = object.__new__(Usage)
+        usage.__dict__.update(zip(_USAGE_FIELDS, tokens))
+        response = object.__new__(cls)
+        response.__dict__.update(
             text=text,
             stop_reason=stop,
-            usage=Usage.from_dict(d["usage"]),
+            usage=usage,
             model=model,
             cost_usd=None if cost is None else float(cost),
-            agent=d["agent"],
-            task_head=d["task_head"],
-            request_id=d["request_id"],
-            created=float(d["created"]),
+            agent=agent,
+            task_head=task_head,
+            request_id=request_id,
+            created=float(created),
             expires=None if expires is None else float(expires),
         )
+        return response
+
+
+PAYLOAD_FORMAT = "cfnb/1"
+_raw_decode = json.JSONDecoder().raw_decode
+_USAGE_FIELDS = ("input_tokens", "output_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens", "cache_read_tokens")
+if set(_USAGE_FIELDS) != set(Usage.__dataclass_fields__) or hasattr(Usage, "__slots__") or hasattr(Usage, "__post_init__"):
+    raise ImportError("results.Usage changed shape: update the cache payload format (claude_force_nb/cache.py)")
 
 
 # --------------------------------------------------------------------------- secret
@@ -272,14 +309,12 @@ def _schema_version(conn: sqlite3.Connection) -> int | None:
 
 
 def _ensure_schema(conn: sqlite3.Connection) -> None:
+    """Create the schema if needed (the pool retries this while another process holds the lock)."""
     version = _schema_version(conn)
     if version is None:
-        def create() -> None:
-            with write_transaction(conn):
-                for statement in _DDL:
-                    conn.execute(statement)
-
-        retry_locked(create)
+        with write_transaction(conn):       # IF NOT EXISTS: a concurrent creator's work is kept
+            for statement in _DDL:
+                conn.execute(statement)
         version = _schema_version(conn)
     if version != SCHEMA_VERSION:
         raise CacheError(
@@ -289,6 +324,18 @@ def _ensure_schema(conn: sqlite3.Connection) -> None:
 
 
 # --------------------------------------------------------------------------- the cache
+
+_INSTANCES: weakref.WeakSet[ResponseCache] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for cache in list(_INSTANCES):
+        cache._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
 
 class ResponseCache:
     """A persistent, signed response cache in one SQLite file. Thread- and process-safe.
@@ -331,7 +378,16 @@ class ResponseCache:
         self._writes_enabled = True
         self._recover_lock = threading.Lock()
         self._pool = ConnectionPool(self.path, setup=_ensure_schema)
+        _INSTANCES.add(self)
         self._run(lambda conn: None)     # open now: schema races, corruption surface here
+
+    def _after_fork(self) -> None:
+        # In a forked child: locks may have been held by a parent thread, the parent's
+        # pending hit counts are the parent's to flush, and counters are per process.
+        self._lock = threading.Lock()
+        self._recover_lock = threading.Lock()
+        self._pending = {}
+        self._hits = self._misses = self._integrity_failures = self._evictions = 0
 
     def _master_secret(self, secret: bytes | str | None) -> bytes:
         if secret is None:
@@ -405,40 +461,39 @@ class ResponseCache:
         """The cached response for ``key``, or None (absent, expired, other secret, or tampered)."""
         now = self._clock()
         try:
-            rows = self._run(
-                lambda conn: conn.execute(
-                    "SELECT id, kid, payload, sig, last_access FROM entries WHERE key = ?", (key,)
-                ).fetchall()
-            )
-        except sqlite3.OperationalError as exc:
-            if not is_locked(exc):
-                raise
-            _warn_once("get-locked", "The response cache %s is locked; treating lookups as misses.", self.path)
-            rows = []
+            rows = self._pool.get().execute(_SELECT_ENTRY, (key,)).fetchall()
+        except sqlite3.DatabaseError as exc:       # rare: corruption (recover, retry) or a lock
+            rows = self._get_rows_slow(key, exc)
         if not rows:
             return self._miss()
         rowid, kid, payload, sig, last_access = rows[0]
         if kid != self.kid:
             return self._miss()          # written under another secret: not ours to judge
-        if not self._valid(key, kid, payload, sig):
+        mac = self._mac.copy()
+        mac.update(kid)
+        mac.update(key.encode())
+        mac.update(payload)
+        if not hmac.compare_digest(mac.digest(), sig):
             return self._integrity_failure(key, rowid, sig, "bad signature")
         try:
             response = CachedResponse._from_payload(payload)
         except (ValueError, KeyError, TypeError) as exc:
             return self._integrity_failure(key, rowid, sig, f"unreadable payload ({exc})")
-        if self._expired(response, now):
+        expires = response.expires
+        if (expires is not None and now >= expires) or (self.ttl_s is not None and now >= response.created + self.ttl_s):
             return self._miss()
         touch = now - last_access >= self.touch_interval_s
         with self._lock:
             self._hits += 1
-            entry = self._pending.get(key)
+            pending = self._pending
+            entry = pending.get(key)
             if entry is None:
-                self._pending[key] = [1, now if touch else 0.0]
+                pending[key] = [1, now if touch else 0.0]
             else:
                 entry[0] += 1
                 if touch:
                     entry[1] = now
-            flush = touch or len(self._pending) > MAX_PENDING_KEYS
+            flush = touch or len(pending) > MAX_PENDING_KEYS
         if flush:
             if self._writes_enabled:
                 self._flush()
@@ -447,10 +502,20 @@ class ResponseCache:
                     self._pending.clear()
         return response
 
-    def _expired(self, response: CachedResponse, now: float) -> bool:
-        if response.expires is not None and now >= response.expires:
-            return True
-        return self.ttl_s is not None and now >= response.created + self.ttl_s
+    def _get_rows_slow(self, key: str, exc: sqlite3.DatabaseError) -> list[tuple[Any, ...]]:
+        def lookup(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            return conn.execute(_SELECT_ENTRY, (key,)).fetchall()
+
+        try:
+            if is_corruption(exc):
+                self._recover(exc)
+                return self._run(lookup)
+            raise exc
+        except sqlite3.OperationalError as err:
+            if not is_locked(err):
+                raise
+            _warn_once("get-locked", "The response cache %s is locked; treating lookups as misses.", self.path)
+            return []
 
     def _miss(self) -> None:
         with self._lock:
@@ -556,12 +621,16 @@ class ResponseCache:
         if size > self.max_entry_bytes or size > self.max_bytes:
             return False
         row = (key, self.kid, payload, sig, now, expires, now, size)
+        removed: list[int] = []
 
         def op(conn: sqlite3.Connection) -> None:
             self._upsert(conn, row)
-            self._enforce_limits(conn, now, keep=key)
+            removed.append(self._enforce_limits(conn, now, keep=key))
 
-        return self._try_write(op)
+        stored = self._try_write(op)
+        if stored:
+            self._count_evictions(removed[-1])
+        return stored
 
     def _bulk_put(self, items: Iterable[tuple[str, CachedResponse]]) -> int:
         """Store many responses in one transaction (benchmarks, imports). Returns rows stored."""
@@ -574,12 +643,12 @@ class ResponseCache:
             sig = self._sign(self.kid, key_b, payload)
             rows.append((key, self.kid, payload, sig, now, expires, now, len(key_b) + len(self.kid) + len(payload) + len(sig)))
 
-        def op(conn: sqlite3.Connection) -> None:
+        def op(conn: sqlite3.Connection) -> int:
             for row in rows:
                 self._upsert(conn, row)
-            self._enforce_limits(conn, now, keep=None)
+            return self._enforce_limits(conn, now, keep=None)
 
-        self._write(op)
+        self._count_evictions(self._write(op))
         return len(rows)
 
     @staticmethod
@@ -619,10 +688,12 @@ class ResponseCache:
                     break
             conn.executemany("DELETE FROM entries WHERE id = ?", batch)
             removed += len(batch)
+        return removed
+
+    def _count_evictions(self, removed: int) -> None:
         if removed:
             with self._lock:
                 self._evictions += removed
-        return removed
 
     def delete(self, key: str) -> bool:
         """Remove one entry; True when it existed."""
@@ -641,9 +712,10 @@ class ResponseCache:
     def prune(self) -> int:
         """Delete every expired row, then enforce the size cap. Returns rows removed."""
         now = self._clock()
-        removed = self._write(lambda conn: self._enforce_limits(conn, now, keep=None, all_expired=True))
+        removed = int(self._write(lambda conn: self._enforce_limits(conn, now, keep=None, all_expired=True)))
+        self._count_evictions(removed)
         self._vacuum()
-        return int(removed)
+        return removed
 
     def _vacuum(self) -> None:
         with contextlib.suppress(sqlite3.OperationalError):
@@ -674,8 +746,11 @@ class ResponseCache:
         return self._run(scan)
 
     def stats(self) -> dict[str, Any]:
-        """Counters. entries/bytes describe the database (all processes); hits, misses,
-        integrity_failures and evictions count this process's operations on this instance."""
+        """Counters. ``entries``/``bytes`` describe the database as all processes left it
+        (``bytes`` = the sum of entry sizes: key + kid + payload + signature, the figure the
+        size cap applies to — not the file size). ``hits``, ``misses``, ``integrity_failures``
+        and ``evictions`` (rows removed by TTL culling or the size cap) count this instance's
+        operations in this process."""
         entries, nbytes = self._run(lambda conn: conn.execute("SELECT entries, bytes FROM totals WHERE id = 1").fetchone())
         with self._lock:
             hits, misses = self._hits, self._misses

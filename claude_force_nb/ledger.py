@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._sqlite import ConnectionPool, is_corruption, retry_locked, write_transaction
-from .errors import ConfigurationError
+from .errors import ClaudeForceError, ConfigurationError
 from .results import AgentResult
 from .settings import Settings, ensure_private_dir
 
@@ -186,7 +186,7 @@ class Ledger:
         else:
             self.path = Path(path)
             ensure_private_dir(self.path.parent)
-        self._pool = ConnectionPool(self.path, setup=_setup)
+        self._pool = ConnectionPool(self.path, setup=_setup, closed_error=ClaudeForceError)
         self._conn()          # open now so a bad file is reported here, not at the first record
 
     def _conn(self) -> sqlite3.Connection:

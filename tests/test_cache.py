@@ -10,7 +10,6 @@ import re
 import sqlite3
 import stat
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -133,6 +132,19 @@ def test_unicode_and_unknown_cost_round_trip(cache):
     assert cache.get(key2).cost_usd is None
 
 
+@pytest.mark.parametrize(
+    "text",
+    ["", "\n", '["cfnb/1",null]\n{"text":"x"}\n', "tab\tand\r\nCRLF\u2028 and a lone surrogate \ud800", "é" * 3000],
+    ids=["empty", "newline", "json-like", "controls", "long-unicode"],
+)
+def test_any_text_round_trips(cache, text):
+    key = cache.key_for({"model": "m", "messages": [{"role": "user", "content": text[:50] or "x"}]})
+    assert cache.put(key, response(text=text, task_head="line\twith tab"))
+    got = cache.get(key)
+    assert (got.text, got.task_head) == (text, "line\twith tab")
+    assert cache.verify() == []
+
+
 def test_key_format_and_stable_across_dict_orderings(cache):
     key = cache.key_for(BASE_REQUEST)
     assert re.fullmatch(r"v1:[0-9a-f]{64}", key)
@@ -223,7 +235,9 @@ def test_sqlite_layout_and_pragmas(cache, settings):
     db = cache._pool.get()
     assert db.execute("PRAGMA synchronous").fetchone()[0] == 1           # NORMAL
     assert db.execute("PRAGMA busy_timeout").fetchone()[0] >= 5000
-    assert db.execute("PRAGMA cache_size").fetchone()[0] == 8192
+    assert db.execute("PRAGMA cache_size").fetchone()[0] == -32 * 1024       # KiB
+    assert db.execute("PRAGMA page_size").fetchone()[0] == 8192
+    assert db.execute("PRAGMA mmap_size").fetchone()[0] == 64 * 1024 * 1024
 
 
 def test_no_pickle_in_the_storage_code():
@@ -467,6 +481,17 @@ def test_key_file_readable_by_others_is_refused(keyfile_settings):
     assert str(path) in str(info.value) and f"chmod 600 {path}" in str(info.value)
 
 
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root to chown")
+def test_key_file_owned_by_another_user_is_refused(keyfile_settings):
+    path = keyfile_settings.key_path
+    path.parent.mkdir(parents=True, mode=0o700)
+    path.write_bytes(os.urandom(32))
+    path.chmod(0o600)
+    os.chown(path, 65534, 65534)
+    with pytest.raises(InsecurePathError, match="another user"):
+        ResponseCache(keyfile_settings)
+
+
 def test_home_writable_by_others_is_refused(keyfile_settings):
     home = Path(keyfile_settings.data_dir)
     home.mkdir(mode=0o700)
@@ -550,19 +575,22 @@ def test_corrupt_database_is_moved_aside_and_recreated(settings, caplog):
 
 def test_corruption_found_by_a_query_is_recovered(settings, caplog):
     with ResponseCache(settings) as c:
-        keys = [c.key_for({"model": f"m{i}"}) for i in range(40)]
+        keys = [c.key_for({"model": f"m{i}"}) for i in range(120)]
         for k in keys:
             c.put(k, response(text="z" * 3000))
     data = bytearray(settings.cache_path.read_bytes())
-    page = 4096
-    assert len(data) > 20 * page
-    data[2 * page:] = b"\xa5" * (len(data) - 2 * page)          # keep the schema page, wreck the rest
+    page = 8192
+    assert len(data) > 40 * page
+    data[20 * page:] = b"\xa5" * (len(data) - 20 * page)   # schema and meta pages intact, late rows wrecked
     settings.cache_path.write_bytes(bytes(data))
+    aside = lambda: list(Path(settings.data_dir).glob("cache.sqlite3.corrupt-*"))  # noqa: E731
     with caplog.at_level(logging.WARNING, logger="claude_force_nb.cache"), ResponseCache(settings) as c:
-        assert c.get(keys[7]) is None
-        assert c.put(keys[7], response()) and c.get(keys[7]) is not None
+        assert aside() == []                                   # opening did not notice
+        assert c.get(keys[119]) is None                         # the lookup did: moved aside, recreated
+        assert len(aside()) == 1
+        assert c.put(keys[119], response()) and c.get(keys[119]) is not None
         assert c.stats()["entries"] == 1
-    assert len(list(Path(settings.data_dir).glob("cache.sqlite3.corrupt-*"))) == 1
+    assert len(aside()) == 1 and any("corrupt" in r.getMessage() for r in caplog.records)
 
 
 def test_full_disk_disables_writes_but_keeps_reads(cache, caplog):
@@ -677,21 +705,23 @@ def test_threads_share_one_instance(cache):
 
 
 def _child_uses_inherited_cache(c: ResponseCache, key: str, queue) -> None:
+    fresh = c.stats()["hits"]                     # counters are per process
     got = c.get(key)
-    ok = c.put(c.key_for({"model": "from-child"}), response(text="child"))
-    queue.put((got.text if got else None, ok))
+    ok = c.put(c.key_for({"model": "from-child"}), response(text="child"))   # flushes only the child's hit
+    queue.put((got.text if got else None, ok, fresh))
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_connections_reopened_after_fork(cache):
     key = cache.key_for(BASE_REQUEST)
     cache.put(key, response())
+    assert cache.get(key) is not None             # one hit pending in the parent, not yet flushed
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue()
     proc = ctx.Process(target=_child_uses_inherited_cache, args=(cache, key, queue))
     proc.start()
     try:
-        assert queue.get(timeout=20) == ("The answer is 42.\nSecond line.", True)
+        assert queue.get(timeout=20) == ("The answer is 42.\nSecond line.", True, 0)
     finally:
         proc.join(20)
         queue.close()
@@ -699,3 +729,4 @@ def test_connections_reopened_after_fork(cache):
     assert proc.exitcode == 0
     assert cache.get(cache.key_for({"model": "from-child"})).text == "child"
     assert cache.get(key) is not None                       # the parent's connection still works
+    assert cache.entries().loc[key, "hits"] == 3            # parent 2 + child 1: none counted twice

@@ -1,0 +1,286 @@
+"""Cache hit/put latency: ResponseCache vs diskcache vs one-JSON-file-per-entry + HMAC.
+
+Run: ``.venv/bin/python benchmarks/cache.py`` (about 30-60 s, a few hundred MB in a tmp dir).
+
+- 10,000 entries of ~2 KB text. Puts are timed one by one; gets get a warm-up pass, then
+  3 shuffled timed passes (30k samples). ``time.perf_counter_ns``; the timer's own
+  overhead is subtracted.
+- (a) ResponseCache.get: SQLite lookup + HMAC check (compare_digest) + expiry + JSON parse
+  into a CachedResponse.  (b) diskcache.Cache.get of the same payload bytes (default
+  least-recently-stored policy, no signature).  (c) the original claude-force layout: one
+  JSON file per entry, read + json.loads + re-canonicalise + HMAC verify.
+- Open time of ResponseCache (constructor + first lookup) at 1k and 100k entries.
+
+Prints PASS/MISS per target; exits non-zero only when something crashes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import hashlib
+import hmac
+import json
+import os
+import random
+import shutil
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from claude_force_nb.cache import CachedResponse, ResponseCache, canonical_json
+from claude_force_nb.results import Usage
+from claude_force_nb.settings import Settings
+
+N = 10_000
+PASSES = 3
+OPEN_SIZES = (1_000, 100_000)
+OPEN_REPEATS = 7
+WORDS = "the quick brown fox jumps over lazy dogs while reviewing python code for subtle bugs".split()
+
+TARGETS = {
+    "hit p50 ours/diskcache": ("<=", 1.5),
+    "hit p50 json/ours": (">=", 3.0),
+    "open ms at 100k": ("<=", 50.0),
+}
+
+
+def timer_overhead_ns() -> int:
+    samples = []
+    for _ in range(20_000):
+        t0 = time.perf_counter_ns()
+        samples.append(time.perf_counter_ns() - t0)
+    return int(statistics.median(samples))
+
+
+def pct(samples: list[int], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1000.0
+
+
+def make_text(rng: random.Random, size: int = 2000) -> str:
+    words: list[str] = []
+    length = 0
+    while length < size:
+        w = rng.choice(WORDS)
+        words.append(w)
+        length += len(w) + 1
+    return " ".join(words)[:size]
+
+
+def make_response(rng: random.Random, i: int) -> CachedResponse:
+    return CachedResponse(
+        text=make_text(rng), stop_reason="end_turn", usage=Usage(1200 + i % 50, 400), model="claude-sonnet-4-6",
+        cost_usd=0.0096, agent="code-reviewer", task_head=f"task {i}", request_id=f"req_{i:08d}",
+    )
+
+
+def settings_for(root: Path) -> Settings:
+    home = root / "home"
+    return Settings(data_dir=home, secrets_dir=home / "secrets", cache_secret=os.urandom(32),
+                    cache_max_bytes=4 * 1024**3)
+
+
+def time_calls(fn, args_list, overhead: int) -> list[int]:
+    out = []
+    perf = time.perf_counter_ns
+    for args in args_list:
+        t0 = perf()
+        fn(*args)
+        out.append(max(0, perf() - t0 - overhead))
+    return out
+
+
+def time_gets(get, keys: list[str], overhead: int, check) -> list[int]:
+    for k in keys:                       # warm-up pass (OS page cache, SQLite cache, mmap)
+        check(get(k))
+    samples: list[int] = []
+    perf = time.perf_counter_ns
+    rng = random.Random(7)
+    for _ in range(PASSES):
+        order = keys[:]
+        rng.shuffle(order)
+        for k in order:
+            t0 = perf()
+            get(k)
+            samples.append(max(0, perf() - t0 - overhead))
+    for k in keys[:100]:
+        check(get(k))
+    return samples
+
+
+class JsonFileCache:
+    """The original claude-force layout: <key>.json per entry, HMAC over canonical JSON."""
+
+    def __init__(self, root: Path, secret: bytes) -> None:
+        self.root = root
+        self.secret = secret
+        root.mkdir(mode=0o700, parents=True)
+
+    def set(self, key: str, response: dict) -> None:
+        body = dict(response)
+        body["signature"] = hmac.new(self.secret, canonical_json(body), hashlib.sha256).hexdigest()
+        tmp = self.root / f".{key}.tmp"
+        tmp.write_text(json.dumps(body, indent=2))
+        os.replace(tmp, self.root / f"{key}.json")
+
+    def get(self, key: str) -> dict | None:
+        try:
+            data = (self.root / f"{key}.json").read_bytes()
+        except FileNotFoundError:
+            return None
+        body = json.loads(data)
+        sig = body.pop("signature", "")
+        expected = hmac.new(self.secret, canonical_json(body), hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, sig):
+            return None
+        return body
+
+
+def open_time(root: Path, entries: int, rng: random.Random) -> tuple[float, float, int]:
+    """(median ms for constructor + first hit, median ms constructor only, db bytes)."""
+    s = settings_for(root)
+    with ResponseCache(s) as cache:
+        keys = []
+        batch: list[tuple[str, CachedResponse]] = []
+        template = make_response(rng, 0)
+        for i in range(entries):
+            key = cache.key_for({"model": "m", "messages": [{"role": "user", "content": f"open {i}"}]})
+            keys.append(key)
+            batch.append((key, template))
+            if len(batch) == 10_000:
+                cache._bulk_put(batch)
+                batch = []
+        if batch:
+            cache._bulk_put(batch)
+    conn = sqlite3.connect(s.cache_path)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    size = s.cache_path.stat().st_size
+    full, ctor = [], []
+    probe = keys[len(keys) // 2]
+    for _ in range(OPEN_REPEATS):
+        gc.collect()
+        t0 = time.perf_counter_ns()
+        cache = ResponseCache(s)
+        t1 = time.perf_counter_ns()
+        hit = cache.get(probe)
+        t2 = time.perf_counter_ns()
+        cache.close()
+        assert hit is not None
+        ctor.append((t1 - t0) / 1e6)
+        full.append((t2 - t0) / 1e6)
+    return statistics.median(full), statistics.median(ctor), size
+
+
+def main() -> int:
+    root = Path(tempfile.mkdtemp(prefix="cfnb-bench-"))
+    os.chmod(root, 0o700)
+    try:
+        import diskcache
+
+        rng = random.Random(42)
+        overhead = timer_overhead_ns()
+        s = settings_for(root / "ours")
+        ours = ResponseCache(s)
+        responses = [make_response(rng, i) for i in range(N)]
+        keys = [ours.key_for({"model": "claude-sonnet-4-6", "messages": [{"role": "user", "content": f"task {i}"}],
+                              "max_tokens": 1024}) for i in range(N)]
+        payloads = [r._payload(time.time(), None) for r in responses]
+        now = time.time()
+        dicts = [{**dataclasses.asdict(r), "created": now, "expires": now + 7 * 86400} for r in responses]
+        print(f"# {N} entries, text {len(responses[0].text)} chars, payload ~{len(payloads[0])} B; "
+              f"Python {sys.version.split()[0]}, SQLite {sqlite3.sqlite_version}, diskcache {diskcache.__version__}; "
+              f"timer overhead {overhead} ns subtracted")
+
+        t_start = time.perf_counter()
+        put_ours = time_calls(ours.put, list(zip(keys, responses)), overhead)
+        dc = diskcache.Cache(str(root / "diskcache"))
+        put_dc = time_calls(dc.set, list(zip(keys, payloads)), overhead)
+        jf = JsonFileCache(root / "jsonfiles", os.urandom(32))
+        put_json = time_calls(jf.set, list(zip(keys, dicts)), overhead)
+
+        def must(x):
+            assert x is not None
+
+        get_ours = time_gets(ours.get, keys, overhead, must)
+        # where a hit's time goes: the same SQL lookup alone, then + the HMAC check
+        from claude_force_nb.cache import _SELECT_ENTRY
+
+        conn = ours._pool.get()
+
+        def lookup(key):
+            return conn.execute(_SELECT_ENTRY, (key,)).fetchall()
+
+        def lookup_mac(key):
+            _, kid, payload, sig, _ = conn.execute(_SELECT_ENTRY, (key,)).fetchall()[0]
+            mac = ours._mac.copy()
+            mac.update(kid)
+            mac.update(key.encode())
+            mac.update(payload)
+            return hmac.compare_digest(mac.digest(), sig) or None
+
+        get_sql = time_gets(lookup, keys, overhead, must)
+        get_sql_mac = time_gets(lookup_mac, keys, overhead, must)
+        get_dc = time_gets(dc.get, keys, overhead, must)
+        get_json = time_gets(jf.get, keys, overhead, must)
+        assert ours.stats()["integrity_failures"] == 0
+        ours.close()
+        dc.close()
+        t_rw = time.perf_counter() - t_start
+
+        rows = [
+            ("ResponseCache (SQLite + HMAC)", get_ours, put_ours),
+            ("diskcache.Cache (no signature)", get_dc, put_dc),
+            ("JSON file per entry + HMAC", get_json, put_json),
+        ]
+        print()
+        print(f"{'cache':34} {'hit p50 µs':>11} {'hit p99 µs':>11} {'put p50 µs':>11} {'put p99 µs':>11}")
+        for name, g, p in rows:
+            print(f"{name:34} {pct(g, .5):11.1f} {pct(g, .99):11.1f} {pct(p, .5):11.1f} {pct(p, .99):11.1f}")
+        print(f"{'  ours, SQL lookup only':34} {pct(get_sql, .5):11.1f} {pct(get_sql, .99):11.1f}")
+        print(f"{'  ours, SQL lookup + HMAC check':34} {pct(get_sql_mac, .5):11.1f} {pct(get_sql_mac, .99):11.1f}")
+
+        print()
+        opens = {}
+        for n in OPEN_SIZES:
+            full, ctor, size = open_time(root / f"open{n}", n, rng)
+            opens[n] = full
+            print(f"open ResponseCache with {n:>7,} entries ({size / 1e6:6.1f} MB): "
+                  f"{full:6.2f} ms (constructor {ctor:.2f} ms + first hit)")
+            # size tracking: the trigger-maintained totals row vs a SUM over the size column
+            conn = sqlite3.connect(root / f"open{n}" / "home" / "cache.sqlite3")
+            conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()      # load the schema first
+            t0 = time.perf_counter_ns()
+            conn.execute("SELECT bytes FROM totals WHERE id = 1").fetchone()
+            t1 = time.perf_counter_ns()
+            conn.execute("SELECT SUM(size) FROM entries").fetchone()
+            t2 = time.perf_counter_ns()
+            conn.close()
+            print(f"    total bytes: totals row {(t1 - t0) / 1e3:8.1f} µs   vs   SUM(size) scan {(t2 - t1) / 1e3:9.1f} µs")
+            shutil.rmtree(root / f"open{n}")
+
+        ratios = {
+            "hit p50 ours/diskcache": pct(get_ours, .5) / pct(get_dc, .5),
+            "hit p50 json/ours": pct(get_json, .5) / pct(get_ours, .5),
+            "open ms at 100k": opens[100_000],
+        }
+        print()
+        print(f"open time growth 1k -> 100k: x{opens[100_000] / opens[1_000]:.2f}")
+        print(f"put p50 ours/diskcache: {pct(put_ours, .5) / pct(put_dc, .5):.2f}   "
+              f"put p50 json/ours: {pct(put_json, .5) / pct(put_ours, .5):.2f}")
+        for name, value in ratios.items():
+            op, target = TARGETS[name]
+            ok = value <= target if op == "<=" else value >= target
+            print(f"{name:26} {value:8.2f}   target {op} {target:<5}  {'PASS' if ok else 'MISS'}")
+        print(f"\n(read/write phase {t_rw:.1f} s, total {time.perf_counter() - t_start:.1f} s)")
+        return 0
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
