@@ -152,10 +152,10 @@ def open_time(root: Path, entries: int, rng: random.Random) -> tuple[float, floa
             keys.append(key)
             batch.append((key, template))
             if len(batch) == 10_000:
-                cache._bulk_put(batch)
+                cache.put_many(batch)
                 batch = []
         if batch:
-            cache._bulk_put(batch)
+            cache.put_many(batch)
     conn = sqlite3.connect(s.cache_path)
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()

@@ -606,50 +606,46 @@ class ResponseCache:
 
     def put(self, key: str, response: CachedResponse) -> bool:
         """Store a complete response; False when not stored (incomplete, too big, writes off)."""
-        if not isinstance(key, str) or not key:
-            raise TypeError("key must be the non-empty string returned by key_for()")
-        if not self._writes_enabled or not isinstance(response.stop_reason, str) or not response.stop_reason:
-            return False
-        if not isinstance(response.text, str):
-            return False
+        return self.put_many([(key, response)])[0]
+
+    def put_many(self, items: Iterable[tuple[str, CachedResponse]]) -> list[bool]:
+        """Store several responses in one transaction; one flag per item, as ``put`` gives."""
+        items = list(items)
+        for key, _ in items:
+            if not isinstance(key, str) or not key:
+                raise TypeError("key must be the non-empty string returned by key_for()")
+        if not self._writes_enabled:
+            return [False] * len(items)
         now = self._clock()
         expires = None if self.ttl_s is None else now + self.ttl_s
+        rows = [self._row(key, response, now, expires) for key, response in items]
+        todo = [row for row in rows if row is not None]
+        if not todo:
+            return [False] * len(items)
+        removed: list[int] = []
+        keep = todo[-1][0] if len(todo) == 1 else None
+
+        def op(conn: sqlite3.Connection) -> None:
+            for row in todo:
+                self._upsert(conn, row)
+            removed.append(self._enforce_limits(conn, now, keep=keep))
+
+        stored = self._try_write(op)
+        if stored:
+            self._count_evictions(removed[-1])
+        return [stored and row is not None for row in rows]
+
+    def _row(self, key: str, response: CachedResponse, now: float, expires: float | None) -> tuple[Any, ...] | None:
+        """The signed row for ``response``, or None when it must not be cached."""
+        if not isinstance(response.stop_reason, str) or not response.stop_reason or not isinstance(response.text, str):
+            return None
         payload = response._payload(now, expires)
         key_b = key.encode()
         sig = self._sign(self.kid, key_b, payload)
         size = len(key_b) + len(self.kid) + len(payload) + len(sig)
         if size > self.max_entry_bytes or size > self.max_bytes:
-            return False
-        row = (key, self.kid, payload, sig, now, expires, now, size)
-        removed: list[int] = []
-
-        def op(conn: sqlite3.Connection) -> None:
-            self._upsert(conn, row)
-            removed.append(self._enforce_limits(conn, now, keep=key))
-
-        stored = self._try_write(op)
-        if stored:
-            self._count_evictions(removed[-1])
-        return stored
-
-    def _bulk_put(self, items: Iterable[tuple[str, CachedResponse]]) -> int:
-        """Store many responses in one transaction (benchmarks, imports). Returns rows stored."""
-        now = self._clock()
-        expires = None if self.ttl_s is None else now + self.ttl_s
-        rows = []
-        for key, response in items:
-            payload = response._payload(now, expires)
-            key_b = key.encode()
-            sig = self._sign(self.kid, key_b, payload)
-            rows.append((key, self.kid, payload, sig, now, expires, now, len(key_b) + len(self.kid) + len(payload) + len(sig)))
-
-        def op(conn: sqlite3.Connection) -> int:
-            for row in rows:
-                self._upsert(conn, row)
-            return self._enforce_limits(conn, now, keep=None)
-
-        self._count_evictions(self._write(op))
-        return len(rows)
+            return None
+        return (key, self.kid, payload, sig, now, expires, now, size)
 
     @staticmethod
     def _upsert(conn: sqlite3.Connection, row: tuple[Any, ...]) -> None:

@@ -206,13 +206,29 @@ class Ledger:
 
     def record(self, result: AgentResult, *, task: str | None = None, ts: float | None = None) -> int:
         """Append one call; returns its row id."""
+        return self.record_many([(result, task)], ts=ts)[0]
+
+    def record_many(self, calls: Iterable[tuple[AgentResult, str | None]], *, ts: float | None = None) -> list[int]:
+        """Append several calls in one transaction; returns their row ids, in order."""
+        rows = [self._values(result, task, ts) for result, task in calls]
+        if not rows:
+            return []
+        names = ", ".join(rows[0])
+        marks = ", ".join("?" * len(rows[0]))
+        sql = f"INSERT INTO calls({names}) VALUES ({marks})"
+        conn = self._conn()
+        with write_transaction(conn):
+            return [int(conn.execute(sql, tuple(values.values())).lastrowid or 0) for values in rows]
+
+    @staticmethod
+    def _values(result: AgentResult, task: str | None, ts: float | None) -> dict[str, Any]:
         u = result.usage
         cost = result.cost_usd
         if cost is not None:
             cost = float(cost)
             if math.isnan(cost):
                 cost = None
-        values = {
+        return {
             "ts": time.time() if ts is None else float(ts),
             "session_id": current_session_id(),
             "agent": result.agent,
@@ -234,10 +250,6 @@ class Ledger:
             "attempts": int(result.attempts),
             "task_head": _first_line(task),
         }
-        names = ", ".join(values)
-        marks = ", ".join("?" * len(values))
-        cur = self._conn().execute(f"INSERT INTO calls({names}) VALUES ({marks})", tuple(values.values()))
-        return int(cur.lastrowid or 0)
 
     def _query(
         self,

@@ -145,6 +145,8 @@ class Orchestrator:
         self._client: anthropic.AsyncAnthropic | None = None
         self._semaphore: asyncio.Semaphore | None = None
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="claude-force-nb-io")
+        self._pending: list[tuple[AgentResult, str, tuple[str, CachedResponse] | None, asyncio.Future[None]]] = []
+        self._flusher: asyncio.Future[None] | None = None
         self._closed = False
 
     # -- lazily built parts -------------------------------------------------------------
@@ -391,7 +393,7 @@ class Orchestrator:
                     result = self._result_from_cache(call, hit, time.perf_counter() - started)
                     if on_text is not None:
                         on_text(result.text)
-                    await self._io_call(self._record, result, task)
+                    await self._persist(result, task)
                     return result
         if not self.offline and not self.settings.api_key:
             raise MissingAPIKeyError()
@@ -402,9 +404,10 @@ class Orchestrator:
             result = await self._call_api(call, on_text, started, est_input)
         finally:
             self.budget.settle(reserved, result.cost_usd if result is not None else None)
+        entry = None
         if result.ok and call.use_cache and result.stop_reason and not result.refused:
-            await self._io_call(self._store, call, result)
-        await self._io_call(self._record, result, task)
+            entry = (call.cache_key or "", self._cached_response(call, result))
+        await self._persist(result, task, entry)
         return result
 
     async def _call_api(self, call: _Call, on_text: TextCallback | None, started: float, est_input: int) -> AgentResult:
@@ -538,23 +541,52 @@ class Orchestrator:
             attempts=attempts,
         )
 
-    def _store(self, call: _Call, result: AgentResult) -> None:
-        self.cache.put(
-            call.cache_key or "",
-            CachedResponse(
-                text=result.text,
-                stop_reason=result.stop_reason or "",
-                usage=result.usage,
-                model=result.model,
-                cost_usd=result.cost_usd,
-                agent=call.agent.name,
-                task_head=call.task.strip().splitlines()[0][:200],
-                request_id=result.request_id,
-            ),
+    @staticmethod
+    def _cached_response(call: _Call, result: AgentResult) -> CachedResponse:
+        return CachedResponse(
+            text=result.text,
+            stop_reason=result.stop_reason or "",
+            usage=result.usage,
+            model=result.model,
+            cost_usd=result.cost_usd,
+            agent=call.agent.name,
+            task_head=call.task.strip().splitlines()[0][:200],
+            request_id=result.request_id,
         )
 
-    def _record(self, result: AgentResult, task: str) -> None:
-        self.ledger.record(result, task=task)
+    async def _persist(self, result: AgentResult, task: str, entry: tuple[str, CachedResponse] | None = None) -> None:
+        """Ledger row (and cache entry) for one call, written together with concurrent calls'.
+
+        Calls finishing while a batch is being written join the next batch, so N concurrent
+        calls cost a few SQLite transactions instead of 2N. Returns once this call's rows
+        are committed.
+        """
+        done = asyncio.get_running_loop().create_future()
+        self._pending.append((result, task, entry, done))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.ensure_future(self._flush_pending())
+        await asyncio.shield(done)
+
+    async def _flush_pending(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                await self._io_call(self._write_batch, batch)
+            except Exception as exc:
+                for *_, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+            else:
+                for *_, done in batch:
+                    if not done.done():
+                        done.set_result(None)
+
+    def _write_batch(self, batch: list[tuple[AgentResult, str, tuple[str, CachedResponse] | None, Any]]) -> None:
+        # The ledger first: what was spent must be recorded even if caching fails.
+        self.ledger.record_many([(result, task) for result, task, _, _ in batch])
+        entries = [entry for _, _, entry, _ in batch if entry is not None]
+        if entries:
+            self.cache.put_many(entries)
 
 
 def describe_failure(exc: BaseException, attempts: int) -> tuple[str, str]:
