@@ -113,6 +113,7 @@ class AgentMagics(Magics):
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         self._orch: Orchestrator | None = None  # before super(): loading config fires observers
         self._background: set[Future[Any]] = set()
+        self._apps: list[Any] = []  # widget apps opened by %agent console & co.
         super().__init__(shell=shell, **kwargs)
 
     # -- the orchestrator, rebuilt when a trait changes ---------------------------------
@@ -359,6 +360,7 @@ class AgentMagics(Magics):
             raise UsageError(f"%agent {name} takes no arguments.")
         app = {"console": widgets.AgentConsole, "compare-ui": widgets.CompareView,
                "cache-ui": widgets.CacheBrowser, "dashboard": widgets.CostDashboard}[name](self.orchestrator)
+        self._apps.append(app)
         return app
 
     def _cmd_console(self, rest: list[str]) -> Any:
@@ -374,11 +376,16 @@ class AgentMagics(Magics):
         return self._widget("dashboard", rest)
 
     def cancel_all(self) -> int:
-        """Cancel every unfinished --bg run; returns how many were cancelled."""
+        """Cancel every unfinished --bg run and widget run; returns how many were cancelled."""
         pending = [f for f in list(self._background) if not f.done()]
         for future in pending:
             future.cancel()
-        return len(pending)
+        return len(pending) + sum(bool(app.cancel()) for app in self._apps if hasattr(app, "cancel"))
+
+    def close_apps(self) -> None:
+        apps, self._apps = self._apps, []
+        for app in apps:
+            app.close()
 
 
 def comparison_frame(results: list[AgentResult]) -> Any:
@@ -418,6 +425,7 @@ def unload(ipython: Any) -> None:
     if magics is None:
         return
     magics.cancel_all()
+    magics.close_apps()
     magics.close_orchestrator()
     for kind in ("cell", "line"):
         table = ipython.magics_manager.magics[kind]

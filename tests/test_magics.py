@@ -248,3 +248,21 @@ def test_load_ext_is_fast_and_does_not_import_pandas():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout.split()
     assert out[1] == "False"
     assert float(out[0]) < 3.0  # the README figure comes from benchmarks/, this only catches regressions
+
+
+def test_widget_apps_open_and_are_cancelled_and_closed_with_the_extension(ip, server):
+    from claude_force_nb.widgets import AgentConsole, CacheBrowser, CompareView, CostDashboard
+
+    opened = [ip.run_line_magic("agent", cmd) for cmd in ("console", "compare-ui", "cache-ui", "dashboard")]
+    assert [type(a) for a in opened] == [AgentConsole, CompareView, CacheBrowser, CostDashboard]
+    console = opened[0]
+    console.task.value = "slow [[fake:sleep=30]]"
+    console.run()
+    assert server.wait_for(lambda s: s.in_flight == 1)
+    with capture_output() as cap:
+        ip.run_line_magic("agent", "cancel")
+    assert "Cancelled 1 background run." in cap.stdout
+    assert server.wait_for(lambda s: s.disconnects == 1)
+    ip.run_line_magic("unload_ext", "claude_force_nb")
+    assert all(app.closed for app in opened)
+    ip.run_line_magic("load_ext", "claude_force_nb")
