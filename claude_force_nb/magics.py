@@ -25,7 +25,7 @@ from IPython.display import HTML, display
 from traitlets import Bool, Float, Int, Unicode, observe
 
 from . import runner
-from .display import StreamView, compare_html, extract_code, provenance, result_bundle
+from .display import StreamView, compare_html, extract_code, provenance
 from .errors import ClaudeForceError
 from .settings import DEFAULT_MODEL, Settings
 

@@ -3,6 +3,7 @@ real FakeAnthropicServer on 127.0.0.1 when it asks for one."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import sys
 from pathlib import Path
@@ -12,7 +13,9 @@ import pytest
 from claude_force_nb.agents import AgentRegistry
 from claude_force_nb.orchestrator import Orchestrator
 from claude_force_nb.settings import Settings
-from claude_force_nb.testing import FakeAnthropicServer
+from claude_force_nb.testing import FakeAnthropicServer, write_kernelspec
+
+from .kernels import Kernel
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_KEY = "sk-ant-test-NEVER-LOGGED-7f3a9c"
@@ -100,3 +103,17 @@ def make_orch(make_settings, tmp_path: Path):
 @pytest.fixture
 def orch(make_orch) -> Orchestrator:
     return make_orch()
+
+
+@pytest.fixture
+def kernel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: FakeAnthropicServer):
+    """A real ipykernel (this interpreter) with the extension loaded, talking to ``server``."""
+    jupyter_path = tmp_path / "jupyter"
+    monkeypatch.setenv("JUPYTER_PATH", str(jupyter_path))
+    monkeypatch.setenv("ANTHROPIC_API_KEY", TEST_KEY)
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
+    monkeypatch.setenv("CLAUDE_FORCE_CACHE_SECRET", "kernel-test-secret")
+    k = Kernel(write_kernelspec(jupyter_path), cwd=os.getcwd())
+    assert k.run("%load_ext claude_force_nb").ok
+    yield k
+    k.shutdown()

@@ -132,11 +132,6 @@ WRITER = PRELUDE + textwrap.dedent(
 )
 
 
-@pytest.fixture(autouse=True)
-def _isolated_home(tmp_path, monkeypatch):
-    monkeypatch.setenv("CLAUDE_FORCE_HOME", str(tmp_path))
-    monkeypatch.delenv("CLAUDE_FORCE_CACHE_SECRET", raising=False)
-
 
 @pytest.fixture
 def settings(tmp_path) -> Settings:

@@ -2,30 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import time
 
 import pytest
 
-from claude_force_nb.testing import write_kernelspec
 
-from .conftest import TEST_KEY
-from .kernels import Kernel
 
 pytestmark = pytest.mark.kernel
-
-
-@pytest.fixture
-def kernel(tmp_path, monkeypatch, server):
-    jupyter_path = tmp_path / "jupyter"
-    monkeypatch.setenv("JUPYTER_PATH", str(jupyter_path))
-    monkeypatch.setenv("ANTHROPIC_API_KEY", TEST_KEY)
-    monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
-    monkeypatch.setenv("CLAUDE_FORCE_CACHE_SECRET", "kernel-test-secret")
-    k = Kernel(write_kernelspec(jupyter_path), cwd=os.getcwd())
-    assert k.run("%load_ext claude_force_nb").ok
-    yield k
-    k.shutdown()
 
 
 def test_answer_streams_into_the_cell(kernel, server):

@@ -44,11 +44,6 @@ EXPECTED = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _isolated_home(tmp_path, monkeypatch):
-    monkeypatch.setenv("CLAUDE_FORCE_HOME", str(tmp_path))
-    monkeypatch.delenv("CLAUDE_FORCE_CACHE_SECRET", raising=False)
-
 
 @pytest.fixture
 def settings(tmp_path) -> Settings:

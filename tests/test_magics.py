@@ -161,7 +161,7 @@ def test_api_failure_shows_one_line_not_a_traceback(ip, server):
 
 
 def test_background_run_fills_in_later_and_cancel_stops_it(ip, server):
-    value, cap = cell(ip, "agent assistant --bg -o res", "slow [[fake:sleep=0.3]]")
+    value, _ = cell(ip, "agent assistant --bg -o res", "slow [[fake:sleep=0.3]]")
     assert value is None and "res" not in ip.user_ns
     deadline = time.time() + 5
     while "res" not in ip.user_ns and time.time() < deadline:

@@ -8,7 +8,6 @@ pressed. What the background run changes comes back as ``comm_msg`` state update
 
 from __future__ import annotations
 
-import os
 import queue
 import time
 from collections.abc import Callable
@@ -16,25 +15,10 @@ from typing import Any
 
 import pytest
 
-from claude_force_nb.testing import write_kernelspec
 
-from .conftest import TEST_KEY
 from .kernels import Kernel
 
 pytestmark = pytest.mark.kernel
-
-
-@pytest.fixture
-def kernel(tmp_path, monkeypatch, server):
-    jupyter_path = tmp_path / "jupyter"
-    monkeypatch.setenv("JUPYTER_PATH", str(jupyter_path))
-    monkeypatch.setenv("ANTHROPIC_API_KEY", TEST_KEY)
-    monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
-    monkeypatch.setenv("CLAUDE_FORCE_CACHE_SECRET", "kernel-test-secret")
-    k = Kernel(write_kernelspec(jupyter_path), cwd=os.getcwd())
-    assert k.run("%load_ext claude_force_nb").ok
-    yield k
-    k.shutdown()
 
 
 class Frontend:
