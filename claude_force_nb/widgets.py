@@ -190,6 +190,25 @@ class _App:
             stack.extend(getattr(widget, name, None) for name in ("layout", "style"))
         return iter(seen.values())
 
+    def _say(self, message: str, level: str = "info") -> None:
+        """One status line (apps with a ``status`` widget)."""
+        self.status.value = _line(message, level)
+
+    def _set_running(self, running: bool) -> None:
+        """Run/Cancel button states (apps with those buttons)."""
+        self.run_button.disabled = running
+        self.cancel_button.disabled = not running
+
+    def _busy(self, what: str) -> concurrent.futures.Future[Any] | None:
+        """The future to hand back when Run cannot start now (closed, or already running)."""
+        if self.closed:
+            return _done(None)
+        if self.running:
+            self._say(f"{what} is in progress: wait for it or press Cancel.", "warn")
+            assert self.future is not None
+            return self.future
+        return None
+
     def cancel(self) -> bool:
         """Stop the run in flight, if any (its HTTP requests are closed). True if one was running."""
         job = self._job
@@ -312,13 +331,6 @@ class AgentConsole(_App):
             self.model.value = model
             self.max_tokens.value = definition.max_tokens or settings.max_tokens
 
-    def _say(self, message: str, level: str = "info") -> None:
-        self.status.value = _line(message, level)
-
-    def _set_running(self, running: bool) -> None:
-        self.run_button.disabled = running
-        self.cancel_button.disabled = not running
-
     @property
     def session_cost(self) -> float:
         """Sum of ``cost_usd`` over this console's runs (unpriced calls count 0)."""
@@ -341,12 +353,8 @@ class AgentConsole(_App):
 
     def run(self) -> concurrent.futures.Future[AgentResult | None]:
         """What Run does: check the inputs, submit the call, return at once."""
-        if self.closed:
-            return _done(None)
-        if self.running:
-            self._say("A run is in progress: wait for it or press Cancel.", "warn")
-            assert self.future is not None
-            return self.future
+        if (busy := self._busy("A run")) is not None:
+            return busy
         task = self.task.value
         if not task.strip():
             self._say("Type a task first: nothing was sent.", "warn")
@@ -442,23 +450,12 @@ class CompareView(_App):
         self.cancel_button.on_click(lambda _b: self.cancel())
         self.export_button.on_click(lambda _b: self.export())
 
-    def _say(self, message: str, level: str = "info") -> None:
-        self.status.value = _line(message, level)
-
-    def _set_running(self, running: bool) -> None:
-        self.run_button.disabled = running
-        self.cancel_button.disabled = not running
-
     def run(self) -> concurrent.futures.Future[Any]:
         """Check the inputs, submit every agent × model concurrently, return at once."""
         from .magics import comparison_frame
 
-        if self.closed:
-            return _done(None)
-        if self.running:
-            self._say("A comparison is in progress: wait for it or press Cancel.", "warn")
-            assert self.future is not None
-            return self.future
+        if (busy := self._busy("A comparison")) is not None:
+            return busy
         task = self.task.value
         agents = list(self.agents.value)
         models: list[str | None] = list(self.models.value) or [None]
@@ -584,9 +581,6 @@ class CacheBrowser(_App):
         self.delete_button.on_click(lambda _b: self.delete())
         self.verify_button.on_click(lambda _b: self.verify())
         self.refresh()
-
-    def _say(self, message: str, level: str = "info") -> None:
-        self.status.value = _line(message, level)
 
     @property
     def selected_key(self) -> str | None:
