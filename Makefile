@@ -39,6 +39,7 @@ browser: $(STAMP) browser-deps
 bench: $(STAMP)
 	$(PY) benchmarks/orchestrator.py
 	$(PY) benchmarks/cache.py
+	$(PY) benchmarks/kernel.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
