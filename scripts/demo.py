@@ -60,7 +60,9 @@ def run_notebook() -> None:
     nbformat.write(nb, target)
     print(f"  executed {len(nb.cells)} cells in {time.perf_counter() - t0:.1f}s -> {target.relative_to(ROOT)}")
     print("\n== Costs so far (%agent costs) ==")
-    print(reports.costs(by="agent").to_string())
+    table = reports.costs(by="agent")
+    money = "${:,.4f}".format
+    print(table.to_string(formatters={"cost_usd": money, "saved_usd": money, "hit_rate": "{:.0%}".format}))
     print(f"\nData lives in {os.environ['CLAUDE_FORCE_HOME']} (cache.sqlite3, ledger.sqlite3). Run `make demo` again: it is served from the cache.")
 
 
