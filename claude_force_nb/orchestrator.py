@@ -277,15 +277,18 @@ class Orchestrator:
 
         async def one(i: int, item: Any) -> AgentResult:
             try:
-                job = Job.coerce(item)
+                try:
+                    job = Job.coerce(item)
+                except (TypeError, ValueError) as exc:  # a malformed job tuple/dict; bugs elsewhere propagate
+                    raise InvalidInputError(
+                        f"Job {i} is malformed ({exc}): use (agent, task) or (agent, task, {{options}})."
+                    ) from None
                 opts = {**common, **{k: v for k, v in vars(job).items() if k not in ("agent", "task") and v is not None}}
                 if job.agent not in resolved:
                     resolved[job.agent] = self.registry.get(job.agent)
                 result = await self._run(resolved[job.agent], job.task, **opts)
             except ClaudeForceError as exc:
                 result = self._failed_before_send(item, exc)
-            except TypeError as exc:  # a malformed job tuple/dict
-                result = self._failed_before_send(item, InvalidInputError(f"Job {i} is malformed ({exc}): use (agent, task) or (agent, task, {{options}})."))
             if on_result is not None:
                 on_result(i, result)
             return result

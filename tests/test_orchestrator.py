@@ -326,3 +326,10 @@ def test_log_lines_truncate_and_escape_user_text(orch, caplog):
     orch.run_sync("assistant", "line1\x1b[31m\n" + "y" * 500)
     record = next(r for r in caplog.records if r.getMessage() == "agent call")
     assert record.task.startswith("line1\\x1b[31m\\x0a") and len(record.task) < 120
+
+
+def test_malformed_jobs_become_error_results(orch, server):
+    results = orch.run_many_sync([("assistant",), {"agent": "assistant", "task": "ok", "bogus": 1}, ("assistant", "fine")])
+    assert [r.ok for r in results] == [False, False, True]
+    assert "Job 0 is malformed" in results[0].error and "Job 1 is malformed" in results[1].error
+    assert server.request_count == 1
