@@ -374,6 +374,7 @@ class ResponseCache:
 
         self._lock = threading.Lock()                       # counters + pending hit counts
         self._pending: dict[str, list[float]] = {}          # key -> [hits, last_access to set]
+        self._doomed: list[tuple[int, bytes]] = []           # tampered rows (id, sig) to delete
         self._hits = self._misses = self._integrity_failures = self._evictions = 0
         self._writes_enabled = True
         self._recover_lock = threading.Lock()
@@ -387,6 +388,7 @@ class ResponseCache:
         self._lock = threading.Lock()
         self._recover_lock = threading.Lock()
         self._pending = {}
+        self._doomed = []
         self._hits = self._misses = self._integrity_failures = self._evictions = 0
 
     def _master_secret(self, secret: bytes | str | None) -> bytes:
@@ -436,6 +438,8 @@ class ResponseCache:
         return mac.digest()
 
     def _valid(self, key: str, kid: bytes, payload: bytes, sig: bytes) -> bool:
+        if not (type(kid) is type(payload) is type(sig) is bytes and isinstance(key, str)):
+            return False  # a row rewritten with other SQL types
         return hmac.compare_digest(self._sign(kid, key.encode(), payload), sig)
 
     # ------------------------------------------------------------------ keys
@@ -457,8 +461,13 @@ class ResponseCache:
 
     # ------------------------------------------------------------------ reads
 
-    def get(self, key: str) -> CachedResponse | None:
-        """The cached response for ``key``, or None (absent, expired, other secret, or tampered)."""
+    def get(self, key: str, *, defer_writes: bool = False) -> CachedResponse | None:
+        """The cached response for ``key``, or None (absent, expired, other secret, or tampered).
+
+        A get never waits for a write lock when ``defer_writes`` is set (the orchestrator
+        reads on its event loop): the hourly recency refresh and the removal of a tampered
+        row then wait for this process's next write.
+        """
         now = self._clock()
         try:
             rows = self._pool.get().execute(_SELECT_ENTRY, (key,)).fetchall()
@@ -469,16 +478,18 @@ class ResponseCache:
         rowid, kid, payload, sig, last_access = rows[0]
         if kid != self.kid:
             return self._miss()          # written under another secret: not ours to judge
+        if type(payload) is not bytes or type(sig) is not bytes:  # a row rewritten with other SQL types
+            return self._integrity_failure(key, rowid, sig, "wrong column types", defer_writes)
         mac = self._mac.copy()
         mac.update(kid)
         mac.update(key.encode())
         mac.update(payload)
         if not hmac.compare_digest(mac.digest(), sig):
-            return self._integrity_failure(key, rowid, sig, "bad signature")
+            return self._integrity_failure(key, rowid, sig, "bad signature", defer_writes)
         try:
             response = CachedResponse._from_payload(payload)
         except (ValueError, KeyError, TypeError) as exc:
-            return self._integrity_failure(key, rowid, sig, f"unreadable payload ({exc})")
+            return self._integrity_failure(key, rowid, sig, f"unreadable payload ({exc})", defer_writes)
         expires = response.expires
         if (expires is not None and now >= expires) or (self.ttl_s is not None and now >= response.created + self.ttl_s):
             return self._miss()
@@ -494,7 +505,7 @@ class ResponseCache:
                 if touch:
                     entry[1] = now
             flush = touch or len(pending) > MAX_PENDING_KEYS
-        if flush:
+        if flush and not defer_writes:
             if self._writes_enabled:
                 self._flush()
             elif len(self._pending) > MAX_PENDING_KEYS:
@@ -522,7 +533,7 @@ class ResponseCache:
             self._misses += 1
         return None
 
-    def _integrity_failure(self, key: str, rowid: int, sig: bytes, why: str) -> None:
+    def _integrity_failure(self, key: str, rowid: int, sig: bytes, why: str, defer: bool = False) -> None:
         with self._lock:
             self._misses += 1
             self._integrity_failures += 1
@@ -534,7 +545,10 @@ class ResponseCache:
             self.path, key[:12], why,
         )
         # delete exactly the row we judged (not a valid row a concurrent put just wrote)
-        self._try_write(lambda conn: conn.execute("DELETE FROM entries WHERE id = ? AND sig = ?", (rowid, sig)))
+        with self._lock:
+            self._doomed.append((rowid, sig))
+        if not defer:
+            self._try_write(lambda conn: None)  # the write applies pending deletions
         return None
 
     # ------------------------------------------------------------------ writes
@@ -543,6 +557,9 @@ class ResponseCache:
         """Inside a write transaction: apply this process's pending hit counts/touches."""
         with self._lock:
             items, self._pending = list(self._pending.items()), {}
+            doomed, self._doomed = self._doomed, []
+        if doomed:
+            conn.executemany("DELETE FROM entries WHERE id = ? AND sig = ?", doomed)
         if items:
             conn.executemany(
                 "UPDATE entries SET hits = hits + ?, last_access = MAX(last_access, ?) WHERE key = ?",
@@ -593,7 +610,7 @@ class ResponseCache:
 
     def _flush(self) -> None:
         """Write this process's pending hit counts / last_access refreshes (best effort)."""
-        if self._pending:
+        if self._pending or self._doomed:
             self._try_write(lambda conn: None)
 
     def _disable_writes(self, exc: BaseException) -> None:

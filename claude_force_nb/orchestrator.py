@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import anthropic
@@ -85,6 +85,8 @@ class Job:
             return item
         if isinstance(item, dict):
             return cls(**item)
+        if isinstance(item, (str, bytes)) or not isinstance(item, Sequence):
+            raise TypeError(f"a job is (agent, task), (agent, task, {{options}}), a dict or a Job, not {item!r:.40}")
         if len(item) == 3 and isinstance(item[2], dict):
             return cls(item[0], item[1], **item[2])
         return cls(*item)
@@ -147,6 +149,7 @@ class Orchestrator:
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="claude-force-nb-io")
         self._pending: list[tuple[AgentResult, str, tuple[str, CachedResponse] | None, asyncio.Future[None]]] = []
         self._flusher: asyncio.Future[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()  # calls in flight (on the runner loop)
         self._closed = False
 
     # -- lazily built parts -------------------------------------------------------------
@@ -234,17 +237,26 @@ class Orchestrator:
         return runner.run_sync(self._run_many(list(jobs), kwargs.pop("on_result", None), kwargs))
 
     async def aclose(self) -> None:
-        """Close the HTTP client (on its own loop) and the SQLite connections."""
+        """Cancel calls still in flight, write what they recorded, close the client and files."""
         if self._closed:
             return
         self._closed = True
-        client, self._client = self._client, None
-        if client is not None:
-            await runner.run_async(client.close())
+        await runner.run_async(self._aclose_on_loop())
         self._io.shutdown(wait=True)
         for store in (self._cache, self._ledger):
             if store is not None:
                 store.close()
+
+    async def _aclose_on_loop(self) -> None:
+        pending = [t for t in self._tasks if t is not asyncio.current_task()]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        if self._flusher is not None:
+            await asyncio.gather(self._flusher, return_exceptions=True)
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
 
     def close(self) -> None:
         """Blocking ``aclose``."""
@@ -293,7 +305,14 @@ class Orchestrator:
                 on_result(i, result)
             return result
 
-        return list(await asyncio.gather(*(one(i, item) for i, item in enumerate(items))))
+        tasks = [asyncio.ensure_future(one(i, item)) for i, item in enumerate(items)]
+        try:
+            return list(await asyncio.gather(*tasks))
+        except BaseException:  # a bug or a cancel: stop the siblings rather than orphan them
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
 
     def _failed_before_send(self, item: Any, exc: ClaudeForceError) -> AgentResult:
         agent = getattr(item, "agent", None) or (item.get("agent") if isinstance(item, dict) else None)
@@ -383,6 +402,15 @@ class Orchestrator:
         if self._closed:
             raise InvalidInputError("This Orchestrator is closed: create a new one.")
         call = self._prepare(agent_name, task, **opts)
+        current = asyncio.current_task()
+        if current is not None:
+            self._tasks.add(current)
+        try:
+            return await self._run_call(call, task, on_text)
+        finally:
+            self._tasks.discard(current)  # type: ignore[arg-type]
+
+    async def _run_call(self, call: _Call, task: str, on_text: TextCallback | None) -> AgentResult:
         started = time.perf_counter()
         log.info(
             "agent call",
@@ -391,9 +419,10 @@ class Orchestrator:
         if call.use_cache:
             call.cache_key = self.cache.key_for(call.body)
             if not call.refresh:
-                # A signed read takes ~10 µs: cheaper on the loop than a hop to the I/O thread
-                # (WAL readers never wait for writers).
-                hit = self.cache.get(call.cache_key)
+                # A signed read takes ~10 µs: cheaper on the loop than a hop to the I/O thread.
+                # defer_writes: any bookkeeping write waits for the next batch on the I/O thread,
+                # so the loop never waits on another process's write lock.
+                hit = self.cache.get(call.cache_key, defer_writes=True)
                 if hit is not None:
                     result = self._result_from_cache(call, hit, time.perf_counter() - started)
                     if on_text is not None:
@@ -407,6 +436,14 @@ class Orchestrator:
         result: AgentResult | None = None
         try:
             result = await self._call_api(call, on_text, started, est_input)
+        except asyncio.CancelledError:
+            # Interrupted (stop button, %agent cancel, close): the request was closed. Keep a
+            # ledger row so the attempt is visible; its partial cost is unknown to us.
+            cancelled = replace(
+                self._failed_result(call, asyncio.CancelledError(), 0, time.perf_counter() - started), cost_usd=None
+            )
+            await asyncio.shield(self._persist(cancelled, task))
+            raise
         finally:
             self.budget.settle(reserved, result.cost_usd if result is not None else None)
         entry = None
@@ -426,15 +463,21 @@ class Orchestrator:
             ):
                 with attempt:
                     attempts += 1
-                    self.breaker.before_call()
                     await self._limiter.acquire(est_input + call.max_tokens)
                     async with self._semaphore_on_loop():
+                        self.breaker.before_call()  # claims the half-open probe only now
                         try:
-                            async with asyncio.timeout(self.settings.timeout_s):
-                                message, request_id = await self._send(call, on_text)
-                        except Exception as exc:
+                            async with asyncio.timeout(self.settings.timeout_s) as deadline:
+                                message, request_id = await self._send(call, on_text, deadline)
+                        except anthropic.APIStatusError as exc:
                             # Only server-side trouble counts against the service.
                             self.breaker.record(ok=not is_retryable(exc))
+                            raise
+                        except Exception as exc:
+                            if is_retryable(exc):
+                                self.breaker.record(ok=False)
+                            else:  # e.g. an on_text callback raising: says nothing about the API
+                                self.breaker.abandon()
                             raise
                         except BaseException:
                             self.breaker.abandon()
@@ -446,8 +489,15 @@ class Orchestrator:
             return self._failed_result(call, exc, attempts, time.perf_counter() - started)
         return self._result_from_message(call, message, request_id, attempts, time.perf_counter() - started)
 
-    async def _send(self, call: _Call, on_text: TextCallback | None) -> tuple[Any, str | None]:
-        """One attempt: the request as a stream (deltas to on_text) or a single JSON reply."""
+    async def _send(
+        self, call: _Call, on_text: TextCallback | None, deadline: asyncio.Timeout
+    ) -> tuple[Any, str | None]:
+        """One attempt: the request as a stream (deltas to on_text) or a single JSON reply.
+
+        ``timeout_s`` bounds a JSON reply, and a stream until its first event; after that a
+        healthy stream may run as long as it needs (the SDK's read timeout still catches a
+        stalled one), so long answers are never cut off and paid for twice.
+        """
         client = self._client_on_loop()
         params = {k: v for k, v in call.body.items() if k != "temperature"}
         if call.temperature is not None:  # the 2.x SDK removed the keyword; the API still takes it
@@ -456,6 +506,7 @@ class Orchestrator:
             message = await client.messages.create(**params)
             return message, getattr(message, "_request_id", None)
         async with client.messages.stream(**params) as stream:
+            deadline.reschedule(None)
             async for text in stream.text_stream:
                 if on_text is not None:
                     on_text(text)
@@ -577,14 +628,13 @@ class Orchestrator:
             batch, self._pending = self._pending, []
             try:
                 await self._io_call(self._write_batch, batch)
-            except Exception as exc:
-                for *_, done in batch:
-                    if not done.done():
-                        done.set_exception(exc)
-            else:
-                for *_, done in batch:
-                    if not done.done():
-                        done.set_result(None)
+            except Exception:
+                # The answers are paid for and in hand: bookkeeping trouble (a locked or
+                # full disk) must not turn them into errors. It is logged with its traceback.
+                log.exception("could not record %d call(s) in the ledger/cache", len(batch))
+            for *_, done in batch:
+                if not done.done():
+                    done.set_result(None)
 
     def _write_batch(self, batch: list[tuple[AgentResult, str, tuple[str, CachedResponse] | None, Any]]) -> None:
         # The ledger first: what was spent must be recorded even if caching fails.
@@ -597,6 +647,8 @@ class Orchestrator:
 def describe_failure(exc: BaseException, attempts: int) -> tuple[str, str]:
     """One user-facing line and an error type for an API failure."""
     tries = f" after {attempts} attempt{'s' if attempts != 1 else ''}" if attempts > 1 else ""
+    if isinstance(exc, asyncio.CancelledError):
+        return "Cancelled before the answer was complete (its partial cost is not known).", "cancelled"
     if isinstance(exc, APICallError):
         return str(exc), exc.error_type or type(exc).__name__
     if isinstance(exc, anthropic.APIStatusError):

@@ -730,3 +730,35 @@ def test_connections_reopened_after_fork(cache):
     assert cache.get(cache.key_for({"model": "from-child"})).text == "child"
     assert cache.get(key) is not None                       # the parent's connection still works
     assert cache.entries().loc[key, "hits"] == 3            # parent 2 + child 1: none counted twice
+
+
+def test_deferred_get_never_writes_but_the_next_write_removes_a_tampered_row(settings):
+    import sqlite3 as _sqlite3
+
+    with ResponseCache(settings) as cache:
+        good, bad = cache.key_for({"model": "a"}), cache.key_for({"model": "b"})
+        for key in (good, bad):
+            cache.put(key, CachedResponse(text="t", stop_reason="end_turn", usage=Usage(), model="m", cost_usd=0.0))
+        raw = _sqlite3.connect(settings.cache_path)
+        raw.execute("UPDATE entries SET payload = CAST(payload || x'00' AS BLOB) WHERE key = ?", (bad,))
+        raw.commit()
+        assert cache.get(bad, defer_writes=True) is None and cache.stats()["integrity_failures"] == 1
+        assert raw.execute("SELECT COUNT(*) FROM entries WHERE key = ?", (bad,)).fetchone()[0] == 1
+        cache.put(cache.key_for({"model": "c"}), CachedResponse(text="t", stop_reason="end_turn", usage=Usage(), model="m", cost_usd=0.0))
+        assert raw.execute("SELECT COUNT(*) FROM entries WHERE key = ?", (bad,)).fetchone()[0] == 0
+        assert cache.get(good, defer_writes=True).text == "t"
+        raw.close()
+
+
+def test_a_row_rewritten_with_text_columns_is_an_integrity_failure_not_a_crash(settings):
+    import sqlite3 as _sqlite3
+
+    with ResponseCache(settings) as cache:
+        key = cache.key_for({"model": "a"})
+        cache.put(key, CachedResponse(text="t", stop_reason="end_turn", usage=Usage(), model="m", cost_usd=0.0))
+        raw = _sqlite3.connect(settings.cache_path)
+        raw.execute("UPDATE entries SET payload = CAST(payload AS TEXT) WHERE key = ?", (key,))
+        raw.commit()
+        raw.close()
+        assert cache.verify() == [key]
+        assert cache.get(key) is None and cache.stats()["integrity_failures"] == 1

@@ -333,3 +333,60 @@ def test_malformed_jobs_become_error_results(orch, server):
     assert [r.ok for r in results] == [False, False, True]
     assert "Job 0 is malformed" in results[0].error and "Job 1 is malformed" in results[1].error
     assert server.request_count == 1
+
+
+def test_half_open_probe_is_not_leaked_by_a_call_refused_before_sending(make_orch, server):
+    orch = make_orch(circuit_failures=1, circuit_reset_s=0.2, max_attempts=1, tokens_per_minute=5000)
+    server.fail_next(500)
+    assert orch.run_sync("assistant", "x", max_tokens=10).error_type == "api_error"
+    time.sleep(0.25)  # half-open: the next call may probe
+    with pytest.raises(InvalidInputError, match="tokens_per_minute"):
+        orch.run_sync("assistant", "y", max_tokens=100_000)
+    assert orch.run_sync("assistant", "z", max_tokens=10).ok and orch.breaker.state == "closed"
+
+
+def test_timeout_bounds_the_wait_for_a_stream_not_its_length(make_orch, server):
+    orch = make_orch(timeout_s=0.5)
+    server.chunk_delay_s = 0.08  # ~15 chunks: the whole answer takes > 1 s
+    t0 = time.perf_counter()
+    res = orch.run_sync("assistant", "a long answer please")
+    assert res.ok and res.attempts == 1 and server.request_count == 1
+    assert time.perf_counter() - t0 > 0.5
+    server.chunk_delay_s = 0
+    server.latency_s = 2.0  # no first event within timeout_s: that attempt times out
+    res = make_orch(timeout_s=0.3, max_attempts=1).run_sync("assistant", "stuck")
+    assert res.error_type == "timeout"
+
+
+def test_cancelled_call_leaves_a_ledger_row(orch, server):
+    future = runner.submit(orch.run("assistant", "slow [[fake:sleep=30]]"))
+    assert server.wait_for(lambda s: s.in_flight == 1)
+    future.cancel()
+    assert server.wait_for(lambda s: s.disconnects == 1)
+    assert server.wait_for(lambda s: len(orch.ledger.rows()) == 1)
+    (row,) = orch.ledger.rows()
+    assert row["error_type"] == "cancelled" and row["cost_usd"] is None and row["ok"] == 0
+    assert orch.budget.reserved_usd == 0
+
+
+def test_close_with_a_call_in_flight_cancels_it_cleanly(make_orch, server):
+    orch = make_orch()
+    future = runner.submit(orch.run("assistant", "slow [[fake:sleep=30]]"))
+    assert server.wait_for(lambda s: s.in_flight == 1)
+    orch.close()
+    assert future.cancelled() or isinstance(future.exception(timeout=5), asyncio.CancelledError)
+    assert server.wait_for(lambda s: s.disconnects == 1)
+    with pytest.raises(InvalidInputError, match="closed"):
+        orch.run_sync("assistant", "after close")
+
+
+def test_bookkeeping_failure_does_not_lose_the_answer(orch, server, caplog):
+    import sqlite3
+
+    def locked(*args, **kwargs):
+        raise sqlite3.OperationalError("database is locked")
+
+    orch.ledger.record_many = locked
+    res = orch.run_sync("assistant", "paid for")
+    assert res.ok and "paid for" in res.text
+    assert "could not record 1 call(s)" in caplog.text
