@@ -7,6 +7,7 @@ From Python: ``Orchestrator().run_sync("code-reviewer", code)``.
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -25,6 +26,10 @@ if TYPE_CHECKING:
     from .pricing import cost_of
     from .results import AgentResult, Usage
     from .settings import Settings
+
+# A library does not decide where log lines go: without a handler configured by the user,
+# warnings from the background loop must not print into whichever cell happens to run.
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 # Public names are imported on first use: `%load_ext claude_force_nb` must not pay for
 # the anthropic SDK or pandas before the first agent call.

@@ -14,6 +14,7 @@ import functools
 import itertools
 import re
 import shlex
+import traceback
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
@@ -35,10 +36,9 @@ if TYPE_CHECKING:
 
 __all__ = ["AgentMagics", "interpolate", "load", "unload"]
 
-# {name}, {name.attr}, {name[0]}, {name['key']} ... ; {{ and }} are escapes.
-_FIELD = re.compile(
-    r"\{\{|\}\}|\{(?P<expr>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*|\[(?:-?\d+|'[^'\]]*'|\"[^\"\]]*\")\])*)\}"
-)
+# {name}, {name.attr}, {name[0]}, {name['key']} ... ; {{name}} is a literal {name}.
+_EXPR = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*|\[(?:-?\d+|'[^'\]]*'|\"[^\"\]]*\")\])*"
+_FIELD = re.compile(rf"\{{\{{(?P<escaped>{_EXPR})\}}\}}|\{{(?P<expr>{_EXPR})\}}")
 _STEP = re.compile(r"\.(?P<attr>[A-Za-z_]\w*)|\[(?P<index>-?\d+|'[^'\]]*'|\"[^\"\]]*\")\]")
 SUBCOMMANDS = ("list", "runs", "costs", "stats", "cache", "budget", "cancel", "console", "compare-ui",
                "cache-ui", "dashboard", "help")
@@ -47,14 +47,15 @@ SUBCOMMANDS = ("list", "runs", "costs", "stats", "cache", "budget", "cancel", "c
 def interpolate(text: str, namespace: dict[str, Any]) -> str:
     """Expand ``{name}``-style fields whose root name exists in ``namespace``.
 
-    Everything else (dict literals, format specs, unknown names) stays as written;
-    ``{{``/``}}`` become ``{``/``}``. One pass: an inserted value is never expanded again.
+    Everything else (dict literals, nested braces in code, format specs, unknown names)
+    stays exactly as written; ``{{name}}`` is the escape for a literal ``{name}``. One
+    pass: an inserted value is never expanded again.
     """
 
     def field(match: re.Match[str]) -> str:
         token = match.group(0)
-        if token in ("{{", "}}"):
-            return token[0]
+        if match.group("escaped") is not None:
+            return token[1:-1]
         expr = match.group("expr")
         root = re.match(r"[A-Za-z_]\w*", expr).group(0)  # type: ignore[union-attr]
         if root not in namespace:
@@ -70,20 +71,23 @@ def interpolate(text: str, namespace: dict[str, Any]) -> str:
             except Exception as exc:
                 raise UsageError(
                     f"Cannot fill in {token}: {type(exc).__name__}: {exc}. "
-                    f"Write {{{{{expr}}}}} for a literal brace, or use --no-interpolate."
+                    f"Write {{{{{expr}}}}} to send it literally, or use --no-interpolate."
                 ) from None
         return str(value)
 
     return _FIELD.sub(field, text)
 
 
-def _parse(magic: Any, line: str) -> Any:
-    """Parse a magic's line with shell quoting (IPython's own splitter keeps the quotes)."""
+def _split(line: str) -> list[str]:
+    """Shell-style words (IPython's own splitter keeps the quotes)."""
     try:
-        words = shlex.split(line)
+        return shlex.split(line)
     except ValueError as exc:
         raise UsageError(f"Cannot parse the magic's arguments ({exc}): check the quotes.") from None
-    return magic.parser.parse_args(words)
+
+
+def _parse(magic: Any, line: str) -> Any:
+    return magic.parser.parse_args(_split(line))
 
 
 def _friendly(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -103,11 +107,12 @@ def _friendly(method: Callable[..., Any]) -> Callable[..., Any]:
 class AgentMagics(Magics):
     """Run Claude agents from cells: %%agent, %agent <subcommand>, %%compare."""
 
-    default_model = Unicode(DEFAULT_MODEL, help="Model used when neither the cell nor the agent names one.").tag(config=True)
-    max_tokens = Int(1024, help="Default max_tokens per answer.").tag(config=True)
-    max_concurrent = Int(8, help="Most requests in flight at once.").tag(config=True)
-    budget_usd = Float(None, allow_none=True, help="Refuse calls that could take spend past this (USD, per kernel).").tag(config=True)
-    stream = Bool(True, help="Stream answers into the cell as they arrive.").tag(config=True)
+    # None means "as Settings.from_env() says" (CLAUDE_FORCE_MODEL, CLAUDE_FORCE_BUDGET_USD...).
+    default_model = Unicode(None, allow_none=True, help=f"Model used when neither the cell nor the agent names one (default: CLAUDE_FORCE_MODEL or {DEFAULT_MODEL}).").tag(config=True)
+    max_tokens = Int(None, allow_none=True, help="Default max_tokens per answer (default 1024).").tag(config=True)
+    max_concurrent = Int(None, allow_none=True, help="Most requests in flight at once (default 8).").tag(config=True)
+    budget_usd = Float(None, allow_none=True, help="Refuse calls that could take this kernel's spend past this many USD (default: CLAUDE_FORCE_BUDGET_USD or none).").tag(config=True)
+    stream = Bool(None, allow_none=True, help="Stream answers into the cell as they arrive (default True).").tag(config=True)
     interpolate = Bool(True, help="Fill {name} fields in cells from the user namespace.").tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
@@ -116,32 +121,29 @@ class AgentMagics(Magics):
         self._apps: list[Any] = []  # widget apps opened by %agent console & co.
         super().__init__(shell=shell, **kwargs)
 
-    # -- the orchestrator, rebuilt when a trait changes ---------------------------------
+    # -- the orchestrator: built on first use, reconfigured (never rebuilt) by %config ----
+
+    _TRAIT_SETTINGS = ("default_model", "max_tokens", "max_concurrent", "budget_usd", "stream")
+
+    def _settings(self) -> Settings:
+        """The environment's settings, with every trait the user set on top."""
+        overrides = {name: getattr(self, name) for name in self._TRAIT_SETTINGS}
+        return Settings.from_env(**{k: v for k, v in overrides.items() if v is not None})
 
     @property
     def orchestrator(self) -> Orchestrator:
         if self._orch is None:
             from .orchestrator import Orchestrator  # the SDK loads on first use, not at %load_ext
 
-            self._orch = Orchestrator(
-                Settings.from_env(
-                    default_model=self.default_model,
-                    max_tokens=self.max_tokens,
-                    max_concurrent=self.max_concurrent,
-                    budget_usd=self.budget_usd,
-                    stream=self.stream,
-                )
-            )
+            self._orch = Orchestrator(self._settings())
         return self._orch
 
-    @observe("default_model", "max_tokens", "max_concurrent", "stream")
+    @observe(*_TRAIT_SETTINGS)
     def _settings_changed(self, change: Any) -> None:
-        self.close_orchestrator()
-
-    @observe("budget_usd")
-    def _budget_changed(self, change: Any) -> None:
-        if self._orch is not None:  # keep what was spent; only the limit moves
-            self._orch.budget.budget_usd = change.new
+        # The same orchestrator keeps its spend, its runs in flight and the widgets using it.
+        if self._orch is not None:
+            fresh = self._settings()
+            self._orch.configure(**{name: getattr(fresh, name) for name in self._TRAIT_SETTINGS})
 
     def close_orchestrator(self) -> None:
         orch, self._orch = self._orch, None
@@ -225,10 +227,17 @@ class AgentMagics(Magics):
                 self.shell.user_ns[args.out] = result
             return result
 
+        def finished(f: Future[Any]) -> None:
+            self._background.discard(f)
+            if f.cancelled():
+                view.fail("Cancelled.")
+            elif (exc := f.exception()) is not None and not isinstance(exc, ClaudeForceError):
+                # A bug: nobody awaits this future, so its traceback goes into the cell.
+                view.fail("".join(traceback.format_exception(exc)))
+
         future = runner.submit(job())
         self._background.add(future)
-        future.add_done_callback(self._background.discard)
-        future.add_done_callback(lambda f: f.cancelled() and view.fail("Cancelled."))
+        future.add_done_callback(finished)
 
     # -- %%compare ------------------------------------------------------------------------
 
@@ -279,7 +288,7 @@ class AgentMagics(Magics):
 
         Subcommands that show tables return DataFrames: ``df = %agent costs --by day``.
         """
-        words = shlex.split(line)
+        words = _split(line)
         if not words:
             raise UsageError(f"Usage: %agent SUBCOMMAND — one of {', '.join(SUBCOMMANDS)} (`%agent help`).")
         command, rest = words[0], words[1:]
@@ -345,6 +354,8 @@ class AgentMagics(Magics):
             except ValueError:
                 raise UsageError(f"Budget {rest[0]!r} is not a number: use e.g. `%agent budget 5` or `%agent budget off`.") from None
             self.budget_usd = value
+            if value is None:  # "off" means off, whatever CLAUDE_FORCE_BUDGET_USD says
+                self.orchestrator.configure(budget_usd=None)
         guard = self.orchestrator.budget
         limit = "none" if guard.budget_usd is None else f"${guard.budget_usd:.2f}"
         print(f"Budget: {limit}; spent this kernel: ${guard.spent_usd:.4f}")

@@ -236,6 +236,20 @@ class Orchestrator:
         """Blocking ``run_many``."""
         return runner.run_sync(self._run_many(list(jobs), kwargs.pop("on_result", None), kwargs))
 
+    def configure(self, **changes: Any) -> None:
+        """Change settings that need no new client (model and token defaults, concurrency,
+        streaming, budget). Spend, calls in flight and the cache are kept."""
+        movable = {"default_model", "max_tokens", "max_concurrent", "stream", "budget_usd", "max_task_chars"}
+        if unknown := set(changes) - movable:
+            raise InvalidInputError(
+                f"{', '.join(sorted(unknown))} cannot change on a live Orchestrator: create a new one."
+            )
+        self.settings = self.settings.replace(**changes)
+        if "max_concurrent" in changes:
+            self._semaphore = None  # new calls use the new limit; running ones finish under the old
+        if "budget_usd" in changes:
+            self.budget.budget_usd = changes["budget_usd"]
+
     async def aclose(self) -> None:
         """Cancel calls still in flight, write what they recorded, close the client and files."""
         if self._closed:

@@ -59,7 +59,10 @@ NS = {"x": 42, "items": ["a", "b"], "d": {"k": "v"}, "o": Obj(), "braces": "{x}"
         ('dict {"a": 1} literal', 'dict {"a": 1} literal'),
         ("f-string {x:>10} spec", "f-string {x:>10} spec"),
         ("{{x}} escaped", "{x} escaped"),
-        ("json {{\"a\": {x}}}", 'json {"a": 42}'),
+        ("{{o.name}} escaped", "{o.name} escaped"),
+        ("json {{\"a\": {x}}}", 'json {{"a": 42}}'),
+        ('d = {"a": {"b": 1}}', 'd = {"a": {"b": 1}}'),
+        ("def f(): return {{1}}", "def f(): return {{1}}"),
         ("no double {braces}", "no double {x}"),
         ("set {x, y}", "set {x, y}"),
     ],
@@ -98,8 +101,9 @@ def test_out_variable_and_cached_rerun(ip, server):
 
 def test_cell_interpolates_from_user_namespace(ip, server):
     ip.user_ns["frame_name"] = "sales_2026"
-    cell(ip, "agent assistant", "Describe {frame_name} and {{literal}} and {missing}")
-    assert server.requests[-1].body["messages"][0]["content"] == "Describe sales_2026 and {literal} and {missing}"
+    cell(ip, "agent assistant", "Describe {frame_name} and {{frame_name}} and {missing} in {'a': {'b': 1}}")
+    assert server.requests[-1].body["messages"][0]["content"] == (
+        "Describe sales_2026 and {frame_name} and {missing} in {'a': {'b': 1}}")
     cell(ip, "agent assistant --no-interpolate", "Describe {frame_name}")
     assert server.requests[-1].body["messages"][0]["content"] == "Describe {frame_name}"
 
@@ -266,3 +270,52 @@ def test_widget_apps_open_and_are_cancelled_and_closed_with_the_extension(ip, se
     ip.run_line_magic("unload_ext", "claude_force_nb")
     assert all(app.closed for app in opened)
     ip.run_line_magic("load_ext", "claude_force_nb")
+
+
+def test_environment_defaults_reach_the_magics(ip, server, monkeypatch):
+    monkeypatch.setenv("CLAUDE_FORCE_MODEL", "claude-haiku-4-5")
+    monkeypatch.setenv("CLAUDE_FORCE_BUDGET_USD", "0.000001")
+    ip.run_line_magic("unload_ext", "claude_force_nb")
+    ip.run_line_magic("load_ext", "claude_force_nb")
+    with pytest.raises(UsageError, match=r"Budget \$0.00"):
+        cell(ip, "agent assistant", "refused by the environment's budget")
+    with capture_output():
+        ip.run_line_magic("agent", "budget off")
+    cell(ip, "agent assistant", "which model?")
+    assert server.requests[-1].body["model"] == "claude-haiku-4-5"
+
+
+def test_config_change_keeps_spend_and_the_same_orchestrator(ip, server):
+    cell(ip, "agent assistant -m claude-haiku-4-5", "spend a little")
+    magics = ip.magics_manager.registry["AgentMagics"]
+    before = magics.orchestrator
+    spent = before.budget.spent_usd
+    assert spent > 0
+    ip.run_line_magic("config", "AgentMagics.stream = False")
+    ip.run_line_magic("config", "AgentMagics.max_concurrent = 2")
+    assert magics.orchestrator is before and before.budget.spent_usd == spent
+    assert before.settings.stream is False and before.settings.max_concurrent == 2
+    cell(ip, "agent assistant", "no stream now")
+    assert "stream" not in server.requests[-1].body
+
+
+def test_a_bug_in_a_background_run_shows_its_traceback_in_the_cell(ip, server, monkeypatch):
+    magics = ip.magics_manager.registry["AgentMagics"]
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("a bug, not a user error")
+
+    monkeypatch.setattr(magics.orchestrator, "_prepare", broken)
+    with capture_output() as cap:
+        ip.run_cell_magic("agent", "assistant --bg", "x")
+        deadline = time.time() + 5
+        while magics._background and time.time() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.1)
+    shown = cap.outputs[-1].data["text/markdown"]
+    assert "Traceback" in shown and "ZeroDivisionError: a bug, not a user error" in shown
+
+
+def test_unbalanced_quote_is_a_usage_error(ip):
+    with pytest.raises(UsageError, match="check the quotes"):
+        ip.run_line_magic("agent", 'budget "5')
