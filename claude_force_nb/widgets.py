@@ -199,6 +199,12 @@ class _App:
         self.run_button.disabled = running
         self.cancel_button.disabled = not running
 
+    def _bug(self, exc: Exception) -> None:
+        """A failure that is not the user's: show it on the status line and free the buttons
+        (the exception itself propagates into the run's future with its traceback)."""
+        self._say(f"{type(exc).__name__}: {exc}", "error")
+        self._set_running(False)
+
     def _busy(self, what: str) -> concurrent.futures.Future[Any] | None:
         """The future to hand back when Run cannot start now (closed, or already running)."""
         if self.closed:
@@ -381,11 +387,8 @@ class AgentConsole(_App):
             self._say(str(exc), "error")
             self._set_running(False)
             return None
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:
-            self._say(f"{type(exc).__name__}: {exc}", "error")
-            self._set_running(False)
+            self._bug(exc)
             raise
         self.results.append(result)
         self.last_result = result
@@ -485,11 +488,8 @@ class CompareView(_App):
         try:
             results = await self.orchestrator.run_many(jobs, use_cache=use_cache, on_result=on_result)
             frame = to_frame(results)
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:
-            self._say(f"{type(exc).__name__}: {exc}", "error")
-            self._set_running(False)
+            self._bug(exc)
             raise
         self.results, self.frame = results, frame
         self.answers.value = compare_html(results)
