@@ -29,7 +29,7 @@ import anthropic
 from claude_force_nb import AgentRegistry, Orchestrator, Settings
 
 MODEL = "claude-haiku-4-5"
-REPEATS = 7
+REPEATS = 11
 
 
 # The raw loop sends the same system prompt as the orchestrator, so both move the same bytes.
