@@ -21,7 +21,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from .errors import CacheError
 
@@ -32,6 +32,7 @@ __all__ = [
     "is_disk_full",
     "is_locked",
     "move_aside",
+    "reset_after_fork",
     "retry_locked",
     "write_transaction",
 ]
@@ -129,12 +130,18 @@ def move_aside(path: Path) -> Path:
     return target
 
 
-_POOLS: weakref.WeakSet[ConnectionPool] = weakref.WeakSet()
+_FORK_AWARE: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def reset_after_fork(obj: Any) -> None:
+    """Call ``obj._after_fork()`` in a forked child (connections, locks and counters are
+    the parent's); ``obj`` is held weakly."""
+    _FORK_AWARE.add(obj)
 
 
 def _after_fork_in_child() -> None:
-    for pool in list(_POOLS):
-        pool._after_fork()
+    for obj in list(_FORK_AWARE):
+        obj._after_fork()
 
 
 if hasattr(os, "register_at_fork"):
@@ -173,7 +180,7 @@ class ConnectionPool:
         self._conns: dict[sqlite3.Connection, weakref.ref[threading.Thread]] = {}
         self._closed = False
         self._token = object()    # replaced by reset()/close()/fork: each thread then reopens
-        _POOLS.add(self)
+        reset_after_fork(self)
 
     @property
     def closed(self) -> bool:

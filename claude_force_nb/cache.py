@@ -53,7 +53,6 @@ import sqlite3
 import stat
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +64,7 @@ from ._sqlite import (
     is_disk_full,
     is_locked,
     move_aside,
+    reset_after_fork,
     write_transaction,
 )
 from .errors import CacheError, ConfigurationError, InsecurePathError
@@ -325,16 +325,6 @@ def _ensure_schema(conn: sqlite3.Connection) -> None:
 
 # --------------------------------------------------------------------------- the cache
 
-_INSTANCES: weakref.WeakSet[ResponseCache] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for cache in list(_INSTANCES):
-        cache._after_fork()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class ResponseCache:
@@ -379,7 +369,7 @@ class ResponseCache:
         self._writes_enabled = True
         self._recover_lock = threading.Lock()
         self._pool = ConnectionPool(self.path, setup=_ensure_schema)
-        _INSTANCES.add(self)
+        reset_after_fork(self)
         self._run(lambda conn: None)     # open now: schema races, corruption surface here
 
     def _after_fork(self) -> None:
