@@ -7,14 +7,14 @@ threads at once. Design (see facts/cache-design.md §5):
   "request"}))``: everything that changes the answer is in the request body, absent params
   stay absent, numeric ``temperature``/``top_p`` are floats (``1`` == ``1.0``). Because the
   key is an HMAC, the database does not let anyone confirm a guessed prompt.
-* **Rows are signed envelopes.** ``payload`` holds every field of the response: a
-  canonical-JSON header line (format tag, agent, cost, created, expires, served model,
-  request id, stop reason, task head, usage) followed by the answer text as UTF-8 — the
-  answer is kept out of the JSON so a hit does not JSON-scan it. ``sig = HMAC-SHA256(k_mac,
-  b"claude-force-nb/1\\0" + kid + key + payload)``. ``get`` checks the signature with
-  ``hmac.compare_digest`` over the stored bytes *before* parsing anything, then the signed
-  expiry. A bad row is a miss, is deleted, is counted and logged (once per process). A row
-  signed under another secret (``kid`` mismatch, e.g. after rotation) is simply a miss.
+* **Rows are signed envelopes.** ``payload`` holds every field of the response: a fixed
+  binary header (format magic, cost, created, expires, token counts, string lengths), five
+  short UTF-8 strings, then the answer — a hit unpacks one struct instead of parsing JSON.
+  ``sig = HMAC-SHA256(k_mac, b"claude-force-nb/1\\0" + kid + key + payload)``. ``get``
+  checks the signature with ``hmac.compare_digest`` over the stored bytes *before* parsing
+  anything, then the signed expiry. A bad row is a miss, is deleted, is counted and logged
+  (once per process). A row signed under another secret (``kid`` mismatch, e.g. after
+  rotation) is simply a miss, and so is a correctly signed row in another version's format.
 * **Secret.** The ``secret`` argument, else ``Settings.cache_secret``
   (``CLAUDE_FORCE_CACHE_SECRET``), else a 32-byte key file (``settings.key_path``) created
   0600 with ``O_EXCL`` in a 0700 directory outside the data dir. Subkeys ``k_id``/``k_mac``
@@ -51,6 +51,7 @@ import math
 import os
 import sqlite3
 import stat
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -79,7 +80,10 @@ __all__ = ["CachedResponse", "ResponseCache", "canonical_json"]
 log = logging.getLogger(__name__)
 
 SCHEMA = "claude-force-nb/1"
-_SELECT_ENTRY = "SELECT id, kid, payload, sig, last_access FROM entries WHERE key = ?"
+# Signed columns are read as BLOBs whatever their stored type: a row rewritten as TEXT that is
+# not UTF-8 must fail its signature check, not the fetch. Each extra column costs ~0.3 µs a hit.
+_SIGNED = "CAST(kid AS BLOB), CAST(payload AS BLOB), CAST(sig AS BLOB)"
+_SELECT_ENTRY = "SELECT CAST(payload AS BLOB), CAST(sig AS BLOB), last_access FROM entries WHERE key = ?"
 KEY_PREFIX = "v1:"
 SIG_DOMAIN = b"claude-force-nb/1\0"
 SCHEMA_VERSION = 1
@@ -132,13 +136,13 @@ class CachedResponse:
     expires: float | None = None
 
     def _payload(self, created: float, expires: float | None) -> bytes:
-        """The signed bytes: a canonical-JSON header line, then ``text`` as UTF-8.
+        """The signed bytes: a fixed binary header, five UTF-8 strings, then ``text``.
 
-        The header is a JSON array ``["cfnb/1", agent, cost_usd, created, expires, model,
-        request_id, stop_reason, task_head, [input, output, cache_write_5m, cache_write_1h,
-        cache_read]]``. Canonical JSON never holds a raw newline, so the split is
-        unambiguous. Keeping the answer out of the JSON and the header positional halves
-        the decode cost of a hit (see benchmarks/cache.py).
+        Layout (little-endian, ``_HEADER``): the magic ``b"cfn2"``; cost_usd, created and
+        expires as doubles (NaN = None); the five token counts as int64; the byte lengths of
+        agent, model, request_id, stop_reason and task_head as uint32 (``_NONE`` = None).
+        The strings follow back to back, then the answer. A hit unpacks one struct and slices
+        instead of parsing JSON, which halves its decode cost (see benchmarks/cache.py).
         """
         cost = self.cost_usd
         if cost is not None:
@@ -146,62 +150,112 @@ class CachedResponse:
             if not math.isfinite(cost):
                 cost = None       # NaN = "unknown price" → stored as unknown
         u = self.usage if isinstance(self.usage, Usage) else Usage.from_dict(dict(self.usage))
-        header = json.dumps(
-            [
-                PAYLOAD_FORMAT,
-                self.agent,
-                cost,
-                float(created),
-                None if expires is None else float(expires),
-                self.model,
-                self.request_id,
-                self.stop_reason,
-                (self.task_head or "")[:_TASK_HEAD_CHARS],
-                [int(u.input_tokens), int(u.output_tokens), int(u.cache_write_5m_tokens),
-                 int(u.cache_write_1h_tokens), int(u.cache_read_tokens)],
-            ],
-            separators=(",", ":"), ensure_ascii=False, allow_nan=False,
+        strings = [
+            _utf8(self.agent, optional=True),
+            _utf8(self.model),
+            _utf8(self.request_id, optional=True),
+            _utf8(self.stop_reason),
+            _utf8((self.task_head or "")[:_TASK_HEAD_CHARS]),
+        ]
+        header = _HEADER.pack(
+            PAYLOAD_MAGIC,
+            math.nan if cost is None else cost,
+            float(created),
+            math.nan if expires is None else float(expires),
+            int(u.input_tokens), int(u.output_tokens), int(u.cache_write_5m_tokens),
+            int(u.cache_write_1h_tokens), int(u.cache_read_tokens),
+            *(_NONE if b is None else len(b) for b in strings),
         )
-        return (header + "\n" + self.text).encode("utf-8", "surrogatepass")
+        return b"".join([header, *(b for b in strings if b), _utf8(self.text)])
 
     @classmethod
     def _from_payload(cls, payload: bytes) -> CachedResponse:
         """Parse a payload whose signature was already verified (so it is our own output),
-        still strictly: a format change must never yield a half-filled object."""
-        head, sep, text = payload.decode("utf-8", "surrogatepass").partition("\n")
-        h, end = _raw_decode(head)
-        if not sep or end != len(head) or type(h) is not list or len(h) != 10 or h[0] != PAYLOAD_FORMAT:
-            raise ValueError("payload header has an unknown format")
-        _, agent, cost, created, expires, model, request_id, stop, task_head, tokens = h
-        if type(stop) is not str or type(model) is not str or type(task_head) is not str:
-            raise TypeError("payload fields have the wrong types")
-        if type(tokens) is not list or len(tokens) != 5 or not all(type(t) is int for t in tokens):
-            raise TypeError("payload usage has the wrong shape")
+        still strictly: a malformed payload must never yield a half-filled object.
+
+        Raises ForeignPayload for a payload another version of claude-force-nb wrote."""
+        if payload[:4] != PAYLOAD_MAGIC:
+            raise ForeignPayload("payload written by another version of claude-force-nb")
+        try:
+            _, cost, created, expires, i, o, w5, w1, cr, n_agent, n_model, n_rid, n_stop, n_head = _unpack_header(payload)
+        except struct.error as exc:
+            raise ValueError(f"payload header is truncated ({exc})") from None
+        a = _HEADER_SIZE
+        b = a if n_agent == _NONE else a + n_agent
+        c = b + n_model
+        d = c if n_rid == _NONE else c + n_rid
+        e = d + n_stop
+        f = e + n_head
+        if f > len(payload):
+            raise ValueError("payload strings run past its end")
         # Both classes are plain frozen dataclasses: filling __dict__ directly gives equal
-        # objects without five-to-ten object.__setattr__ calls per hit (values checked above).
+        # objects without fifteen object.__setattr__ calls per hit (the struct typed them).
         usage = object.__new__(Usage)
-        usage.__dict__.update(zip(_USAGE_FIELDS, tokens))
+        usage.__dict__.update(
+            input_tokens=i, output_tokens=o, cache_write_5m_tokens=w5, cache_write_1h_tokens=w1, cache_read_tokens=cr
+        )
         response = object.__new__(cls)
         response.__dict__.update(
-            text=text,
-            stop_reason=stop,
+            text=payload[f:].decode("utf-8", "surrogatepass"),
+            stop_reason=payload[d:e].decode("utf-8", "surrogatepass"),
             usage=usage,
-            model=model,
-            cost_usd=None if cost is None else float(cost),
-            agent=agent,
-            task_head=task_head,
-            request_id=request_id,
-            created=float(created),
-            expires=None if expires is None else float(expires),
+            model=payload[b:c].decode("utf-8", "surrogatepass"),
+            cost_usd=None if cost != cost else cost,
+            agent=None if n_agent == _NONE else payload[a:b].decode("utf-8", "surrogatepass"),
+            task_head=payload[e:f].decode("utf-8", "surrogatepass"),
+            request_id=None if n_rid == _NONE else payload[c:d].decode("utf-8", "surrogatepass"),
+            created=created,
+            expires=None if expires != expires else expires,
         )
         return response
 
 
-PAYLOAD_FORMAT = "cfnb/1"
-_raw_decode = json.JSONDecoder().raw_decode
-_USAGE_FIELDS = ("input_tokens", "output_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens", "cache_read_tokens")
-if set(_USAGE_FIELDS) != set(Usage.__dataclass_fields__) or hasattr(Usage, "__slots__") or hasattr(Usage, "__post_init__"):
+class ForeignPayload(ValueError):
+    """A correctly signed payload in a format this version does not read (a miss, not tampering)."""
+
+
+def _utf8(value: str | None, *, optional: bool = False) -> bytes | None:
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"cached response fields must be strings, not {type(value).__name__}")
+    return value.encode("utf-8", "surrogatepass")
+
+
+PAYLOAD_MAGIC = b"cfn2"
+_HEADER = struct.Struct("<4sddd5q5I")   # magic, cost, created, expires, 5 token counts, 5 string lengths
+_HEADER_SIZE = _HEADER.size
+_unpack_header = _HEADER.unpack_from
+_NONE = 0xFFFFFFFF                      # string length meaning None
+if set(Usage.__dataclass_fields__) != {"input_tokens", "output_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens",
+                                       "cache_read_tokens"} or hasattr(Usage, "__slots__") or hasattr(Usage, "__post_init__"):
     raise ImportError("results.Usage changed shape: update the cache payload format (claude_force_nb/cache.py)")
+
+
+class _HmacSha256:
+    """HMAC-SHA256 (RFC 2104) with the keyed inner/outer states and a fixed message prefix
+    computed once, so signing a row costs two ``hashlib`` copies instead of the ``hmac``
+    module's per-object set-up (about 0.7 µs of a 10 µs hit). Equal to
+    ``hmac.new(secret, prefix + key + payload, hashlib.sha256).digest()`` (tested)."""
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, secret: bytes, prefix: bytes = b"") -> None:
+        block = hashlib.sha256().block_size
+        if len(secret) > block:
+            secret = hashlib.sha256(secret).digest()
+        secret = secret.ljust(block, b"\0")
+        self._inner = hashlib.sha256(bytes(k ^ 0x36 for k in secret))
+        self._outer = hashlib.sha256(bytes(k ^ 0x5C for k in secret))
+        self._inner.update(prefix)
+
+    def digest(self, key: bytes, payload: bytes) -> bytes:
+        inner = self._inner.copy()
+        inner.update(key)
+        inner.update(payload)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
 
 
 # --------------------------------------------------------------------------- secret
@@ -353,7 +407,7 @@ class ResponseCache:
         self.kid = hashlib.sha256(master).digest()[:8]
         self._k_id = hmac.new(master, b"claude-force-nb key-id v1", hashlib.sha256).digest()
         k_mac = hmac.new(master, b"claude-force-nb mac v1", hashlib.sha256).digest()
-        self._mac = hmac.new(k_mac, SIG_DOMAIN, hashlib.sha256)   # copied per use
+        self._mac = _HmacSha256(k_mac, SIG_DOMAIN + self.kid)    # rows are signed under our kid
         del master, k_mac
         self._clock = clock
         ttl = s.cache_ttl_s
@@ -364,7 +418,7 @@ class ResponseCache:
 
         self._lock = threading.Lock()                       # counters + pending hit counts
         self._pending: dict[str, list[float]] = {}          # key -> [hits, last_access to set]
-        self._doomed: list[tuple[int, bytes]] = []           # tampered rows (id, sig) to delete
+        self._doomed: list[tuple[str, Any]] = []             # tampered rows (key, sig) to delete
         self._hits = self._misses = self._integrity_failures = self._evictions = 0
         self._writes_enabled = True
         self._recover_lock = threading.Lock()
@@ -420,17 +474,11 @@ class ResponseCache:
             with self._lock:
                 self._pending.clear()
 
-    def _sign(self, kid: bytes, key: bytes, payload: bytes) -> bytes:
-        mac = self._mac.copy()
-        mac.update(kid)
-        mac.update(key)
-        mac.update(payload)
-        return mac.digest()
-
     def _valid(self, key: str, kid: bytes, payload: bytes, sig: bytes) -> bool:
-        if not (type(kid) is type(payload) is type(sig) is bytes and isinstance(key, str)):
+        """Whether the row's signature is ours (its kid must be ours: rows of other secrets fail)."""
+        if not (type(kid) is type(payload) is type(sig) is bytes and isinstance(key, str)) or kid != self.kid:
             return False  # a row rewritten with other SQL types
-        return hmac.compare_digest(self._sign(kid, key.encode(), payload), sig)
+        return hmac.compare_digest(self._mac.digest(key.encode(), payload), sig)
 
     # ------------------------------------------------------------------ keys
 
@@ -460,26 +508,24 @@ class ResponseCache:
         """
         now = self._clock()
         try:
-            rows = self._pool.get().execute(_SELECT_ENTRY, (key,)).fetchall()
+            row = self._pool.get().execute(_SELECT_ENTRY, (key,)).fetchone()
         except sqlite3.DatabaseError as exc:       # rare: corruption (recover, retry) or a lock
-            rows = self._get_rows_slow(key, exc)
-        if not rows:
+            row = self._get_row_slow(key, exc)
+        if row is None:
             return self._miss()
-        rowid, kid, payload, sig, last_access = rows[0]
-        if kid != self.kid:
-            return self._miss()          # written under another secret: not ours to judge
-        if type(payload) is not bytes or type(sig) is not bytes:  # a row rewritten with other SQL types
-            return self._integrity_failure(key, rowid, sig, "wrong column types", defer_writes)
-        mac = self._mac.copy()
-        mac.update(kid)
-        mac.update(key.encode())
-        mac.update(payload)
-        if not hmac.compare_digest(mac.digest(), sig):
-            return self._integrity_failure(key, rowid, sig, "bad signature", defer_writes)
+        payload, sig, last_access = row
+        try:
+            genuine = hmac.compare_digest(self._mac.digest(key.encode(), payload), sig)
+        except TypeError:       # a row rewritten with other SQL types
+            return self._integrity_failure(key, sig, "wrong column types", defer_writes)
+        if not genuine:
+            return self._integrity_failure(key, sig, "bad signature", defer_writes)
         try:
             response = CachedResponse._from_payload(payload)
-        except (ValueError, KeyError, TypeError) as exc:
-            return self._integrity_failure(key, rowid, sig, f"unreadable payload ({exc})", defer_writes)
+        except ForeignPayload:
+            return self._miss()  # another version's format: the next put overwrites it
+        except ValueError as exc:
+            return self._integrity_failure(key, sig, f"unreadable payload ({exc})", defer_writes)
         expires = response.expires
         if (expires is not None and now >= expires) or (self.ttl_s is not None and now >= response.created + self.ttl_s):
             return self._miss()
@@ -503,9 +549,9 @@ class ResponseCache:
                     self._pending.clear()
         return response
 
-    def _get_rows_slow(self, key: str, exc: sqlite3.DatabaseError) -> list[tuple[Any, ...]]:
-        def lookup(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
-            return conn.execute(_SELECT_ENTRY, (key,)).fetchall()
+    def _get_row_slow(self, key: str, exc: sqlite3.DatabaseError) -> tuple[Any, ...] | None:
+        def lookup(conn: sqlite3.Connection) -> tuple[Any, ...] | None:
+            return conn.execute(_SELECT_ENTRY, (key,)).fetchone()
 
         try:
             if is_corruption(exc):
@@ -516,14 +562,25 @@ class ResponseCache:
             if not is_locked(err):
                 raise
             _warn_once("get-locked", "The response cache %s is locked; treating lookups as misses.", self.path)
-            return []
+            return None
+
+    def _signed_elsewhere(self, key: str, sig: Any) -> bool:
+        """Whether the row that failed its check carries another secret's key id (checked only
+        on failure, so a hit reads three columns, not four)."""
+        try:
+            row = self._pool.get().execute("SELECT kid FROM entries WHERE key = ? AND sig IS ?", (key, sig)).fetchone()
+        except sqlite3.Error:
+            return False
+        return row is not None and row[0] != self.kid
 
     def _miss(self) -> None:
         with self._lock:
             self._misses += 1
         return None
 
-    def _integrity_failure(self, key: str, rowid: int, sig: bytes, why: str, defer: bool = False) -> None:
+    def _integrity_failure(self, key: str, sig: Any, why: str, defer: bool = False) -> None:
+        if self._signed_elsewhere(key, sig):
+            return self._miss()          # written under another secret: not ours to judge
         with self._lock:
             self._misses += 1
             self._integrity_failures += 1
@@ -536,7 +593,7 @@ class ResponseCache:
         )
         # delete exactly the row we judged (not a valid row a concurrent put just wrote)
         with self._lock:
-            self._doomed.append((rowid, sig))
+            self._doomed.append((key, sig))
         if not defer:
             self._try_write(lambda conn: None)  # the write applies pending deletions
         return None
@@ -549,7 +606,7 @@ class ResponseCache:
             items, self._pending = list(self._pending.items()), {}
             doomed, self._doomed = self._doomed, []
         if doomed:
-            conn.executemany("DELETE FROM entries WHERE id = ? AND sig = ?", doomed)
+            conn.executemany("DELETE FROM entries WHERE key = ? AND sig IS ?", doomed)
         if items:
             conn.executemany(
                 "UPDATE entries SET hits = hits + ?, last_access = MAX(last_access, ?) WHERE key = ?",
@@ -648,7 +705,7 @@ class ResponseCache:
             return None
         payload = response._payload(now, expires)
         key_b = key.encode()
-        sig = self._sign(self.kid, key_b, payload)
+        sig = self._mac.digest(key_b, payload)
         size = len(key_b) + len(self.kid) + len(payload) + len(sig)
         if size > self.max_entry_bytes or size > self.max_bytes:
             return None
@@ -734,7 +791,7 @@ class ResponseCache:
         """
         def scan(conn: sqlite3.Connection) -> list[str]:
             bad = []
-            for key, kid, payload, sig in conn.execute("SELECT key, kid, payload, sig FROM entries ORDER BY id"):
+            for key, kid, payload, sig in conn.execute(f"SELECT key, {_SIGNED} FROM entries ORDER BY id"):
                 if kid != self.kid:
                     continue
                 if not self._valid(key, kid, payload, sig):
@@ -742,7 +799,9 @@ class ResponseCache:
                     continue
                 try:
                     CachedResponse._from_payload(payload)
-                except (ValueError, KeyError, TypeError):
+                except ForeignPayload:
+                    continue
+                except (ValueError, TypeError):
                     bad.append(key)
             return bad
 
@@ -785,7 +844,7 @@ class ResponseCache:
 
         def scan(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
             return conn.execute(
-                "SELECT key, kid, payload, sig, size, hits FROM entries ORDER BY created DESC, id DESC"
+                f"SELECT key, {_SIGNED}, size, hits FROM entries ORDER BY created DESC, id DESC"
             ).fetchall()
 
         cols: dict[str, list[Any]] = {c: [] for c in
@@ -796,7 +855,7 @@ class ResponseCache:
                 continue
             try:
                 r = CachedResponse._from_payload(payload)
-            except (ValueError, KeyError, TypeError):
+            except ValueError:          # ForeignPayload included: another version's row
                 continue
             full_keys.append(key)
             cols["key"].append(key[:12])

@@ -145,6 +145,50 @@ def test_any_text_round_trips(cache, text):
     assert cache.verify() == []
 
 
+def test_empty_strings_and_none_stay_distinct(cache):
+    key = cache.key_for({"model": "m", "messages": [{"role": "user", "content": "empty fields"}]})
+    assert cache.put(key, response(agent="", request_id="", task_head=""))
+    got = cache.get(key)
+    assert (got.agent, got.request_id, got.task_head) == ("", "", "")
+    assert got.usage == Usage(11, 22, 3, 4, 5) and got.cost_usd == 0.0123
+
+
+@pytest.mark.parametrize("secret", [b"k", os.urandom(32), os.urandom(64), os.urandom(200)], ids=["1B", "32B", "64B", "200B"])
+def test_signature_helper_is_plain_hmac_sha256(secret):
+    import hashlib
+    import hmac
+
+    mac = cache_mod._HmacSha256(secret, b"prefix\0")
+    for key, payload in [(b"", b""), (b"v1:abc", os.urandom(2146)), (os.urandom(70), os.urandom(100_000))]:
+        expected = hmac.new(secret, b"prefix\0" + key + payload, hashlib.sha256).digest()
+        assert mac.digest(key, payload) == expected
+        assert mac.digest(key, payload) == expected          # the keyed states are reusable
+
+
+def test_a_signed_row_in_another_versions_format_is_a_plain_miss(cache, caplog):
+    """A newer or older claude-force-nb sharing the home writes rows this one cannot read:
+    they are misses (not tampering), verify() does not flag them, and a put replaces them."""
+    key = cache.key_for(BASE_REQUEST)
+    foreign = b'["cfnb/1","code-reviewer",0.01]\nan answer in the earlier format'
+    sig = cache._mac.digest(key.encode(), foreign)
+    conn = sqlite3.connect(cache.path)
+    conn.execute(
+        "INSERT INTO entries(key, kid, payload, sig, created, expires, last_access, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (key, cache.kid, foreign, sig, T0, None, T0, len(foreign)),
+    )
+    conn.commit()
+    conn.close()
+    with caplog.at_level(logging.WARNING, logger="claude_force_nb.cache"):
+        assert cache.get(key) is None
+        assert cache.verify() == []
+        assert cache.entries().empty
+    s = cache.stats()
+    assert (s["misses"], s["integrity_failures"], s["entries"]) == (1, 0, 1)
+    assert not caplog.records
+    assert cache.put(key, response())
+    assert cache.get(key).text == response().text and cache.stats()["entries"] == 1
+
+
 def test_key_format_and_stable_across_dict_orderings(cache):
     key = cache.key_for(BASE_REQUEST)
     assert re.fullmatch(r"v1:[0-9a-f]{64}", key)
@@ -750,15 +794,21 @@ def test_deferred_get_never_writes_but_the_next_write_removes_a_tampered_row(set
         raw.close()
 
 
-def test_a_row_rewritten_with_text_columns_is_an_integrity_failure_not_a_crash(settings):
+def test_a_row_rewritten_with_other_sql_types_is_judged_by_its_bytes_never_a_crash(settings):
     import sqlite3 as _sqlite3
 
     with ResponseCache(settings) as cache:
-        key = cache.key_for({"model": "a"})
-        cache.put(key, CachedResponse(text="t", stop_reason="end_turn", usage=Usage(), model="m", cost_usd=0.0))
+        same, changed = cache.key_for({"model": "a"}), cache.key_for({"model": "b"})
+        for key in (same, changed):
+            cache.put(key, CachedResponse(text="t", stop_reason="end_turn", usage=Usage(), model="m", cost_usd=0.0))
         raw = _sqlite3.connect(settings.cache_path)
-        raw.execute("UPDATE entries SET payload = CAST(payload AS TEXT) WHERE key = ?", (key,))
+        # the binary payload is not UTF-8: as TEXT it would break a plain fetch
+        raw.execute("UPDATE entries SET payload = CAST(payload AS TEXT), sig = CAST(sig AS TEXT) WHERE key = ?", (same,))
+        raw.execute("UPDATE entries SET payload = 42 WHERE key = ?", (changed,))
         raw.commit()
         raw.close()
-        assert cache.verify() == [key]
-        assert cache.get(key) is None and cache.stats()["integrity_failures"] == 1
+        assert cache.verify() == [changed]
+        assert cache.get(same).text == "t"                  # the signed bytes are unchanged
+        assert cache.get(changed) is None
+        assert cache.stats()["integrity_failures"] == 1
+        assert list(cache.entries().index) == [same]
