@@ -8,8 +8,9 @@ threads at once. Design (see facts/cache-design.md §5):
   stay absent, numeric ``temperature``/``top_p`` are floats (``1`` == ``1.0``). Because the
   key is an HMAC, the database does not let anyone confirm a guessed prompt.
 * **Rows are signed envelopes.** ``payload`` holds every field of the response: a fixed
-  binary header (format magic, cost, created, expires, token counts, string lengths), five
-  short UTF-8 strings, then the answer — a hit unpacks one struct instead of parsing JSON.
+  binary header (format magic, cost, created, expires, token counts, string lengths), then
+  five short strings and the answer as one UTF-8 block: a hit unpacks one struct, decodes
+  once and slices, instead of parsing JSON.
   ``sig = HMAC-SHA256(k_mac, b"claude-force-nb/1\\0" + kid + key + payload)``. ``get``
   checks the signature with ``hmac.compare_digest`` over the stored bytes *before* parsing
   anything, then the signed expiry. A bad row is a miss, is deleted, is counted and logged
@@ -136,13 +137,13 @@ class CachedResponse:
     expires: float | None = None
 
     def _payload(self, created: float, expires: float | None) -> bytes:
-        """The signed bytes: a fixed binary header, five UTF-8 strings, then ``text``.
+        """The signed bytes: a fixed binary header, then five short strings and ``text``.
 
         Layout (little-endian, ``_HEADER``): the magic ``b"cfn2"``; cost_usd, created and
-        expires as doubles (NaN = None); the five token counts as int64; the byte lengths of
-        agent, model, request_id, stop_reason and task_head as uint32 (``_NONE`` = None).
-        The strings follow back to back, then the answer. A hit unpacks one struct and slices
-        instead of parsing JSON, which halves its decode cost (see benchmarks/cache.py).
+        expires as doubles (NaN = None); the five token counts as int64; the lengths in code
+        points of agent, model, request_id, stop_reason and task_head as uint32 (``_NONE`` =
+        None). Then those strings and the answer, back to back, as one UTF-8 block. A hit
+        unpacks one struct, decodes once and slices, instead of parsing JSON.
         """
         cost = self.cost_usd
         if cost is not None:
@@ -150,13 +151,12 @@ class CachedResponse:
             if not math.isfinite(cost):
                 cost = None       # NaN = "unknown price" → stored as unknown
         u = self.usage if isinstance(self.usage, Usage) else Usage.from_dict(dict(self.usage))
-        strings = [
-            _utf8(self.agent, optional=True),
-            _utf8(self.model),
-            _utf8(self.request_id, optional=True),
-            _utf8(self.stop_reason),
-            _utf8((self.task_head or "")[:_TASK_HEAD_CHARS]),
-        ]
+        strings = [self.agent, self.model, self.request_id, self.stop_reason, (self.task_head or "")[:_TASK_HEAD_CHARS]]
+        for name, value in zip(("agent", "model", "request_id", "stop_reason", "task_head"), strings):
+            if not isinstance(value, str) and not (value is None and name in ("agent", "request_id")):
+                raise TypeError(f"CachedResponse.{name} must be a string, not {type(value).__name__}")
+        if not isinstance(self.text, str):
+            raise TypeError(f"CachedResponse.text must be a string, not {type(self.text).__name__}")
         header = _HEADER.pack(
             PAYLOAD_MAGIC,
             math.nan if cost is None else cost,
@@ -164,9 +164,10 @@ class CachedResponse:
             math.nan if expires is None else float(expires),
             int(u.input_tokens), int(u.output_tokens), int(u.cache_write_5m_tokens),
             int(u.cache_write_1h_tokens), int(u.cache_read_tokens),
-            *(_NONE if b is None else len(b) for b in strings),
+            *(_NONE if value is None else len(value) for value in strings),
         )
-        return b"".join([header, *(b for b in strings if b), _utf8(self.text)])
+        body = "".join([*(value for value in strings if value), self.text])
+        return header + body.encode("utf-8", "surrogatepass")
 
     @classmethod
     def _from_payload(cls, payload: bytes) -> CachedResponse:
@@ -180,13 +181,13 @@ class CachedResponse:
             _, cost, created, expires, i, o, w5, w1, cr, n_agent, n_model, n_rid, n_stop, n_head = _unpack_header(payload)
         except struct.error as exc:
             raise ValueError(f"payload header is truncated ({exc})") from None
-        a = _HEADER_SIZE
-        b = a if n_agent == _NONE else a + n_agent
+        body = payload[_HEADER_SIZE:].decode("utf-8", "surrogatepass")
+        b = 0 if n_agent == _NONE else n_agent
         c = b + n_model
         d = c if n_rid == _NONE else c + n_rid
         e = d + n_stop
         f = e + n_head
-        if f > len(payload):
+        if f > len(body):
             raise ValueError("payload strings run past its end")
         # Both classes are plain frozen dataclasses: filling __dict__ directly gives equal
         # objects without fifteen object.__setattr__ calls per hit (the struct typed them).
@@ -196,14 +197,14 @@ class CachedResponse:
         )
         response = object.__new__(cls)
         response.__dict__.update(
-            text=payload[f:].decode("utf-8", "surrogatepass"),
-            stop_reason=payload[d:e].decode("utf-8", "surrogatepass"),
+            text=body[f:],
+            stop_reason=body[d:e],
             usage=usage,
-            model=payload[b:c].decode("utf-8", "surrogatepass"),
+            model=body[b:c],
             cost_usd=None if cost != cost else cost,
-            agent=None if n_agent == _NONE else payload[a:b].decode("utf-8", "surrogatepass"),
-            task_head=payload[e:f].decode("utf-8", "surrogatepass"),
-            request_id=None if n_rid == _NONE else payload[c:d].decode("utf-8", "surrogatepass"),
+            agent=None if n_agent == _NONE else body[:b],
+            task_head=body[e:f],
+            request_id=None if n_rid == _NONE else body[c:d],
             created=created,
             expires=None if expires != expires else expires,
         )
@@ -212,14 +213,6 @@ class CachedResponse:
 
 class ForeignPayload(ValueError):
     """A correctly signed payload in a format this version does not read (a miss, not tampering)."""
-
-
-def _utf8(value: str | None, *, optional: bool = False) -> bytes | None:
-    if value is None and optional:
-        return None
-    if not isinstance(value, str):
-        raise TypeError(f"cached response fields must be strings, not {type(value).__name__}")
-    return value.encode("utf-8", "surrogatepass")
 
 
 PAYLOAD_MAGIC = b"cfn2"
