@@ -151,12 +151,11 @@ class CachedResponse:
             if not math.isfinite(cost):
                 cost = None       # NaN = "unknown price" → stored as unknown
         u = self.usage if isinstance(self.usage, Usage) else Usage.from_dict(dict(self.usage))
-        strings = [self.agent, self.model, self.request_id, self.stop_reason, (self.task_head or "")[:_TASK_HEAD_CHARS]]
-        for name, value in zip(("agent", "model", "request_id", "stop_reason", "task_head"), strings):
-            if not isinstance(value, str) and not (value is None and name in ("agent", "request_id")):
+        for name in ("agent", "model", "request_id", "stop_reason", "task_head", "text"):
+            value = getattr(self, name)
+            if not isinstance(value, str) and not (value is None and name in _OPTIONAL_STRINGS):
                 raise TypeError(f"CachedResponse.{name} must be a string, not {type(value).__name__}")
-        if not isinstance(self.text, str):
-            raise TypeError(f"CachedResponse.text must be a string, not {type(self.text).__name__}")
+        strings = [self.agent, self.model, self.request_id, self.stop_reason, (self.task_head or "")[:_TASK_HEAD_CHARS]]
         header = _HEADER.pack(
             PAYLOAD_MAGIC,
             math.nan if cost is None else cost,
@@ -220,6 +219,7 @@ _HEADER = struct.Struct("<4sddd5q5I")   # magic, cost, created, expires, 5 token
 _HEADER_SIZE = _HEADER.size
 _unpack_header = _HEADER.unpack_from
 _NONE = 0xFFFFFFFF                      # string length meaning None
+_OPTIONAL_STRINGS = ("agent", "request_id", "task_head")   # task_head None is stored as ""
 if set(Usage.__dataclass_fields__) != {"input_tokens", "output_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens",
                                        "cache_read_tokens"} or hasattr(Usage, "__slots__") or hasattr(Usage, "__post_init__"):
     raise ImportError("results.Usage changed shape: update the cache payload format (claude_force_nb/cache.py)")
@@ -470,7 +470,7 @@ class ResponseCache:
     def _valid(self, key: str, kid: bytes, payload: bytes, sig: bytes) -> bool:
         """Whether the row's signature is ours (its kid must be ours: rows of other secrets fail)."""
         if not (type(kid) is type(payload) is type(sig) is bytes and isinstance(key, str)) or kid != self.kid:
-            return False  # a row rewritten with other SQL types
+            return False  # another secret's row, or NULLs / a non-text key written by hand
         return hmac.compare_digest(self._mac.digest(key.encode(), payload), sig)
 
     # ------------------------------------------------------------------ keys
