@@ -42,7 +42,7 @@ from .ledger import Ledger
 from .limits import BudgetGuard, RateLimiter
 from .pricing import price_table
 from .results import AgentResult, Usage
-from .retry import CircuitBreaker, is_retryable, retrying
+from .retry import CircuitBreaker, is_retryable, with_retries
 from .settings import Settings
 
 __all__ = ["Job", "Orchestrator", "safe_log_text"]
@@ -468,35 +468,38 @@ class Orchestrator:
 
     async def _call_api(self, call: _Call, on_text: TextCallback | None, started: float, est_input: int) -> AgentResult:
         attempts = 0
+
+        async def attempt() -> tuple[Any, str | None]:
+            nonlocal attempts
+            attempts += 1
+            await self._limiter.acquire(est_input + call.max_tokens)
+            async with self._semaphore_on_loop():
+                self.breaker.before_call()  # claims the half-open probe only now
+                try:
+                    async with asyncio.timeout(self.settings.timeout_s) as deadline:
+                        sent = await self._send(call, on_text, deadline)
+                except anthropic.APIStatusError as exc:
+                    # Only server-side trouble counts against the service.
+                    self.breaker.record(ok=not is_retryable(exc))
+                    raise
+                except Exception as exc:
+                    if is_retryable(exc):
+                        self.breaker.record(ok=False)
+                    else:  # e.g. an on_text callback raising: says nothing about the API
+                        self.breaker.abandon()
+                    raise
+                except BaseException:
+                    self.breaker.abandon()
+                    raise
+            self.breaker.record(ok=True)
+            return sent
+
+        s = self.settings
         try:
-            async for attempt in retrying(
-                attempts=self.settings.max_attempts,
-                base_wait_s=self.settings.retry_base_wait_s,
-                max_wait_s=self.settings.retry_max_wait_s,
+            message, request_id = await with_retries(
+                attempt, attempts=s.max_attempts, base_wait_s=s.retry_base_wait_s, max_wait_s=s.retry_max_wait_s,
                 before_sleep=self._log_retry,
-            ):
-                with attempt:
-                    attempts += 1
-                    await self._limiter.acquire(est_input + call.max_tokens)
-                    async with self._semaphore_on_loop():
-                        self.breaker.before_call()  # claims the half-open probe only now
-                        try:
-                            async with asyncio.timeout(self.settings.timeout_s) as deadline:
-                                message, request_id = await self._send(call, on_text, deadline)
-                        except anthropic.APIStatusError as exc:
-                            # Only server-side trouble counts against the service.
-                            self.breaker.record(ok=not is_retryable(exc))
-                            raise
-                        except Exception as exc:
-                            if is_retryable(exc):
-                                self.breaker.record(ok=False)
-                            else:  # e.g. an on_text callback raising: says nothing about the API
-                                self.breaker.abandon()
-                            raise
-                        except BaseException:
-                            self.breaker.abandon()
-                            raise
-                    self.breaker.record(ok=True)
+            )
         except asyncio.CancelledError:
             raise
         except (anthropic.AnthropicError, httpx2.TransportError, asyncio.TimeoutError, APICallError) as exc:

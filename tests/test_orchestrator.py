@@ -94,6 +94,16 @@ def test_retryable_statuses_are_retried(orch, server, status):
     assert res.ok and res.attempts == 3 and server.request_count == 3
 
 
+def test_each_retry_is_logged_once_with_its_attempt_and_wait(orch, server, caplog):
+    caplog.set_level(logging.WARNING, logger="claude_force_nb")
+    server.fail_next(529, times=2, retry_after_ms=20)
+    res = orch.run_sync("assistant", "logged retries")
+    assert res.ok and res.attempts == 3 and server.request_count == 3
+    lines = [(r.attempt, r.getMessage()) for r in caplog.records if r.getMessage().startswith("retrying")]
+    assert lines == [(1, "retrying after OverloadedError (attempt 1, waiting 0.02s)"),
+                     (2, "retrying after OverloadedError (attempt 2, waiting 0.02s)")]
+
+
 @pytest.mark.parametrize("status,etype", [(400, "invalid_request_error"), (401, "authentication_error"),
                                           (403, "permission_error"), (404, "not_found_error"),
                                           (413, "request_too_large"), (422, "invalid_request_error")])
