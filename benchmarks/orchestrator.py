@@ -4,10 +4,11 @@ Compares, in one run and against the same FakeAnthropicServer:
   ideal  = calls / concurrency * latency (0.5 s)
   raw    = AsyncAnthropic + asyncio.Semaphore + asyncio.gather (streaming), no bookkeeping
   ours   = Orchestrator.run_many_sync: retries, limits, signed cache writes, ledger rows
-Each is measured REPEATS times, alternating, with the server and the client pinned to
-one core each. Runs are paired (raw, then ours, back to back) and the target is checked
-on the median of the paired ratios, which cancels the slow drift of a shared VM; the best
-runs are printed beside the medians.
+Each is measured REPEATS times, with the server and the client pinned to one core each.
+Runs are paired (raw and ours back to back, the order swapped every repeat so neither
+always inherits the other's leftovers; a full gc.collect() before each run) and the
+target is checked on the median of the paired ratios, which cancels the slow drift of a
+shared VM; the best runs are printed beside the medians.
 
     .venv/bin/python benchmarks/orchestrator.py [--calls 500] [--latency 0.05] [--concurrency 50]
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import statistics
 import subprocess
@@ -94,16 +96,20 @@ def measure(url: str, args: argparse.Namespace) -> int:
             asyncio.run(raw_fanout(url, 20, args.concurrency, "warm"))  # warm-up both paths
             orch.run_many_sync([("assistant", f"warm {i}") for i in range(20)])
             for rep in range(REPEATS):
-                t0 = time.perf_counter()
-                asyncio.run(raw_fanout(url, args.calls, args.concurrency, f"raw{rep}"))
-                raw_times.append(time.perf_counter() - t0)
-                t0 = time.perf_counter()
-                results = orch.run_many_sync([("assistant", f"ours{rep} task {i}") for i in range(args.calls)])
-                our_times.append(time.perf_counter() - t0)
-                failed = [r for r in results if not r.ok]
-                if failed:
-                    print(f"{len(failed)} calls failed: {failed[0].error}", file=sys.stderr)
-                    return 1
+                order = ("raw", "ours") if rep % 2 == 0 else ("ours", "raw")
+                for path in order:
+                    gc.collect()
+                    t0 = time.perf_counter()
+                    if path == "raw":
+                        asyncio.run(raw_fanout(url, args.calls, args.concurrency, f"raw{rep}"))
+                        raw_times.append(time.perf_counter() - t0)
+                        continue
+                    results = orch.run_many_sync([("assistant", f"ours{rep} task {i}") for i in range(args.calls)])
+                    our_times.append(time.perf_counter() - t0)
+                    failed = [r for r in results if not r.ok]
+                    if failed:
+                        print(f"{len(failed)} calls failed: {failed[0].error}", file=sys.stderr)
+                        return 1
     raw, ours = min(raw_times), min(our_times)
     best_ratio = ours / raw
     ratio = statistics.median(o / r for o, r in zip(our_times, raw_times))
