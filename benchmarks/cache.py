@@ -216,7 +216,7 @@ def main() -> int:
             return conn.execute(_SELECT_ENTRY, (key,)).fetchone()
 
         def lookup_mac(key):
-            payload, sig, _ = conn.execute(_SELECT_ENTRY, (key,)).fetchone()
+            payload, sig = conn.execute(_SELECT_ENTRY, (key,)).fetchone()
             return hmac.compare_digest(ours._mac.digest(key.encode(), payload), sig) or None
 
         get_sql = time_gets(lookup, keys, overhead, must)

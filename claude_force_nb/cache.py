@@ -26,12 +26,13 @@ threads at once. Design (see facts/cache-design.md §5):
   ``created``); the size cap (``cache_max_bytes``) is enforced on every write, inside the
   same ``BEGIN IMMEDIATE`` transaction: expired rows first, then least recently used.
   ``total bytes`` and ``entries`` are kept in a one-row ``totals`` table by triggers (O(1)
-  per write, no scan). Approximate LRU: a hit refreshes ``last_access`` only when it is
-  more than an hour old, so hits almost never write.
-* **Hit counts** (the ``hits`` column of :meth:`entries`) are counted in memory per process
-  and flushed to the database inside the next write transaction this process makes (a
-  ``put``, ``delete``, ``prune``, the hourly ``last_access`` refresh, ``entries()``) and on
-  ``close()``. A process killed before any of these loses its unflushed hit counts (never
+  per write, no scan). Approximate LRU: recency is written with the hit counts, so hits
+  almost never write and a hit reads two columns only.
+* **Hit counts and recency** (the ``hits`` and ``last_access`` columns) are kept in memory
+  per process (per key: hits, time of the latest hit) and written inside the next write
+  transaction this process makes (a ``put``, ``delete``, ``prune``, ``entries()``), by a
+  hit when the last such write is an hour old or more than 1024 keys wait, and on
+  ``close()``. A process killed before any of these loses its unwritten counts (never
   entries). A write per hit would cost ~5× on hit latency (facts §4).
 * **Failures.** A corrupt database file is renamed to ``cache.sqlite3.corrupt-<ts>``
   (with its ``-wal``/``-shm``) and recreated, with a logged warning. A full disk turns
@@ -84,12 +85,12 @@ SCHEMA = "claude-force-nb/1"
 # Signed columns are read as BLOBs whatever their stored type: a row rewritten as TEXT that is
 # not UTF-8 must fail its signature check, not the fetch. Each extra column costs ~0.3 µs a hit.
 _SIGNED = "CAST(kid AS BLOB), CAST(payload AS BLOB), CAST(sig AS BLOB)"
-_SELECT_ENTRY = "SELECT CAST(payload AS BLOB), CAST(sig AS BLOB), last_access FROM entries WHERE key = ?"
+_SELECT_ENTRY = "SELECT CAST(payload AS BLOB), CAST(sig AS BLOB) FROM entries WHERE key = ?"
 KEY_PREFIX = "v1:"
 SIG_DOMAIN = b"claude-force-nb/1\0"
 SCHEMA_VERSION = 1
 KEY_FILE_BYTES = 32
-TOUCH_INTERVAL_S = 3600.0           # approximate LRU: refresh last_access at most hourly
+TOUCH_INTERVAL_S = 3600.0           # approximate LRU: a reading process writes recency at most hourly
 EXPIRED_PER_WRITE = 256             # expired rows culled per put (prune() removes all)
 MAX_PENDING_KEYS = 1024             # flush in-memory hit counts beyond this many keys
 _FLOAT_PARAMS = ("temperature", "top_p")
@@ -410,7 +411,8 @@ class ResponseCache:
         self.touch_interval_s = TOUCH_INTERVAL_S
 
         self._lock = threading.Lock()                       # counters + pending hit counts
-        self._pending: dict[str, list[float]] = {}          # key -> [hits, last_access to set]
+        self._pending: dict[str, list[float]] = {}          # key -> [hits, time of the latest hit]
+        self._flushed_at = clock()                          # when pending hits were last written
         self._doomed: list[tuple[str, Any]] = []             # tampered rows (key, sig) to delete
         self._hits = self._misses = self._integrity_failures = self._evictions = 0
         self._writes_enabled = True
@@ -496,8 +498,8 @@ class ResponseCache:
         """The cached response for ``key``, or None (absent, expired, other secret, or tampered).
 
         A get never waits for a write lock when ``defer_writes`` is set (the orchestrator
-        reads on its event loop): the hourly recency refresh and the removal of a tampered
-        row then wait for this process's next write.
+        reads on its event loop): the hourly write of hit counts and recency and the removal
+        of a tampered row then wait for this process's next write.
         """
         now = self._clock()
         try:
@@ -506,7 +508,7 @@ class ResponseCache:
             row = self._get_row_slow(key, exc)
         if row is None:
             return self._miss()
-        payload, sig, last_access = row
+        payload, sig = row
         try:
             genuine = hmac.compare_digest(self._mac.digest(key.encode(), payload), sig)
         except TypeError:       # a row rewritten with other SQL types
@@ -522,18 +524,16 @@ class ResponseCache:
         expires = response.expires
         if (expires is not None and now >= expires) or (self.ttl_s is not None and now >= response.created + self.ttl_s):
             return self._miss()
-        touch = now - last_access >= self.touch_interval_s
         with self._lock:
             self._hits += 1
             pending = self._pending
             entry = pending.get(key)
             if entry is None:
-                pending[key] = [1, now if touch else 0.0]
+                pending[key] = [1, now]
             else:
                 entry[0] += 1
-                if touch:
-                    entry[1] = now
-            flush = touch or len(pending) > MAX_PENDING_KEYS
+                entry[1] = now
+            flush = now - self._flushed_at >= self.touch_interval_s or len(pending) > MAX_PENDING_KEYS
         if flush and not defer_writes:
             if self._writes_enabled:
                 self._flush()
@@ -594,9 +594,10 @@ class ResponseCache:
     # ------------------------------------------------------------------ writes
 
     def _flush_pending(self, conn: sqlite3.Connection) -> list[tuple[str, list[float]]]:
-        """Inside a write transaction: apply this process's pending hit counts/touches."""
+        """Inside a write transaction: apply this process's pending hit counts and recency."""
         with self._lock:
             items, self._pending = list(self._pending.items()), {}
+            self._flushed_at = self._clock()
             doomed, self._doomed = self._doomed, []
         if doomed:
             conn.executemany("DELETE FROM entries WHERE key = ? AND sig IS ?", doomed)
@@ -649,7 +650,7 @@ class ResponseCache:
         return True
 
     def _flush(self) -> None:
-        """Write this process's pending hit counts / last_access refreshes (best effort)."""
+        """Write this process's pending hit counts and recency (best effort)."""
         if self._pending or self._doomed:
             self._try_write(lambda conn: None)
 

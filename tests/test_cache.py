@@ -457,6 +457,20 @@ def test_recent_hits_do_not_write(cache, settings, clock):
     assert raw_query(settings.cache_path, "SELECT last_access, hits FROM entries") == [(T0 + 3600, 11)]
 
 
+def test_recency_of_hits_is_written_with_the_next_put(cache, settings, clock):
+    a, b = cache.key_for({"model": "a"}), cache.key_for({"model": "b"})
+    cache.put(a, response())
+    clock.now = T0 + 100
+    assert cache.get(a) is not None
+    clock.now = T0 + 200
+    assert cache.get(a) is not None                      # the latest hit's time is kept
+    assert raw_query(settings.cache_path, "SELECT last_access, hits FROM entries") == [(T0, 0)]
+    clock.now = T0 + 300
+    cache.put(b, response())
+    assert raw_query(settings.cache_path, "SELECT key, last_access, hits FROM entries ORDER BY id") == [
+        (a, T0 + 200, 2), (b, T0 + 300, 0)]
+
+
 def test_hit_counts_are_flushed_on_write_and_close(settings, clock):
     with ResponseCache(settings, clock=clock) as c:
         k1, k2 = c.key_for({"model": "1"}), c.key_for({"model": "2"})
