@@ -90,7 +90,7 @@ KEY_PREFIX = "v1:"
 SIG_DOMAIN = b"claude-force-nb/1\0"
 SCHEMA_VERSION = 1
 KEY_FILE_BYTES = 32
-TOUCH_INTERVAL_S = 3600.0           # approximate LRU: a reading process writes recency at most hourly
+FLUSH_INTERVAL_S = 3600.0           # a process that only reads writes its hit counts and recency hourly
 EXPIRED_PER_WRITE = 256             # expired rows culled per put (prune() removes all)
 MAX_PENDING_KEYS = 1024             # flush in-memory hit counts beyond this many keys
 _FLOAT_PARAMS = ("temperature", "top_p")
@@ -408,7 +408,7 @@ class ResponseCache:
         self.ttl_s: float | None = None if ttl is None or math.isinf(ttl) else float(ttl)
         self.max_bytes = int(s.cache_max_bytes)
         self.max_entry_bytes = int(s.cache_max_entry_bytes)
-        self.touch_interval_s = TOUCH_INTERVAL_S
+        self.flush_interval_s = FLUSH_INTERVAL_S
 
         self._lock = threading.Lock()                       # counters + pending hit counts
         self._pending: dict[str, list[float]] = {}          # key -> [hits, time of the latest hit]
@@ -533,7 +533,7 @@ class ResponseCache:
             else:
                 entry[0] += 1
                 entry[1] = now
-            flush = now - self._flushed_at >= self.touch_interval_s or len(pending) > MAX_PENDING_KEYS
+            flush = now - self._flushed_at >= self.flush_interval_s or len(pending) > MAX_PENDING_KEYS
         if flush and not defer_writes:
             if self._writes_enabled:
                 self._flush()
@@ -559,7 +559,7 @@ class ResponseCache:
 
     def _signed_elsewhere(self, key: str, sig: Any) -> bool:
         """Whether the row that failed its check carries another secret's key id (checked only
-        on failure, so a hit reads three columns, not four)."""
+        on failure, so a hit reads two columns, not three)."""
         try:
             row = self._pool.get().execute("SELECT kid FROM entries WHERE key = ? AND sig IS ?", (key, sig)).fetchone()
         except sqlite3.Error:
