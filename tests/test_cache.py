@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from claude_force_nb import cache as cache_mod
-from claude_force_nb.cache import CachedResponse, ResponseCache, canonical_json, load_or_create_key_file
+from claude_force_nb.cache import MAX_LOGGED_HITS, CachedResponse, ResponseCache, canonical_json, load_or_create_key_file
 from claude_force_nb.errors import CacheError, InsecurePathError
 from claude_force_nb.results import Usage
 from claude_force_nb.settings import Settings
@@ -761,6 +761,33 @@ def test_threads_share_one_instance(cache):
     assert all(cache.get(k).text == f"answer for {k}" for k in keys)
     assert cache.verify() == []
 
+
+
+def test_concurrent_hits_are_all_counted_and_the_hit_log_stays_bounded(settings):
+    """Hits take no lock (each appends to a log folded into per-key counts): no hit may be
+    lost to a race between appending and folding, in stats() or in the database."""
+    threads_n, per_thread = 6, 3 * MAX_LOGGED_HITS
+    with ResponseCache(settings) as c:
+        keys = [c.key_for({"model": f"m{i}"}) for i in range(5)]
+        for k in keys:
+            c.put(k, response())
+        longest: list[int] = []
+
+        def worker(offset: int) -> None:
+            for i in range(per_thread):
+                assert c.get(keys[(i + offset) % len(keys)]) is not None
+            longest.append(len(c._hit_log))
+
+        threads = [threading.Thread(target=worker, args=(n,)) for n in range(threads_n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(longest) == threads_n and max(longest) <= MAX_LOGGED_HITS + threads_n
+        assert c.stats()["hits"] == threads_n * per_thread
+    per_key = raw_query(settings.cache_path, "SELECT hits FROM entries ORDER BY id")
+    assert sum(hits for (hits,) in per_key) == threads_n * per_thread
+    assert len(per_key) == len(keys)
 
 def _child_uses_inherited_cache(c: ResponseCache, key: str, queue) -> None:
     fresh = c.stats()["hits"]                     # counters are per process
