@@ -5,8 +5,8 @@ Run: ``.venv/bin/python benchmarks/cache.py`` (about 30-60 s, a few hundred MB i
 - 10,000 entries of ~2 KB text. Puts are timed one by one; gets get a warm-up pass, then
   3 shuffled timed passes (30k samples). ``time.perf_counter_ns``; the timer's own
   overhead is subtracted.
-- (a) ResponseCache.get: SQLite lookup + HMAC check (compare_digest) + expiry + JSON parse
-  into a CachedResponse.  (b) diskcache.Cache.get of the same payload bytes (default
+- (a) ResponseCache.get: SQLite lookup + HMAC check (compare_digest) + expiry + parse of
+  the binary payload into a CachedResponse.  (b) diskcache.Cache.get of the same payload bytes (default
   least-recently-stored policy, no signature).  (c) the original claude-force layout: one
   JSON file per entry, read + json.loads + re-canonicalise + HMAC verify.  (d, for context,
   no target) diskcache as the backend of a signed cache: the value is signature + payload
@@ -224,15 +224,15 @@ def main() -> int:
 
         get_ours = time_gets(ours.get, keys, overhead, must)
         # where a hit's time goes: the same SQL lookup alone, then + the HMAC check
-        from claude_force_nb.cache import _SELECT_ENTRY
+        from claude_force_nb.cache import _SELECT_ENTRY, rowid_of
 
         conn = ours._pool.get()
 
         def lookup(key):
-            return conn.execute(_SELECT_ENTRY, (key,)).fetchone()
+            return conn.execute(_SELECT_ENTRY, (rowid_of(key),)).fetchone()
 
         def lookup_mac(key):
-            payload, sig = conn.execute(_SELECT_ENTRY, (key,)).fetchone()
+            payload, sig = conn.execute(_SELECT_ENTRY, (rowid_of(key),)).fetchone()
             return hmac.compare_digest(ours._mac.digest(key.encode(), payload), sig) or None
 
         get_sql = time_gets(lookup, keys, overhead, must)

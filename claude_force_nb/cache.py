@@ -20,7 +20,9 @@ threads at once. Design (see facts/cache-design.md §5):
   (``CLAUDE_FORCE_CACHE_SECRET``), else a 32-byte key file (``settings.key_path``) created
   0600 with ``O_EXCL`` in a 0700 directory outside the data dir. Subkeys ``k_id``/``k_mac``
   are derived with HMAC; ``kid`` = first 8 bytes of SHA-256(master).
-* **Storage.** One rowid table with a UNIQUE key; WAL, ``synchronous=NORMAL``, 10 s busy
+* **Storage.** One rowid table whose row id is the key's first 60 bits (``rowid_of``): keys
+  are HMAC outputs, so a hit is one b-tree descent with no key index (schema 2; a schema 1
+  file, with a UNIQUE key index, is upgraded in place on open); WAL, ``synchronous=NORMAL``, 10 s busy
   timeout, one connection per thread, reopened after ``fork``. No pickle anywhere.
 * **Eviction.** TTL checked on read (the signed expiry, and the current TTL from
   ``created``); the size cap (``cache_max_bytes``) is enforced on every write, inside the
@@ -53,6 +55,7 @@ import json
 import logging
 import math
 import os
+import re
 import sqlite3
 import stat
 import struct
@@ -88,10 +91,12 @@ SCHEMA = "claude-force-nb/1"
 # Signed columns are read as BLOBs whatever their stored type: a row rewritten as TEXT that is
 # not UTF-8 must fail its signature check, not the fetch. Each extra column costs ~0.3 µs a hit.
 _SIGNED = "CAST(kid AS BLOB), CAST(payload AS BLOB), CAST(sig AS BLOB)"
-_SELECT_ENTRY = "SELECT CAST(payload AS BLOB), CAST(sig AS BLOB) FROM entries WHERE key = ?"
+_SELECT_ENTRY = "SELECT CAST(payload AS BLOB), CAST(sig AS BLOB) FROM entries WHERE id = ?"
 KEY_PREFIX = "v1:"
+_KEY_FORMAT = re.compile(r"v1:[0-9a-f]{64}")
+_NOT_A_KEY = "{!r:.40} is not a cache key: pass the string key_for() returns"
 SIG_DOMAIN = b"claude-force-nb/1\0"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2                  # 2: the rowid is derived from the key (1: a UNIQUE key index)
 KEY_FILE_BYTES = 32
 FLUSH_INTERVAL_S = 3600.0           # a process that only reads writes its hit counts and recency hourly
 EXPIRED_PER_WRITE = 256             # expired rows culled per put (prune() removes all)
@@ -328,8 +333,8 @@ def load_or_create_key_file(path: Path) -> bytes:
 
 _DDL = (
     """CREATE TABLE IF NOT EXISTS entries(
-        id INTEGER PRIMARY KEY,
-        key TEXT NOT NULL UNIQUE,
+        id INTEGER PRIMARY KEY,     -- rowid_of(key): a lookup is one b-tree descent
+        key TEXT NOT NULL,
         kid BLOB NOT NULL,
         payload BLOB NOT NULL,
         sig BLOB NOT NULL,
@@ -364,13 +369,59 @@ def _schema_version(conn: sqlite3.Connection) -> int | None:
     return None if row is None else int(row[0])
 
 
+def rowid_of(key: str) -> int:
+    """The row id of a cache key: its first 60 bits (15 hex digits after ``"v1:"``).
+
+    Keys are HMAC outputs, so these bits are uniform and the id needs no index of its own.
+    Two keys sharing an id (p ≈ n²/2⁶¹: 3·10⁻⁸ for the 250k rows a 512 MiB cache holds)
+    share one row: the later put replaces the earlier answer, which is then a miss.
+    Raises ValueError for a string that is not a key from ``key_for``."""
+    return int(key[3:18], 16)
+
+
+def _rowid_or_none(key: Any) -> int | None:
+    try:
+        return rowid_of(key) if isinstance(key, str) and key.startswith(KEY_PREFIX) else None
+    except ValueError:
+        return None
+
+
+def _upgrade_from_v1(conn: sqlite3.Connection) -> None:
+    """Schema 1 -> 2: rows move to rowids derived from their keys and the UNIQUE key index
+    goes. Rows, signatures, hit counts and recency are kept; totals are recounted by the
+    insert trigger. One transaction: a concurrent opener waits, then finds version 2."""
+    conn.create_function("cfn_rowid", 1, _rowid_or_none, deterministic=True)
+    with write_transaction(conn):
+        if _schema_version(conn) != 1:
+            return
+        for name in ("TRIGGER entries_ai", "TRIGGER entries_ad", "TRIGGER entries_au",
+                     "INDEX entries_expires", "INDEX entries_access"):
+            conn.execute(f"DROP {name}")
+        conn.execute("ALTER TABLE entries RENAME TO entries_v1")
+        conn.execute("UPDATE totals SET entries = 0, bytes = 0 WHERE id = 1")
+        for statement in _DDL:
+            conn.execute(statement)
+        conn.execute(
+            """INSERT OR IGNORE INTO entries(id, key, kid, payload, sig, created, expires, last_access, size, hits)
+               SELECT cfn_rowid(key), key, kid, payload, sig, created, expires, last_access, size, hits
+               FROM entries_v1 WHERE cfn_rowid(key) IS NOT NULL ORDER BY last_access DESC"""
+        )
+        moved = conn.execute("SELECT entries FROM totals WHERE id = 1").fetchone()[0]
+        conn.execute("DROP TABLE entries_v1")
+        conn.execute("UPDATE meta SET v = 2 WHERE k = 'schema'")
+    log.info("The response cache was upgraded to schema 2 (%d entries kept).", moved)
+
+
 def _ensure_schema(conn: sqlite3.Connection) -> None:
-    """Create the schema if needed (the pool retries this while another process holds the lock)."""
+    """Create or upgrade the schema (the pool retries this while another process holds the lock)."""
     version = _schema_version(conn)
     if version is None:
         with write_transaction(conn):       # IF NOT EXISTS: a concurrent creator's work is kept
             for statement in _DDL:
                 conn.execute(statement)
+        version = _schema_version(conn)
+    elif version == 1:
+        _upgrade_from_v1(conn)
         version = _schema_version(conn)
     if version != SCHEMA_VERSION:
         raise CacheError(
@@ -517,9 +568,13 @@ class ResponseCache:
         """
         now = self._clock()
         try:
-            row = self._pool.get().execute(_SELECT_ENTRY, (key,)).fetchone()
+            rowid = rowid_of(key)
+        except (TypeError, ValueError):
+            raise TypeError(_NOT_A_KEY.format(key)) from None
+        try:
+            row = self._pool.get().execute(_SELECT_ENTRY, (rowid,)).fetchone()
         except sqlite3.DatabaseError as exc:       # rare: corruption (recover, retry) or a lock
-            row = self._get_row_slow(key, exc)
+            row = self._get_row_slow(rowid, exc)
         if row is None:
             return self._miss()
         payload, sig = row
@@ -571,9 +626,9 @@ class ResponseCache:
                 with self._lock:
                     self._pending.clear()
 
-    def _get_row_slow(self, key: str, exc: sqlite3.DatabaseError) -> tuple[Any, ...] | None:
+    def _get_row_slow(self, rowid: int, exc: sqlite3.DatabaseError) -> tuple[Any, ...] | None:
         def lookup(conn: sqlite3.Connection) -> tuple[Any, ...] | None:
-            return conn.execute(_SELECT_ENTRY, (key,)).fetchone()
+            return conn.execute(_SELECT_ENTRY, (rowid,)).fetchone()
 
         try:
             if is_corruption(exc):
@@ -586,14 +641,20 @@ class ResponseCache:
             _warn_once("get-locked", "The response cache %s is locked; treating lookups as misses.", self.path)
             return None
 
-    def _signed_elsewhere(self, key: str, sig: Any) -> bool:
-        """Whether the row that failed its check carries another secret's key id (checked only
-        on failure, so a hit reads two columns, not three)."""
+    def _not_ours_to_judge(self, key: str, sig: Any) -> bool:
+        """Whether the row that failed its check is another secret's (its key id differs) or
+        another key's genuine row sharing this key's row id. Checked only on failure, so a hit
+        reads two columns."""
         try:
-            row = self._pool.get().execute("SELECT kid FROM entries WHERE key = ? AND sig IS ?", (key, sig)).fetchone()
+            row = self._pool.get().execute(
+                f"SELECT key, {_SIGNED} FROM entries WHERE id = ? AND sig IS ?", (rowid_of(key), sig)
+            ).fetchone()
         except sqlite3.Error:
             return False
-        return row is not None and row[0] != self.kid
+        if row is None:
+            return False
+        stored_key, kid, payload, stored_sig = row
+        return kid != self.kid or (stored_key != key and self._valid(stored_key, kid, payload, stored_sig))
 
     def _miss(self) -> None:
         with self._lock:
@@ -601,8 +662,8 @@ class ResponseCache:
         return None
 
     def _integrity_failure(self, key: str, sig: Any, why: str, defer: bool = False) -> None:
-        if self._signed_elsewhere(key, sig):
-            return self._miss()          # written under another secret: not ours to judge
+        if self._not_ours_to_judge(key, sig):
+            return self._miss()          # another secret's row, or another key's: not tampering
         with self._lock:
             self._misses += 1
             self._integrity_failures += 1
@@ -631,11 +692,11 @@ class ResponseCache:
             self._flushed_at = self._clock()
             doomed, self._doomed = self._doomed, []
         if doomed:
-            conn.executemany("DELETE FROM entries WHERE key = ? AND sig IS ?", doomed)
+            conn.executemany("DELETE FROM entries WHERE id = ? AND sig IS ?", [(rowid_of(k), sig) for k, sig in doomed])
         if items:
             conn.executemany(
-                "UPDATE entries SET hits = hits + ?, last_access = MAX(last_access, ?) WHERE key = ?",
-                [(int(hits), touched, key) for key, (hits, touched) in items],
+                "UPDATE entries SET hits = hits + ?, last_access = MAX(last_access, ?) WHERE id = ? AND key = ?",
+                [(int(hits), touched, rowid_of(key), key) for key, (hits, touched) in items],
             )
         return items
 
@@ -701,8 +762,8 @@ class ResponseCache:
         """Store several responses in one transaction; one flag per item, as ``put`` gives."""
         items = list(items)
         for key, _ in items:
-            if not isinstance(key, str) or not key:
-                raise TypeError("key must be the non-empty string returned by key_for()")
+            if not isinstance(key, str) or not _KEY_FORMAT.fullmatch(key):
+                raise TypeError(_NOT_A_KEY.format(key))
         if not self._writes_enabled:
             return [False] * len(items)
         now = self._clock()
@@ -712,7 +773,7 @@ class ResponseCache:
         if not todo:
             return [False] * len(items)
         removed: list[int] = []
-        keep = todo[-1][0] if len(todo) == 1 else None
+        keep = todo[-1][0] if len(todo) == 1 else None    # the row id just written
 
         def op(conn: sqlite3.Connection) -> None:
             for row in todo:
@@ -734,21 +795,23 @@ class ResponseCache:
         size = len(key_b) + len(self.kid) + len(payload) + len(sig)
         if size > self.max_entry_bytes or size > self.max_bytes:
             return None
-        return (key, self.kid, payload, sig, now, expires, now, size)
+        return (rowid_of(key), key, self.kid, payload, sig, now, expires, now, size)
 
     @staticmethod
     def _upsert(conn: sqlite3.Connection, row: tuple[Any, ...]) -> None:
-        # An UPSERT (not INSERT OR REPLACE) so the UPDATE trigger keeps the totals exact.
+        # An UPSERT (not INSERT OR REPLACE) so the UPDATE trigger keeps the totals exact. A row
+        # of another key with the same id is replaced whole, hit count included.
         conn.execute(
-            """INSERT INTO entries(key, kid, payload, sig, created, expires, last_access, size)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-               ON CONFLICT(key) DO UPDATE SET kid = excluded.kid, payload = excluded.payload,
+            """INSERT INTO entries(id, key, kid, payload, sig, created, expires, last_access, size)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT(id) DO UPDATE SET key = excluded.key, kid = excluded.kid, payload = excluded.payload,
                  sig = excluded.sig, created = excluded.created, expires = excluded.expires,
-                 last_access = excluded.last_access, size = excluded.size""",
+                 last_access = excluded.last_access, size = excluded.size,
+                 hits = CASE WHEN key = excluded.key THEN hits ELSE 0 END""",
             row,
         )
 
-    def _enforce_limits(self, conn: sqlite3.Connection, now: float, *, keep: str | None, all_expired: bool = False) -> int:
+    def _enforce_limits(self, conn: sqlite3.Connection, now: float, *, keep: int | None, all_expired: bool = False) -> int:
         """Delete expired rows, then least-recently-used rows until under max_bytes."""
         removed = 0
         limit = -1 if all_expired else EXPIRED_PER_WRITE
@@ -761,7 +824,7 @@ class ResponseCache:
         total = conn.execute("SELECT bytes FROM totals WHERE id = 1").fetchone()[0]
         while total > self.max_bytes:
             victims = conn.execute(
-                "SELECT id, size FROM entries WHERE key IS NOT ? ORDER BY last_access, id LIMIT 64", (keep,)
+                "SELECT id, size FROM entries WHERE id IS NOT ? ORDER BY last_access, id LIMIT 64", (keep,)
             ).fetchall()
             if not victims:
                 break
@@ -785,7 +848,10 @@ class ResponseCache:
         with self._lock:
             self._fold_hits()
             self._pending.pop(key, None)
-        return bool(self._write(lambda conn: conn.execute("DELETE FROM entries WHERE key = ?", (key,)).rowcount))
+        if not isinstance(key, str) or not _KEY_FORMAT.fullmatch(key):
+            raise TypeError(_NOT_A_KEY.format(key))
+        rowid = rowid_of(key)
+        return bool(self._write(lambda conn: conn.execute("DELETE FROM entries WHERE id = ? AND key = ?", (rowid, key)).rowcount))
 
     def clear(self) -> int:
         """Remove every entry (the ledger is a separate file and is untouched). Returns rows removed."""

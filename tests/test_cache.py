@@ -15,7 +15,14 @@ from pathlib import Path
 import pytest
 
 from claude_force_nb import cache as cache_mod
-from claude_force_nb.cache import MAX_LOGGED_HITS, CachedResponse, ResponseCache, canonical_json, load_or_create_key_file
+from claude_force_nb.cache import (
+    MAX_LOGGED_HITS,
+    CachedResponse,
+    ResponseCache,
+    canonical_json,
+    load_or_create_key_file,
+    rowid_of,
+)
 from claude_force_nb.errors import CacheError, InsecurePathError
 from claude_force_nb.results import Usage
 from claude_force_nb.settings import Settings
@@ -173,8 +180,8 @@ def test_a_signed_row_in_another_versions_format_is_a_plain_miss(cache, caplog):
     sig = cache._mac.digest(key.encode(), foreign)
     conn = sqlite3.connect(cache.path)
     conn.execute(
-        "INSERT INTO entries(key, kid, payload, sig, created, expires, last_access, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (key, cache.kid, foreign, sig, T0, None, T0, len(foreign)),
+        "INSERT INTO entries(id, key, kid, payload, sig, created, expires, last_access, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (rowid_of(key), key, cache.kid, foreign, sig, T0, None, T0, len(foreign)),
     )
     conn.commit()
     conn.close()
@@ -255,6 +262,106 @@ def test_key_for_refuses_non_json(cache):
         cache.key_for({**BASE_REQUEST, "extra": object()})
 
 
+
+@pytest.mark.parametrize("bad", ["", "v1:xyz", "nonsense", 42, None])
+def test_anything_but_a_key_is_refused_with_the_fix(cache, bad):
+    for call in (lambda: cache.get(bad), lambda: cache.put(bad, response()), lambda: cache.delete(bad)):
+        with pytest.raises(TypeError, match="is not a cache key: pass the string key_for"):
+            call()
+    assert cache.stats()["entries"] == 0
+
+
+def test_keys_sharing_a_row_id_replace_each_other_and_are_never_confused(cache, settings):
+    """Row ids are the keys' first 60 bits. Two keys sharing them (never seen in practice:
+    forced here) share one row: each put replaces the other's answer, a lookup of the key
+    not stored is a plain miss (not tampering), and no lookup returns the other's answer."""
+    a = "v1:" + "0123456789abcde" + "a" * 49
+    b = "v1:" + "0123456789abcde" + "b" * 49
+    assert rowid_of(a) == rowid_of(b) == 0x0123456789ABCDE
+    assert cache.put(a, response(text="answer a"))
+    assert cache.get(a).text == "answer a"
+    cache.close()                                     # write a's hit count
+    with ResponseCache(settings) as c:
+        assert raw_query(settings.cache_path, "SELECT key, hits FROM entries") == [(a, 1)]
+        assert c.put(b, response(text="answer b"))
+        assert raw_query(settings.cache_path, "SELECT key, hits FROM entries") == [(b, 0)]
+        assert c.get(a) is None and c.get(b).text == "answer b"
+        assert c.verify() == []
+        stats = c.stats()
+        assert (stats["entries"], stats["hits"], stats["misses"], stats["integrity_failures"]) == (1, 1, 1, 0)
+        conn = raw(settings.cache_path)
+        try:          # b's row tampered with: a lookup of a now reports it (the row is nobody's)
+            conn.execute("UPDATE entries SET payload = CAST(payload AS BLOB) || x'00'")
+        finally:
+            conn.close()
+        assert c.get(a) is None
+        assert c.stats()["integrity_failures"] == 1
+    assert raw_query(settings.cache_path, "SELECT COUNT(*) FROM entries") == [(0,)]
+
+
+# A cache file as schema 1 wrote it: sequential row ids and a UNIQUE index on the key.
+SCHEMA1_DDL = """
+CREATE TABLE entries(id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, kid BLOB NOT NULL, payload BLOB NOT NULL,
+    sig BLOB NOT NULL, created REAL NOT NULL, expires REAL, last_access REAL NOT NULL, size INTEGER NOT NULL,
+    hits INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX entries_expires ON entries(expires) WHERE expires IS NOT NULL;
+CREATE INDEX entries_access ON entries(last_access);
+CREATE TABLE totals(id INTEGER PRIMARY KEY CHECK (id = 1), entries INTEGER NOT NULL, bytes INTEGER NOT NULL);
+INSERT INTO totals(id, entries, bytes) VALUES (1, 0, 0);
+CREATE TRIGGER entries_ai AFTER INSERT ON entries BEGIN
+    UPDATE totals SET entries = entries + 1, bytes = bytes + NEW.size WHERE id = 1; END;
+CREATE TRIGGER entries_ad AFTER DELETE ON entries BEGIN
+    UPDATE totals SET entries = entries - 1, bytes = bytes - OLD.size WHERE id = 1; END;
+CREATE TRIGGER entries_au AFTER UPDATE OF size ON entries BEGIN
+    UPDATE totals SET bytes = bytes - OLD.size + NEW.size WHERE id = 1; END;
+CREATE TABLE meta(k TEXT PRIMARY KEY, v);
+INSERT INTO meta(k, v) VALUES ('schema', 1);
+"""
+
+
+def write_schema1_cache(settings: Settings, scratch: Path, answers: dict[str, str], now: float = T0) -> dict[str, str]:
+    """Write ``answers`` (request name -> text) as a schema 1 cache file signed with
+    ``settings``' secret, dated ``now``; return key -> text. Row n has ``hits`` = n + 1."""
+    with ResponseCache(settings, path=scratch / "signer.sqlite3") as signer:
+        keys = {signer.key_for({"model": "m", "messages": [{"role": "user", "content": name}]}): text
+                for name, text in answers.items()}
+        rows = [signer._row(key, response(text=text), now, now + 86_400)[1:] + (n + 1,)
+                for n, (key, text) in enumerate(keys.items())]
+    Path(settings.data_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
+    conn = sqlite3.connect(settings.cache_path)
+    try:
+        conn.executescript(SCHEMA1_DDL)
+        conn.executemany(
+            "INSERT INTO entries(key, kid, payload, sig, created, expires, last_access, size, hits) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        conn.commit()
+    finally:
+        conn.close()
+    return keys
+
+
+def test_a_schema1_cache_is_upgraded_in_place_keeping_every_entry(settings, tmp_path, clock, caplog):
+    keys = write_schema1_cache(settings, tmp_path, {f"task {i}": f"answer {i}" for i in range(5)})
+    before = raw_query(settings.cache_path, "SELECT entries, bytes FROM totals")
+    conn = sqlite3.connect(settings.cache_path)
+    conn.execute("INSERT INTO entries(key, kid, payload, sig, created, last_access, size) VALUES ('handmade', x'00', x'00', x'00', 0, 0, 9)")
+    conn.commit()
+    conn.close()
+    with caplog.at_level(logging.INFO, logger="claude_force_nb.cache"), ResponseCache(settings, clock=clock) as c:
+        assert {key: c.get(key).text for key in keys} == keys           # every answer still served
+        stats = c.stats()
+        assert (stats["entries"], stats["bytes"]) == before[0]          # the row with no key's format is gone
+        assert (stats["hits"], stats["misses"], stats["integrity_failures"]) == (5, 0, 0)
+        assert c.verify() == []
+    assert raw_query(settings.cache_path, "SELECT v FROM meta WHERE k = 'schema'") == [(2,)]
+    assert sorted(raw_query(settings.cache_path, "SELECT id, key, hits FROM entries")) == sorted(
+        (rowid_of(key), key, n + 2) for n, key in enumerate(keys))      # old counts kept, plus this hit
+    assert sorted(name for (name,) in raw_query(settings.cache_path, "SELECT name FROM sqlite_master")) == sorted(
+        ["entries", "entries_access", "entries_ai", "entries_ad", "entries_au", "entries_expires", "meta",
+         "sqlite_autoindex_meta_1", "totals"])
+    assert any("upgraded to schema 2 (5 entries kept)" in r.getMessage() for r in caplog.records)
+
 def test_canonical_json():
     assert canonical_json({"b": 1, "a": [1.5, "é"]}) == '{"a":[1.5,"é"],"b":1}'.encode()
     with pytest.raises(ValueError):
@@ -264,15 +371,17 @@ def test_canonical_json():
 # --------------------------------------------------------------------------- storage layout
 
 def test_sqlite_layout_and_pragmas(cache, settings):
-    cache.put(cache.key_for(BASE_REQUEST), response())
+    key = cache.key_for(BASE_REQUEST)
+    cache.put(key, response())
     conn = raw(settings.cache_path)
     try:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         table_sql = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'entries'").fetchone()[0]
         assert "WITHOUT ROWID" not in table_sql.upper()
-        assert conn.execute("SELECT rowid, key FROM entries").fetchone()[0] == 1
-        unique = [row for row in conn.execute("PRAGMA index_list(entries)") if row[2] == 1]
-        assert [conn.execute(f"PRAGMA index_info({row[1]})").fetchone()[2] for row in unique] == ["key"]
+        # the row id is the key's first 60 bits: no index on the key at all
+        assert conn.execute("SELECT rowid, key FROM entries").fetchone() == (int(key[3:18], 16), key)
+        assert sorted(row[1] for row in conn.execute("PRAGMA index_list(entries)")) == ["entries_access", "entries_expires"]
+        assert conn.execute("SELECT v FROM meta WHERE k = 'schema'").fetchone()[0] == 2
         assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2     # incremental
     finally:
         conn.close()
@@ -334,7 +443,8 @@ def test_swapped_payloads_are_detected(cache, settings):
     cache.put(k2, response(text="answer two"))
     conn = raw(settings.cache_path)
     try:
-        (p1, s1), (p2, s2) = conn.execute("SELECT payload, sig FROM entries ORDER BY id").fetchall()
+        select = "SELECT payload, sig FROM entries WHERE key = ?"
+        (p1, s1), (p2, s2) = conn.execute(select, (k1,)).fetchone(), conn.execute(select, (k2,)).fetchone()
         conn.execute("UPDATE entries SET payload = ?, sig = ? WHERE key = ?", (p2, s2, k1))
         conn.execute("UPDATE entries SET payload = ?, sig = ? WHERE key = ?", (p1, s1, k2))
     finally:
@@ -355,7 +465,7 @@ def test_verify_reports_without_deleting(cache, settings):
         conn.execute("UPDATE entries SET payload = CAST('not json' AS BLOB) WHERE key = ?", (keys[3],))
     finally:
         conn.close()
-    assert cache.verify() == [keys[1], keys[3]]
+    assert sorted(cache.verify()) == sorted([keys[1], keys[3]])
     assert cache.stats()["entries"] == 5                      # verify() only reports
     assert cache.stats()["integrity_failures"] == 0
     assert [cache.get(k) is not None for k in keys] == [True, False, True, False, True]
@@ -467,7 +577,7 @@ def test_recency_of_hits_is_written_with_the_next_put(cache, settings, clock):
     assert raw_query(settings.cache_path, "SELECT last_access, hits FROM entries") == [(T0, 0)]
     clock.now = T0 + 300
     cache.put(b, response())
-    assert raw_query(settings.cache_path, "SELECT key, last_access, hits FROM entries ORDER BY id") == [
+    assert raw_query(settings.cache_path, "SELECT key, last_access, hits FROM entries ORDER BY last_access") == [
         (a, T0 + 200, 2), (b, T0 + 300, 0)]
 
 
@@ -478,10 +588,10 @@ def test_hit_counts_are_flushed_on_write_and_close(settings, clock):
         for _ in range(3):
             c.get(k1)
         c.put(k2, response())                              # flushed in this write
-        assert raw_query(settings.cache_path, "SELECT hits FROM entries ORDER BY id") == [(3,), (0,)]
+        assert dict(raw_query(settings.cache_path, "SELECT key, hits FROM entries")) == {k1: 3, k2: 0}
         c.get(k2)
         c.get(k2)
-    assert raw_query(settings.cache_path, "SELECT hits FROM entries ORDER BY id") == [(3,), (2,)]
+    assert dict(raw_query(settings.cache_path, "SELECT key, hits FROM entries")) == {k1: 3, k2: 2}
 
 
 def test_entry_size_cap(settings):
@@ -644,9 +754,11 @@ def test_corruption_found_by_a_query_is_recovered(settings, caplog):
     aside = lambda: list(Path(settings.data_dir).glob("cache.sqlite3.corrupt-*"))  # noqa: E731
     with caplog.at_level(logging.WARNING, logger="claude_force_nb.cache"), ResponseCache(settings) as c:
         assert aside() == []                                   # opening did not notice
-        assert c.get(keys[119]) is None                         # the lookup did: moved aside, recreated
+        # rows on intact pages are still hits; the first lookup of a wrecked row is a miss
+        # and moves the file aside (rows live in row-id order, not in the order of the puts)
+        probe = next(k for k in keys if c.get(k) is None)
         assert len(aside()) == 1
-        assert c.put(keys[119], response()) and c.get(keys[119]) is not None
+        assert c.put(probe, response()) and c.get(probe) is not None
         assert c.stats()["entries"] == 1
     assert len(aside()) == 1 and any("corrupt" in r.getMessage() for r in caplog.records)
 
@@ -785,7 +897,7 @@ def test_concurrent_hits_are_all_counted_and_the_hit_log_stays_bounded(settings)
             t.join()
         assert len(longest) == threads_n and max(longest) <= MAX_LOGGED_HITS + threads_n
         assert c.stats()["hits"] == threads_n * per_thread
-    per_key = raw_query(settings.cache_path, "SELECT hits FROM entries ORDER BY id")
+    per_key = raw_query(settings.cache_path, "SELECT hits FROM entries")
     assert sum(hits for (hits,) in per_key) == threads_n * per_thread
     assert len(per_key) == len(keys)
 

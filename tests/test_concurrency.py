@@ -19,6 +19,8 @@ from claude_force_nb.ledger import Ledger
 from claude_force_nb.results import Usage
 from claude_force_nb.settings import Settings
 
+from .test_cache import write_schema1_cache
+
 pytestmark = pytest.mark.timeout(60)
 
 # Shared by every child: open the home given as argv[1] (the key file is created there by
@@ -110,6 +112,17 @@ OPEN_FRESH = PRELUDE + textwrap.dedent(
     """
 )
 
+UPGRADE = PRELUDE + textwrap.dedent(
+    """
+    keys = json.loads(Path(sys.argv[2]).read_text())
+    with ResponseCache(settings) as cache:             # all race to upgrade the schema 1 file
+        got = {key: getattr(cache.get(key), "text", None) for key in keys}
+        assert cache.put(cache.key_for(request("after upgrade " + sys.argv[3])), answer("mine"))
+        stats = cache.stats()
+    print(json.dumps({"got": got, "failures": stats["integrity_failures"]}))
+    """
+)
+
 WRITER = PRELUDE + textwrap.dedent(
     """
     tag, stop_file = sys.argv[2], Path(sys.argv[3])
@@ -190,6 +203,19 @@ def test_initialisation_race(settings):
         assert cache.get(keys.pop()).text.startswith("init race by ")
         assert cache.stats()["entries"] == 1
         assert len(ledger.rows(agent="init")) == 6
+
+
+def test_processes_opening_a_schema1_cache_at_once_upgrade_it_once(settings, tmp_path):
+    keys = write_schema1_cache(settings, tmp_path, {f"old {i}": f"old answer {i}" for i in range(50)}, now=time.time())
+    (tmp_path / "keys.json").write_text(json.dumps(list(keys)))
+    procs = [spawn(UPGRADE, settings.data_dir, tmp_path / "keys.json", n) for n in range(4)]
+    reports = [json.loads(finish(p)) for p in procs]
+    assert all(report == {"got": keys, "failures": 0} for report in reports)
+    assert quick_check(settings.cache_path) == "ok"
+    with ResponseCache(settings) as cache:
+        assert cache.verify() == []
+        assert cache.stats()["entries"] == 50 + 4
+        assert all(cache.get(cache.key_for(request(f"after upgrade {n}"))).text == "mine" for n in range(4))
 
 
 def test_four_processes_mixed_load(settings):
