@@ -375,7 +375,8 @@ def rowid_of(key: str) -> int:
     Keys are HMAC outputs, so these bits are uniform and the id needs no index of its own.
     Two keys sharing an id (p ≈ n²/2⁶¹: 3·10⁻⁸ for the 250k rows a 512 MiB cache holds)
     share one row: the later put replaces the earlier answer, which is then a miss.
-    Raises ValueError for a string that is not a key from ``key_for``."""
+    Raises ValueError or TypeError when those digits are not there (``get``, ``put`` and
+    ``delete`` turn that into one TypeError that names the fix)."""
     return int(key[3:18], 16)
 
 
