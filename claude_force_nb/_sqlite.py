@@ -43,6 +43,7 @@ BUSY_TIMEOUT_MS = 10_000
 CACHE_SIZE_KIB = 32 * 1024         # 32 MiB page cache (facts §4: the 2 MB default is too small)
 PAGE_SIZE = 8192                   # new files: 2-3 KB rows waste ~40% of 4 KiB pages, ~10% of 8 KiB
 MMAP_SIZE = 64 * 1024 * 1024
+JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024   # a WAL grown by one big transaction shrinks back when reset
 
 # Connections inherited through fork() must never be used *or closed* in the child (closing
 # one can release the parent's POSIX locks or checkpoint its WAL). We keep them alive here.
@@ -237,6 +238,7 @@ class ConnectionPool:
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute(f"PRAGMA cache_size=-{CACHE_SIZE_KIB}")
             conn.execute(f"PRAGMA mmap_size={MMAP_SIZE}")
+            conn.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
             conn.execute("PRAGMA foreign_keys=ON")
             if self._setup is not None:
                 setup = self._setup

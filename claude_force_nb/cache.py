@@ -56,6 +56,7 @@ import logging
 import math
 import os
 import re
+import shutil
 import sqlite3
 import stat
 import struct
@@ -91,6 +92,7 @@ SCHEMA = "claude-force-nb/1"
 # Signed columns are read as BLOBs whatever their stored type: a row rewritten as TEXT that is
 # not UTF-8 must fail its signature check, not the fetch. Each extra column costs ~0.3 µs a hit.
 _SIGNED = "CAST(kid AS BLOB), CAST(payload AS BLOB), CAST(sig AS BLOB)"
+_ROW = f"id, CAST(key AS BLOB), {_SIGNED}"       # a scanned row: bytes, so any key column can be judged
 _SELECT_ENTRY = "SELECT CAST(payload AS BLOB), CAST(sig AS BLOB) FROM entries WHERE id = ?"
 KEY_PREFIX = "v1:"
 _KEY_FORMAT = re.compile(r"v1:[0-9a-f]{64}")
@@ -380,37 +382,88 @@ def rowid_of(key: str) -> int:
     return int(key[3:18], 16)
 
 
-def _rowid_or_none(key: Any) -> int | None:
-    try:
-        return rowid_of(key) if isinstance(key, str) and key.startswith(KEY_PREFIX) else None
-    except ValueError:
+def _stored_rowid(raw_key: Any) -> int | None:
+    """The row id for a key column read as bytes, or None when it does not hold a key."""
+    if not isinstance(raw_key, bytes):
         return None
+    key = raw_key.decode("ascii", "replace")
+    return rowid_of(key) if _KEY_FORMAT.fullmatch(key) else None
+
+
+UPGRADE_CHUNK_ROWS = 256
 
 
 def _upgrade_from_v1(conn: sqlite3.Connection) -> None:
-    """Schema 1 -> 2: rows move to rowids derived from their keys and the UNIQUE key index
-    goes. Rows, signatures, hit counts and recency are kept; totals are recounted by the
-    insert trigger. One transaction: a concurrent opener waits, then finds version 2."""
-    conn.create_function("cfn_rowid", 1, _rowid_or_none, deterministic=True)
+    """Schema 1 -> 2: each row moves to the row id derived from its key, and the UNIQUE key
+    index goes. Signatures, hit counts and recency move with the rows; totals are recounted
+    by the insert trigger. Rows whose key column holds no key (never written by
+    claude-force-nb) are dropped; of two keys sharing an id, the more recently used stays.
+
+    One transaction, so a concurrent opener waits and then finds version 2. Rows move in
+    chunks, each removed from the old table as it goes, so freed pages are reused and the
+    file does not grow; the WAL grows to about the file's size until the next checkpoint,
+    which is the free space checked for first."""
+    path = Path(_database_path(conn))
+    needed = sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists())
+    free = shutil.disk_usage(path.parent).free
+    if free < needed and _schema_version(conn) == 1:      # (another opener may just have upgraded it)
+        raise _upgrade_needs_space(path, needed, free)
+    try:
+        _move_rows_to_schema2(conn, path)
+    except sqlite3.OperationalError as exc:
+        if is_disk_full(exc):
+            raise _upgrade_needs_space(path, needed, shutil.disk_usage(path.parent).free) from exc
+        raise
+    with contextlib.suppress(sqlite3.OperationalError):
+        conn.execute("PRAGMA incremental_vacuum").fetchall()    # give the old table's pages back
+
+
+def _upgrade_needs_space(path: Path, needed: int, free: int) -> CacheError:
+    mib = 2**20
+    return CacheError(
+        f"The response cache {path} must be upgraded once (to schema 2), which needs about "
+        f"{needed / mib:.0f} MiB free on its disk; {free / mib:.0f} MiB are free. Free some space, "
+        f"or delete {path} to start with an empty cache."
+    )
+
+
+def _move_rows_to_schema2(conn: sqlite3.Connection, path: Path) -> None:
     with write_transaction(conn):
         if _schema_version(conn) != 1:
             return
-        for name in ("TRIGGER entries_ai", "TRIGGER entries_ad", "TRIGGER entries_au",
-                     "INDEX entries_expires", "INDEX entries_access"):
-            conn.execute(f"DROP {name}")
+        slots: dict[int, tuple[float, int]] = {}       # new id -> (recency, old id)
+        total = 0
+        for old_id, raw_key, last_access in conn.execute("SELECT id, CAST(key AS BLOB), last_access FROM entries"):
+            total += 1
+            rowid = _stored_rowid(raw_key)
+            recency = float(last_access) if isinstance(last_access, (int, float)) else 0.0
+            if rowid is not None and (rowid not in slots or recency > slots[rowid][0]):
+                slots[rowid] = (recency, old_id)
+        log.warning("Upgrading the response cache %s to schema 2 (%d entries): once, in place.", path, total)
+        for kind, name in (("TRIGGER", "entries_ai"), ("TRIGGER", "entries_ad"), ("TRIGGER", "entries_au"),
+                           ("INDEX", "entries_expires"), ("INDEX", "entries_access")):
+            conn.execute(f"DROP {kind} IF EXISTS {name}")     # (a hand-edited file may lack some)
         conn.execute("ALTER TABLE entries RENAME TO entries_v1")
         conn.execute("UPDATE totals SET entries = 0, bytes = 0 WHERE id = 1")
         for statement in _DDL:
             conn.execute(statement)
-        conn.execute(
-            """INSERT OR IGNORE INTO entries(id, key, kid, payload, sig, created, expires, last_access, size, hits)
-               SELECT cfn_rowid(key), key, kid, payload, sig, created, expires, last_access, size, hits
-               FROM entries_v1 WHERE cfn_rowid(key) IS NOT NULL ORDER BY last_access DESC"""
-        )
-        moved = conn.execute("SELECT entries FROM totals WHERE id = 1").fetchone()[0]
+        moves = [(rowid, old_id) for rowid, (_, old_id) in slots.items()]
+        for start in range(0, len(moves), UPGRADE_CHUNK_ROWS):
+            chunk = moves[start:start + UPGRADE_CHUNK_ROWS]
+            conn.executemany(
+                """INSERT INTO entries(id, key, kid, payload, sig, created, expires, last_access, size, hits)
+                   SELECT ?, key, kid, payload, sig, created, expires, last_access, size, hits FROM entries_v1 WHERE id = ?""",
+                chunk,
+            )
+            conn.executemany("DELETE FROM entries_v1 WHERE id = ?", [(old_id,) for _, old_id in chunk])
         conn.execute("DROP TABLE entries_v1")
         conn.execute("UPDATE meta SET v = 2 WHERE k = 'schema'")
-    log.info("The response cache was upgraded to schema 2 (%d entries kept).", moved)
+    log.warning("The response cache was upgraded: %d entries kept, %d dropped (no key, or a shared row id).",
+                len(moves), total - len(moves))
+
+
+def _database_path(conn: sqlite3.Connection) -> str:
+    return conn.execute("PRAGMA database_list").fetchone()[2]
 
 
 def _ensure_schema(conn: sqlite3.Connection) -> None:
@@ -535,6 +588,14 @@ class ResponseCache:
                 self._fold_hits()
                 self._pending.clear()
 
+    def _served(self, rowid: Any, raw_key: Any, kid: Any, payload: Any, sig: Any) -> str | None:
+        """The key of a scanned row (``_ROW``) that ``get`` would serve, else None: our
+        signature checks out and the row sits at its key's row id."""
+        if _stored_rowid(raw_key) != rowid:
+            return None
+        key = raw_key.decode("ascii")
+        return key if self._valid(key, kid, payload, sig) else None
+
     def _valid(self, key: str, kid: bytes, payload: bytes, sig: bytes) -> bool:
         """Whether the row's signature is ours (its kid must be ours: rows of other secrets fail)."""
         if not (type(kid) is type(payload) is type(sig) is bytes and isinstance(key, str)) or kid != self.kid:
@@ -569,6 +630,8 @@ class ResponseCache:
         """
         now = self._clock()
         try:
+            if type(key) is not str:
+                raise TypeError
             rowid = rowid_of(key)
         except (TypeError, ValueError):
             raise TypeError(_NOT_A_KEY.format(key)) from None
@@ -647,15 +710,13 @@ class ResponseCache:
         another key's genuine row sharing this key's row id. Checked only on failure, so a hit
         reads two columns."""
         try:
-            row = self._pool.get().execute(
-                f"SELECT key, {_SIGNED} FROM entries WHERE id = ? AND sig IS ?", (rowid_of(key), sig)
-            ).fetchone()
+            row = self._pool.get().execute(f"SELECT {_ROW} FROM entries WHERE id = ? AND sig IS ?", (rowid_of(key), sig)).fetchone()
         except sqlite3.Error:
             return False
         if row is None:
             return False
-        stored_key, kid, payload, stored_sig = row
-        return kid != self.kid or (stored_key != key and self._valid(stored_key, kid, payload, stored_sig))
+        served = self._served(*row)
+        return row[2] != self.kid or (served is not None and served != key)
 
     def _miss(self) -> None:
         with self._lock:
@@ -845,14 +906,25 @@ class ResponseCache:
                 self._evictions += removed
 
     def delete(self, key: str) -> bool:
-        """Remove one entry; True when it existed."""
+        """Remove one entry; True when it existed: the row ``get(key)`` serves, or else a row
+        whose key column is ``key`` (every key ``verify()`` reports can be deleted). Rows away
+        from their key's row id exist only in hand-edited files and are found by scanning, so
+        deleting an absent key reads the whole file."""
+        if not isinstance(key, str) or not key:
+            raise TypeError(_NOT_A_KEY.format(key))
         with self._lock:
             self._fold_hits()
             self._pending.pop(key, None)
-        if not isinstance(key, str) or not _KEY_FORMAT.fullmatch(key):
-            raise TypeError(_NOT_A_KEY.format(key))
-        rowid = rowid_of(key)
-        return bool(self._write(lambda conn: conn.execute("DELETE FROM entries WHERE id = ? AND key = ?", (rowid, key)).rowcount))
+        rowid = rowid_of(key) if _KEY_FORMAT.fullmatch(key) else None
+
+        def op(conn: sqlite3.Connection) -> int:
+            row = None if rowid is None else conn.execute(
+                f"SELECT CAST(key AS BLOB), {_SIGNED} FROM entries WHERE id = ?", (rowid,)).fetchone()
+            if row is not None and (row[0] == key.encode() or self._valid(key, *row[1:])):
+                return conn.execute("DELETE FROM entries WHERE id = ?", (rowid,)).rowcount
+            return conn.execute("DELETE FROM entries WHERE key = ?", (key,)).rowcount
+
+        return bool(self._write(op))
 
     def clear(self) -> int:
         """Remove every entry (the ledger is a separate file and is untouched). Returns rows removed."""
@@ -881,14 +953,16 @@ class ResponseCache:
         """Re-check every signature; return the keys of rows that fail (payload unreadable too).
 
         Read-only: bad rows are reported, not deleted (``get`` deletes them when met, or call
-        ``delete(key)``). Rows signed under another secret cannot be checked and are skipped.
+        ``delete(key)``). A row that is not at its key's row id is bad too: it is never served.
+        Rows signed under another secret cannot be checked and are skipped.
         """
         def scan(conn: sqlite3.Connection) -> list[str]:
             bad = []
-            for key, kid, payload, sig in conn.execute(f"SELECT key, {_SIGNED} FROM entries ORDER BY id"):
+            for rowid, raw_key, kid, payload, sig in conn.execute(f"SELECT {_ROW} FROM entries ORDER BY id"):
                 if kid != self.kid:
                     continue
-                if not self._valid(key, kid, payload, sig):
+                key = raw_key.decode("utf-8", "replace") if isinstance(raw_key, bytes) else raw_key
+                if self._served(rowid, raw_key, kid, payload, sig) is None:
                     bad.append(key)
                     continue
                 try:
@@ -939,14 +1013,15 @@ class ResponseCache:
 
         def scan(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
             return conn.execute(
-                f"SELECT key, {_SIGNED}, size, hits FROM entries ORDER BY created DESC, id DESC"
+                f"SELECT {_ROW}, size, hits FROM entries ORDER BY created DESC, id DESC"
             ).fetchall()
 
         cols: dict[str, list[Any]] = {c: [] for c in
                                       ("key", "agent", "model", "created", "expires", "size", "hits", "cost_usd", "task", "answer")}
         full_keys = []
-        for key, kid, payload, sig, size, hits in self._run(scan):
-            if kid != self.kid or not self._valid(key, kid, payload, sig):
+        for rowid, raw_key, kid, payload, sig, size, hits in self._run(scan):
+            key = self._served(rowid, raw_key, kid, payload, sig)
+            if key is None:
                 continue
             try:
                 r = CachedResponse._from_payload(payload)

@@ -7,6 +7,7 @@ import math
 import multiprocessing
 import os
 import re
+import shutil
 import sqlite3
 import stat
 import threading
@@ -263,12 +264,40 @@ def test_key_for_refuses_non_json(cache):
 
 
 
-@pytest.mark.parametrize("bad", ["", "v1:xyz", "nonsense", 42, None])
+@pytest.mark.parametrize("bad", ["", "v1:xyz", "nonsense", 42, None, b"v1:" + b"0" * 64, []])
 def test_anything_but_a_key_is_refused_with_the_fix(cache, bad):
-    for call in (lambda: cache.get(bad), lambda: cache.put(bad, response()), lambda: cache.delete(bad)):
+    key = cache.key_for(BASE_REQUEST)
+    cache.put(key, response())
+    cache.get(key)                                    # a hit waiting to be written
+    calls = [lambda: cache.get(bad), lambda: cache.put(bad, response())]
+    if not (isinstance(bad, str) and bad):            # delete takes any string verify() may report
+        calls.append(lambda: cache.delete(bad))
+    for call in calls:
         with pytest.raises(TypeError, match="is not a cache key: pass the string key_for"):
             call()
-    assert cache.stats()["entries"] == 0
+    if isinstance(bad, str) and bad:
+        assert cache.delete(bad) is False
+    assert cache.stats()["entries"] == 1 and cache.get(key) is not None
+
+
+def test_a_row_moved_off_its_key_is_never_served_is_reported_and_can_be_deleted(cache, settings):
+    a, b = cache.key_for({"model": "a"}), cache.key_for({"model": "b"})
+    cache.put(a, response(text="answer a"))
+    cache.put(b, response(text="answer b"))
+    conn = raw(settings.cache_path)
+    try:          # a's genuine row moved to another id; b's row relabelled with a junk key
+        conn.execute("UPDATE entries SET id = id + 1 WHERE key = ?", (a,))
+        conn.execute("UPDATE entries SET key = 'junk' WHERE key = ?", (b,))
+    finally:
+        conn.close()
+    assert cache.get(a) is None
+    assert cache.get(b).text == "answer b"            # still b's own answer: the signature binds b
+    assert sorted(cache.verify()) == sorted([a, "junk"])
+    assert cache.entries().empty
+    assert cache.delete(a) is True                    # found by scanning
+    assert cache.delete(b) is True                    # the row get(b) serves, whatever its key column says
+    assert cache.delete("junk") is False
+    assert cache.verify() == [] and cache.stats()["entries"] == 0
 
 
 def test_keys_sharing_a_row_id_replace_each_other_and_are_never_confused(cache, settings):
@@ -346,12 +375,15 @@ def test_a_schema1_cache_is_upgraded_in_place_keeping_every_entry(settings, tmp_
     before = raw_query(settings.cache_path, "SELECT entries, bytes FROM totals")
     conn = sqlite3.connect(settings.cache_path)
     conn.execute("INSERT INTO entries(key, kid, payload, sig, created, last_access, size) VALUES ('handmade', x'00', x'00', x'00', 0, 0, 9)")
+    conn.execute("INSERT INTO entries(key, kid, payload, sig, created, last_access, size) "
+                 "VALUES (CAST(x'76313afffe' AS TEXT), x'00', x'00', x'00', 0, 'soon', 9)")   # not UTF-8
+    conn.execute("DROP TRIGGER entries_au")          # an old file missing a piece of its schema
     conn.commit()
     conn.close()
     with caplog.at_level(logging.INFO, logger="claude_force_nb.cache"), ResponseCache(settings, clock=clock) as c:
         assert {key: c.get(key).text for key in keys} == keys           # every answer still served
         stats = c.stats()
-        assert (stats["entries"], stats["bytes"]) == before[0]          # the row with no key's format is gone
+        assert (stats["entries"], stats["bytes"]) == before[0]          # the rows holding no key are gone
         assert (stats["hits"], stats["misses"], stats["integrity_failures"]) == (5, 0, 0)
         assert c.verify() == []
     assert raw_query(settings.cache_path, "SELECT v FROM meta WHERE k = 'schema'") == [(2,)]
@@ -360,7 +392,24 @@ def test_a_schema1_cache_is_upgraded_in_place_keeping_every_entry(settings, tmp_
     assert sorted(name for (name,) in raw_query(settings.cache_path, "SELECT name FROM sqlite_master")) == sorted(
         ["entries", "entries_access", "entries_ai", "entries_ad", "entries_au", "entries_expires", "meta",
          "sqlite_autoindex_meta_1", "totals"])
-    assert any("upgraded to schema 2 (5 entries kept)" in r.getMessage() for r in caplog.records)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("to schema 2 (7 entries): once, in place" in m for m in messages)
+    assert any("upgraded: 5 entries kept, 2 dropped" in m for m in messages)
+
+
+def test_an_upgrade_without_the_disk_space_for_it_is_refused_with_the_fix(settings, tmp_path, monkeypatch):
+    keys = write_schema1_cache(settings, tmp_path, {"task": "answer"})
+    before = settings.cache_path.read_bytes()
+    real = shutil.disk_usage
+    monkeypatch.setattr(cache_mod.shutil, "disk_usage", lambda p: real(p)._replace(free=4096))   # a full disk
+    with pytest.raises(CacheError, match=r"must be upgraded once .* needs about 0 MiB free on its disk; 0 MiB are "
+                                         r"free\. Free some space, or delete .*cache\.sqlite3 to start with an empty cache"):
+        ResponseCache(settings)
+    assert raw_query(settings.cache_path, "SELECT v FROM meta WHERE k = 'schema'") == [(1,)]
+    monkeypatch.setattr(cache_mod.shutil, "disk_usage", real)
+    with ResponseCache(settings, clock=Clock()) as c:
+        assert [c.get(key).text for key in keys] == ["answer"]
+    assert len(before) > 0
 
 def test_canonical_json():
     assert canonical_json({"b": 1, "a": [1.5, "é"]}) == '{"a":[1.5,"é"],"b":1}'.encode()
