@@ -111,6 +111,14 @@ def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         conn.execute("COMMIT")
 
 
+def vacuum(conn: sqlite3.Connection) -> None:
+    """Give every free page back to the file system (``auto_vacuum=INCREMENTAL``); best
+    effort, a busy database keeps them until next time. ``execute`` would run one step of
+    the PRAGMA and free a single page; ``executescript`` runs it to the end."""
+    with contextlib.suppress(sqlite3.OperationalError):
+        conn.executescript("PRAGMA incremental_vacuum;")
+
+
 def move_aside(path: Path) -> Path:
     """Rename ``path`` (and ``-wal``/``-shm``) to ``<path>.corrupt-<timestamp>``; return the new name.
 

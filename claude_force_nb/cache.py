@@ -75,6 +75,7 @@ from ._sqlite import (
     is_locked,
     move_aside,
     reset_after_fork,
+    vacuum,
     write_transaction,
 )
 from .errors import CacheError, ConfigurationError, InsecurePathError
@@ -391,6 +392,7 @@ def _stored_rowid(raw_key: Any) -> int | None:
 
 
 UPGRADE_CHUNK_ROWS = 256
+UPGRADE_SPACE_FACTOR = 1.5          # free disk the upgrade wants, x the file (measured peak: ~1.3x)
 
 
 def _upgrade_from_v1(conn: sqlite3.Connection) -> None:
@@ -400,22 +402,23 @@ def _upgrade_from_v1(conn: sqlite3.Connection) -> None:
     claude-force-nb) are dropped; of two keys sharing an id, the more recently used stays.
 
     One transaction, so a concurrent opener waits and then finds version 2. Rows move in
-    chunks, each removed from the old table as it goes, so freed pages are reused and the
-    file does not grow; the WAL grows to about the file's size until the next checkpoint,
-    which is the free space checked for first."""
+    chunks, each removed from the old table as it goes, so freed pages are reused: the file
+    grows little, the WAL to about the file's size until the next checkpoint. Free space of
+    UPGRADE_SPACE_FACTOR x the file is checked first (inside the transaction, so an opener
+    that waited for another's upgrade finds version 2 instead of judging its WAL)."""
     path = Path(_database_path(conn))
-    needed = sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists())
-    free = shutil.disk_usage(path.parent).free
-    if free < needed and _schema_version(conn) == 1:      # (another opener may just have upgraded it)
-        raise _upgrade_needs_space(path, needed, free)
     try:
         _move_rows_to_schema2(conn, path)
     except sqlite3.OperationalError as exc:
         if is_disk_full(exc):
-            raise _upgrade_needs_space(path, needed, shutil.disk_usage(path.parent).free) from exc
+            raise _upgrade_needs_space(path, *_upgrade_space(path)) from exc
         raise
-    with contextlib.suppress(sqlite3.OperationalError):
-        conn.execute("PRAGMA incremental_vacuum").fetchall()    # give the old table's pages back
+    vacuum(conn)                                    # give the old table's pages back
+
+
+def _upgrade_space(path: Path) -> tuple[int, int]:
+    """(bytes the upgrade may need, bytes free) for the cache file at ``path``."""
+    return int(path.stat().st_size * UPGRADE_SPACE_FACTOR), shutil.disk_usage(path.parent).free
 
 
 def _upgrade_needs_space(path: Path, needed: int, free: int) -> CacheError:
@@ -431,6 +434,9 @@ def _move_rows_to_schema2(conn: sqlite3.Connection, path: Path) -> None:
     with write_transaction(conn):
         if _schema_version(conn) != 1:
             return
+        needed, free = _upgrade_space(path)
+        if free < needed:
+            raise _upgrade_needs_space(path, needed, free)
         slots: dict[int, tuple[float, int]] = {}       # new id -> (recency, old id)
         total = 0
         for old_id, raw_key, last_access in conn.execute("SELECT id, CAST(key AS BLOB), last_access FROM entries"):
@@ -922,7 +928,7 @@ class ResponseCache:
                 f"SELECT CAST(key AS BLOB), {_SIGNED} FROM entries WHERE id = ?", (rowid,)).fetchone()
             if row is not None and (row[0] == key.encode() or self._valid(key, *row[1:])):
                 return conn.execute("DELETE FROM entries WHERE id = ?", (rowid,)).rowcount
-            return conn.execute("DELETE FROM entries WHERE key = ?", (key,)).rowcount
+            return conn.execute("DELETE FROM entries WHERE CAST(key AS BLOB) = ?", (key.encode(),)).rowcount
 
         return bool(self._write(op))
 
@@ -944,8 +950,7 @@ class ResponseCache:
         return removed
 
     def _vacuum(self) -> None:
-        with contextlib.suppress(sqlite3.OperationalError):
-            self._run(lambda conn: conn.execute("PRAGMA incremental_vacuum").fetchall())
+        self._run(vacuum)
 
     # ------------------------------------------------------------------ inspection
 

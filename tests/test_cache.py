@@ -285,8 +285,8 @@ def test_a_row_moved_off_its_key_is_never_served_is_reported_and_can_be_deleted(
     cache.put(a, response(text="answer a"))
     cache.put(b, response(text="answer b"))
     conn = raw(settings.cache_path)
-    try:          # a's genuine row moved to another id; b's row relabelled with a junk key
-        conn.execute("UPDATE entries SET id = id + 1 WHERE key = ?", (a,))
+    try:          # a's genuine row moved to another id (its key now a BLOB); b's relabelled with a junk key
+        conn.execute("UPDATE entries SET id = id + 1, key = CAST(key AS BLOB) WHERE key = ?", (a,))
         conn.execute("UPDATE entries SET key = 'junk' WHERE key = ?", (b,))
     finally:
         conn.close()
@@ -359,6 +359,8 @@ def write_schema1_cache(settings: Settings, scratch: Path, answers: dict[str, st
     Path(settings.data_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
     conn = sqlite3.connect(settings.cache_path)
     try:
+        conn.execute("PRAGMA page_size = 8192")             # as schema 1 files were made
+        conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
         conn.executescript(SCHEMA1_DDL)
         conn.executemany(
             "INSERT INTO entries(key, kid, payload, sig, created, expires, last_access, size, hits) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -389,6 +391,7 @@ def test_a_schema1_cache_is_upgraded_in_place_keeping_every_entry(settings, tmp_
     assert raw_query(settings.cache_path, "SELECT v FROM meta WHERE k = 'schema'") == [(2,)]
     assert sorted(raw_query(settings.cache_path, "SELECT id, key, hits FROM entries")) == sorted(
         (rowid_of(key), key, n + 2) for n, key in enumerate(keys))      # old counts kept, plus this hit
+    assert raw_query(settings.cache_path, "PRAGMA freelist_count") == [(0,)]   # the old table's pages given back
     assert sorted(name for (name,) in raw_query(settings.cache_path, "SELECT name FROM sqlite_master")) == sorted(
         ["entries", "entries_access", "entries_ai", "entries_ad", "entries_au", "entries_expires", "meta",
          "sqlite_autoindex_meta_1", "totals"])
@@ -659,6 +662,16 @@ def test_incomplete_response_not_stored(cache, stop_reason):
     assert cache.get(key) is None
     assert cache.stats()["entries"] == 0
 
+
+
+def test_clear_gives_the_space_back(cache, settings):
+    cache.put_many([(cache.key_for({"model": f"m{i}"}), response(text="x" * 3000)) for i in range(200)])
+    cache.close()                                         # checkpoint: the rows are in the file
+    full = settings.cache_path.stat().st_size
+    with ResponseCache(settings) as c:
+        assert c.clear() == 200
+    assert raw_query(settings.cache_path, "PRAGMA freelist_count") == [(0,)]
+    assert settings.cache_path.stat().st_size < full / 10
 
 def test_replacing_an_entry_keeps_totals_exact(cache, settings):
     key = cache.key_for(BASE_REQUEST)
