@@ -398,6 +398,16 @@ def test_a_schema1_cache_is_upgraded_in_place_keeping_every_entry(settings, tmp_
     messages = [r.getMessage() for r in caplog.records]
     assert any("to schema 2 (7 entries): once, in place" in m for m in messages)
     assert any("upgraded: 5 entries kept, 2 dropped" in m for m in messages)
+    # an opener that read schema 1 just before another upgraded it finds 2 once it holds the lock
+    rows = raw_query(settings.cache_path, "SELECT id, key, hits FROM entries ORDER BY id")
+    caplog.clear()
+    late = sqlite3.connect(settings.cache_path, isolation_level=None)
+    try:
+        cache_mod._upgrade_from_v1(late)
+    finally:
+        late.close()
+    assert not [r for r in caplog.records if "Upgrading" in r.getMessage()]
+    assert raw_query(settings.cache_path, "SELECT id, key, hits FROM entries ORDER BY id") == rows
 
 
 def test_an_upgrade_without_the_disk_space_for_it_is_refused_with_the_fix(settings, tmp_path, monkeypatch):
