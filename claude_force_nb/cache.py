@@ -383,12 +383,14 @@ def rowid_of(key: str) -> int:
     return int(key[3:18], 16)
 
 
+def _rowid_if_key(key: str) -> int | None:
+    """The row id of ``key`` when it has the exact format ``key_for`` gives, else None."""
+    return rowid_of(key) if _KEY_FORMAT.fullmatch(key) else None
+
+
 def _stored_rowid(raw_key: Any) -> int | None:
     """The row id for a key column read as bytes, or None when it does not hold a key."""
-    if not isinstance(raw_key, bytes):
-        return None
-    key = raw_key.decode("ascii", "replace")
-    return rowid_of(key) if _KEY_FORMAT.fullmatch(key) else None
+    return _rowid_if_key(raw_key.decode("ascii", "replace")) if isinstance(raw_key, bytes) else None
 
 
 UPGRADE_CHUNK_ROWS = 256
@@ -597,10 +599,10 @@ class ResponseCache:
     def _served(self, rowid: Any, raw_key: Any, kid: Any, payload: Any, sig: Any) -> str | None:
         """The key of a scanned row (``_ROW``) that ``get`` would serve, else None: our
         signature checks out and the row sits at its key's row id."""
-        if _stored_rowid(raw_key) != rowid:
+        if not isinstance(raw_key, bytes):
             return None
-        key = raw_key.decode("ascii")
-        return key if self._valid(key, kid, payload, sig) else None
+        key = raw_key.decode("ascii", "replace")
+        return key if _rowid_if_key(key) == rowid and self._valid(key, kid, payload, sig) else None
 
     def _valid(self, key: str, kid: bytes, payload: bytes, sig: bytes) -> bool:
         """Whether the row's signature is ours (its kid must be ours: rows of other secrets fail)."""
@@ -830,7 +832,7 @@ class ResponseCache:
         """Store several responses in one transaction; one flag per item, as ``put`` gives."""
         items = list(items)
         for key, _ in items:
-            if not isinstance(key, str) or not _KEY_FORMAT.fullmatch(key):
+            if not isinstance(key, str) or _rowid_if_key(key) is None:
                 raise TypeError(_NOT_A_KEY.format(key))
         if not self._writes_enabled:
             return [False] * len(items)
@@ -921,7 +923,7 @@ class ResponseCache:
         with self._lock:
             self._fold_hits()
             self._pending.pop(key, None)
-        rowid = rowid_of(key) if _KEY_FORMAT.fullmatch(key) else None
+        rowid = _rowid_if_key(key)
 
         def op(conn: sqlite3.Connection) -> int:
             row = None if rowid is None else conn.execute(
