@@ -33,9 +33,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from claude_force_nb.cache import CachedResponse, ResponseCache, canonical_json
-from claude_force_nb.results import Usage
-from claude_force_nb.settings import Settings
+from claude_force_nb.store.cache import CachedResponse, ResponseCache, canonical_json
+from claude_force_nb.core.results import Usage
+from claude_force_nb.core.settings import Settings
 
 N = 10_000
 PASSES = 3
@@ -224,7 +224,7 @@ def main() -> int:
 
         get_ours = time_gets(ours.get, keys, overhead, must)
         # where a hit's time goes: the same SQL lookup alone, then + the HMAC check
-        from claude_force_nb.cache import _SELECT_ENTRY, rowid_of
+        from claude_force_nb.store.cache import _SELECT_ENTRY, rowid_of
 
         conn = ours._pool.get()
 

@@ -11,21 +11,21 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from . import reports
-    from .agents import AgentDefinition, AgentRegistry
-    from .cache import ResponseCache
-    from .errors import (
+    from .views import reports
+    from .core.agents import AgentDefinition, AgentRegistry
+    from .store.cache import ResponseCache
+    from .core.errors import (
         APICallError,
         BudgetExceededError,
         ClaudeForceError,
         InvalidInputError,
         UnknownAgentError,
     )
-    from .ledger import Ledger
-    from .orchestrator import Job, Orchestrator
-    from .pricing import cost_of
-    from .results import AgentResult, Usage
-    from .settings import Settings
+    from .store.ledger import Ledger
+    from .engine.orchestrator import Job, Orchestrator
+    from .core.pricing import cost_of
+    from .core.results import AgentResult, Usage
+    from .core.settings import Settings
 
 # A library does not decide where log lines go: without a handler configured by the user,
 # warnings from the background loop must not print into whichever cell happens to run.
@@ -34,17 +34,17 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 # Public names are imported on first use: `%load_ext claude_force_nb` must not pay for
 # the anthropic SDK or pandas before the first agent call.
 _LAZY = {
-    "AgentDefinition": "agents", "AgentRegistry": "agents", "ResponseCache": "cache",
-    "APICallError": "errors", "BudgetExceededError": "errors", "ClaudeForceError": "errors",
-    "InvalidInputError": "errors", "UnknownAgentError": "errors", "Ledger": "ledger",
-    "Job": "orchestrator", "Orchestrator": "orchestrator", "cost_of": "pricing",
-    "AgentResult": "results", "Usage": "results", "Settings": "settings",
+    "AgentDefinition": "core.agents", "AgentRegistry": "core.agents", "ResponseCache": "store.cache",
+    "APICallError": "core.errors", "BudgetExceededError": "core.errors", "ClaudeForceError": "core.errors",
+    "InvalidInputError": "core.errors", "UnknownAgentError": "core.errors", "Ledger": "store.ledger",
+    "Job": "engine.orchestrator", "Orchestrator": "engine.orchestrator", "cost_of": "core.pricing",
+    "AgentResult": "core.results", "Usage": "core.results", "Settings": "core.settings",
 }
 
 
 def __getattr__(name: str) -> Any:
     if name == "reports":
-        return importlib.import_module(".reports", __name__)
+        return importlib.import_module(".views.reports", __name__)
     if name in _LAZY:
         value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
         globals()[name] = value
@@ -82,13 +82,13 @@ __all__ = [
 
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext claude_force_nb``: register the magics."""
-    from .magics import load
+    from .notebook.magics import load
 
     load(ipython)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
     """``%unload_ext claude_force_nb``: unregister the magics and stop background work."""
-    from .magics import unload
+    from .notebook.magics import unload
 
     unload(ipython)

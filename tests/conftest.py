@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from claude_force_nb.agents import AgentRegistry
-from claude_force_nb.orchestrator import Orchestrator
-from claude_force_nb.settings import Settings
+from claude_force_nb.core.agents import AgentRegistry
+from claude_force_nb.engine.orchestrator import Orchestrator
+from claude_force_nb.core.settings import Settings
 from claude_force_nb.testing import FakeAnthropicServer, write_kernelspec
 
 from .kernels import Kernel

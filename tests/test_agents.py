@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from claude_force_nb import agents as agents_mod
-from claude_force_nb.agents import (
+from claude_force_nb.core import agents as agents_mod
+from claude_force_nb.core.agents import (
     FRAME_COLUMNS,
     MAX_DEFINITION_BYTES,
     AgentDefinition,
     AgentRegistry,
 )
-from claude_force_nb.errors import AgentDefinitionError, UnknownAgentError
+from claude_force_nb.core.errors import AgentDefinitionError, UnknownAgentError
 
 BUILTINS = ["assistant", "code-reviewer", "data-analyst", "python-expert", "sql-expert", "technical-writer"]
 
@@ -633,17 +633,17 @@ def test_claude_json_cached_and_reloaded_on_edit(reg, proj: Path, monkeypatch: p
 
 def test_problems_logged_once_per_file_version(reg, pagents: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = write(pagents / "noisy.md", "---\nname: noisy\n")
-    caplog.set_level(logging.WARNING, logger="claude_force_nb.agents")
+    caplog.set_level(logging.WARNING, logger="claude_force_nb.core.agents")
     registry = reg()
     registry.names()
     registry.names()
     reg().names()  # another registry: same file version, no new warning
-    warnings = [r for r in caplog.records if r.name == "claude_force_nb.agents"]
+    warnings = [r for r in caplog.records if r.name == "claude_force_nb.core.agents"]
     assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING
     assert "noisy.md" in warnings[0].getMessage() and "never closed" in warnings[0].getMessage()
     write(path, "---\nname: noisy\ndescription: still broken\n")
     registry.names()
-    assert len([r for r in caplog.records if r.name == "claude_force_nb.agents"]) == 2
+    assert len([r for r in caplog.records if r.name == "claude_force_nb.core.agents"]) == 2
 
 
 def test_module_has_no_heavy_top_level_imports() -> None:

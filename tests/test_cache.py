@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from claude_force_nb import cache as cache_mod
-from claude_force_nb.cache import (
+from claude_force_nb.store import cache as cache_mod
+from claude_force_nb.store.cache import (
     MAX_LOGGED_HITS,
     CachedResponse,
     ResponseCache,
@@ -24,9 +24,9 @@ from claude_force_nb.cache import (
     load_or_create_key_file,
     rowid_of,
 )
-from claude_force_nb.errors import CacheError, InsecurePathError
-from claude_force_nb.results import Usage
-from claude_force_nb.settings import Settings
+from claude_force_nb.core.errors import CacheError, InsecurePathError
+from claude_force_nb.core.results import Usage
+from claude_force_nb.core.settings import Settings
 
 SECRET = b"test-secret-4d0c9e1f-please-do-not-reuse"
 T0 = 1_000_000.0           # clock values with equal digit counts keep payload sizes equal
@@ -186,7 +186,7 @@ def test_a_signed_row_in_another_versions_format_is_a_plain_miss(cache, caplog):
     )
     conn.commit()
     conn.close()
-    with caplog.at_level(logging.WARNING, logger="claude_force_nb.cache"):
+    with caplog.at_level(logging.WARNING, logger="claude_force_nb.store.cache"):
         assert cache.get(key) is None
         assert cache.verify() == []
         assert cache.entries().empty
@@ -382,7 +382,7 @@ def test_a_schema1_cache_is_upgraded_in_place_keeping_every_entry(settings, tmp_
     conn.execute("DROP TRIGGER entries_au")          # an old file missing a piece of its schema
     conn.commit()
     conn.close()
-    with caplog.at_level(logging.INFO, logger="claude_force_nb.cache"), ResponseCache(settings, clock=clock) as c:
+    with caplog.at_level(logging.INFO, logger="claude_force_nb.store.cache"), ResponseCache(settings, clock=clock) as c:
         assert {key: c.get(key).text for key in keys} == keys           # every answer still served
         stats = c.stats()
         assert (stats["entries"], stats["bytes"]) == before[0]          # the rows holding no key are gone
@@ -474,7 +474,7 @@ def test_tampered_payload_is_a_miss_counted_and_deleted(cache, settings, caplog)
         conn.execute("UPDATE entries SET payload = ? WHERE key = ?", (evil, key))
     finally:
         conn.close()
-    with caplog.at_level(logging.WARNING, logger="claude_force_nb.cache"):
+    with caplog.at_level(logging.WARNING, logger="claude_force_nb.store.cache"):
         assert cache.get(key) is None
         assert cache.get(key) is None                 # second lookup: row already gone
     assert cache.stats()["integrity_failures"] == 1
@@ -799,7 +799,7 @@ def test_corrupt_database_is_moved_aside_and_recreated(settings, caplog):
     home.mkdir(mode=0o700)
     garbage = b"this is not a database, but someone's notes " * 200
     settings.cache_path.write_bytes(garbage)
-    with caplog.at_level(logging.WARNING, logger="claude_force_nb.cache"):
+    with caplog.at_level(logging.WARNING, logger="claude_force_nb.store.cache"):
         c = ResponseCache(settings)
     try:
         aside = list(home.glob("cache.sqlite3.corrupt-*"))
@@ -824,7 +824,7 @@ def test_corruption_found_by_a_query_is_recovered(settings, caplog):
     data[20 * page:] = b"\xa5" * (len(data) - 20 * page)   # schema and meta pages intact, late rows wrecked
     settings.cache_path.write_bytes(bytes(data))
     aside = lambda: list(Path(settings.data_dir).glob("cache.sqlite3.corrupt-*"))  # noqa: E731
-    with caplog.at_level(logging.WARNING, logger="claude_force_nb.cache"), ResponseCache(settings) as c:
+    with caplog.at_level(logging.WARNING, logger="claude_force_nb.store.cache"), ResponseCache(settings) as c:
         assert aside() == []                                   # opening did not notice
         # rows on intact pages are still hits; the first lookup of a wrecked row is a miss
         # and moves the file aside (rows live in row-id order, not in the order of the puts)
@@ -841,7 +841,7 @@ def test_full_disk_disables_writes_but_keeps_reads(cache, caplog):
     conn = cache._pool.get()                         # this thread's connection: cap the file size
     pages = conn.execute("PRAGMA page_count").fetchone()[0]
     conn.execute(f"PRAGMA max_page_count = {pages}")
-    with caplog.at_level(logging.WARNING, logger="claude_force_nb.cache"):
+    with caplog.at_level(logging.WARNING, logger="claude_force_nb.store.cache"):
         assert cache.put(k2, response(text="w" * 50_000)) is False
     assert any("full" in r.getMessage() for r in caplog.records)
     assert cache.stats()["writes_enabled"] is False

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from claude_force_nb.cache import CachedResponse, ResponseCache
-from claude_force_nb.ledger import Ledger
-from claude_force_nb.results import Usage
-from claude_force_nb.settings import Settings
+from claude_force_nb.store.cache import CachedResponse, ResponseCache
+from claude_force_nb.store.ledger import Ledger
+from claude_force_nb.core.results import Usage
+from claude_force_nb.core.settings import Settings
 
 from .test_cache import write_schema1_cache
 
@@ -29,10 +29,10 @@ PRELUDE = textwrap.dedent(
     """
     import json, os, random, sys, time
     from pathlib import Path
-    from claude_force_nb.cache import CachedResponse, ResponseCache
-    from claude_force_nb.ledger import Ledger
-    from claude_force_nb.results import AgentResult, Usage
-    from claude_force_nb.settings import Settings
+    from claude_force_nb.store.cache import CachedResponse, ResponseCache
+    from claude_force_nb.store.ledger import Ledger
+    from claude_force_nb.core.results import AgentResult, Usage
+    from claude_force_nb.core.settings import Settings
 
     home = Path(sys.argv[1])
     settings = Settings(data_dir=home, secrets_dir=home / "secrets")

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from claude_force_nb import ledger as ledger_mod
-from claude_force_nb.cache import CachedResponse, ResponseCache
-from claude_force_nb.ledger import COLUMNS, MIGRATIONS, Ledger, current_session_id, migrate
-from claude_force_nb.results import AgentResult, Usage
-from claude_force_nb.settings import Settings
+from claude_force_nb.store import ledger as ledger_mod
+from claude_force_nb.store.cache import CachedResponse, ResponseCache
+from claude_force_nb.store.ledger import COLUMNS, MIGRATIONS, Ledger, current_session_id, migrate
+from claude_force_nb.core.results import AgentResult, Usage
+from claude_force_nb.core.settings import Settings
 
 EXPECTED = {
     "id": "INTEGER",
@@ -225,8 +225,8 @@ def test_session_id_same_in_process_and_per_ledger(settings, ledger):
 
 def test_session_id_differs_in_a_child_process(settings, ledger):
     code = (
-        "import sys; from pathlib import Path; from claude_force_nb.settings import Settings; "
-        "from claude_force_nb.ledger import Ledger; from claude_force_nb.results import AgentResult; "
+        "import sys; from pathlib import Path; from claude_force_nb.core.settings import Settings; "
+        "from claude_force_nb.store.ledger import Ledger; from claude_force_nb.core.results import AgentResult; "
         "home = Path(sys.argv[1]); "
         "led = Ledger(Settings(data_dir=home, secrets_dir=home / 'secrets')); "
         "led.record(AgentResult(agent='child', model='m'), ts=5.0); print(led.session_id); led.close()"
@@ -288,7 +288,7 @@ def test_clearing_the_cache_keeps_the_ledger(settings, ledger):
 
 
 def test_closed_ledger(settings):
-    from claude_force_nb.errors import ClaudeForceError
+    from claude_force_nb.core.errors import ClaudeForceError
 
     led = Ledger(settings)
     led.close()
@@ -298,7 +298,7 @@ def test_closed_ledger(settings):
 
 
 def test_garbage_ledger_is_reported_not_deleted(settings):
-    from claude_force_nb.errors import ConfigurationError
+    from claude_force_nb.core.errors import ConfigurationError
 
     Path(settings.data_dir).mkdir(mode=0o700)
     settings.ledger_path.write_bytes(b"not a database " * 100)

@@ -12,7 +12,7 @@ from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
-from claude_force_nb.magics import interpolate
+from claude_force_nb.notebook.magics import interpolate
 
 from .conftest import ROOT, TEST_KEY
 
@@ -255,7 +255,7 @@ def test_load_ext_is_fast_and_does_not_import_pandas():
 
 
 def test_widget_apps_open_and_are_cancelled_and_closed_with_the_extension(ip, server):
-    from claude_force_nb.widgets import AgentConsole, CacheBrowser, CompareView, CostDashboard
+    from claude_force_nb.notebook.widgets import AgentConsole, CacheBrowser, CompareView, CostDashboard
 
     opened = [ip.run_line_magic("agent", cmd) for cmd in ("console", "compare-ui", "cache-ui", "dashboard")]
     assert [type(a) for a in opened] == [AgentConsole, CompareView, CacheBrowser, CostDashboard]

@@ -11,16 +11,16 @@ import time
 
 import pytest
 
-from claude_force_nb import runner
-from claude_force_nb.errors import (
+from claude_force_nb.engine import runner
+from claude_force_nb.core.errors import (
     BudgetExceededError,
     InvalidInputError,
     MissingAPIKeyError,
     RateLimitedError,
     UnknownAgentError,
 )
-from claude_force_nb.orchestrator import PROMPT_CACHE_MIN_CHARS, Job
-from claude_force_nb.pricing import UnknownModelWarning
+from claude_force_nb.engine.orchestrator import PROMPT_CACHE_MIN_CHARS, Job
+from claude_force_nb.core.pricing import UnknownModelWarning
 from claude_force_nb.testing import Fault
 
 from .conftest import TEST_KEY

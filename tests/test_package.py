@@ -13,18 +13,18 @@ import httpx2
 import pytest
 
 import claude_force_nb
-from claude_force_nb.errors import (
+from claude_force_nb.core.errors import (
     BudgetExceededError,
     CircuitOpenError,
     ConfigurationError,
     IncompleteResponseError,
     InsecurePathError,
 )
-from claude_force_nb.limits import BudgetGuard, RateLimiter
-from claude_force_nb.pricing import PriceTable, UnknownModelWarning, cost_of
-from claude_force_nb.results import Usage
-from claude_force_nb.retry import CircuitBreaker, is_retryable, server_wait_hint
-from claude_force_nb.settings import Settings, ensure_private_dir
+from claude_force_nb.engine.limits import BudgetGuard, RateLimiter
+from claude_force_nb.core.pricing import PriceTable, UnknownModelWarning, cost_of
+from claude_force_nb.core.results import Usage
+from claude_force_nb.engine.retry import CircuitBreaker, is_retryable, server_wait_hint
+from claude_force_nb.core.settings import Settings, ensure_private_dir
 
 from .conftest import ROOT
 

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from claude_force_nb import reports
-from claude_force_nb.ledger import Ledger
-from claude_force_nb.results import AgentResult, Usage
+from claude_force_nb.store.ledger import Ledger
+from claude_force_nb.core.results import AgentResult, Usage
 
 DAY1 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 DAY2 = DAY1 + 86_400

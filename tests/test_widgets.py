@@ -15,10 +15,11 @@ import ipywidgets as W
 import pandas as pd
 import pytest
 
-from claude_force_nb import plots, reports, widgets
-from claude_force_nb.display import badge_html
-from claude_force_nb.magics import comparison_frame
-from claude_force_nb.results import format_cost
+from claude_force_nb.notebook import widgets
+from claude_force_nb.views import plots, reports
+from claude_force_nb.notebook.display import badge_html
+from claude_force_nb.notebook.magics import comparison_frame
+from claude_force_nb.core.results import format_cost
 
 TIMEOUT = 15
 

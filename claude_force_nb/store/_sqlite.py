@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .errors import CacheError
+from ..core.errors import CacheError
 
 __all__ = [
     "BUSY_TIMEOUT_MS",

@@ -15,7 +15,7 @@ from typing import Any
 
 from IPython.display import DisplayHandle, display
 
-from .results import AgentResult
+from ..core.results import AgentResult
 
 __all__ = ["StreamView", "compare_html", "extract_code", "provenance", "result_bundle"]
 

@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._sqlite import ConnectionPool, is_corruption, retry_locked, write_transaction
-from .errors import ClaudeForceError, ConfigurationError
-from .results import AgentResult
-from .settings import Settings, ensure_private_dir
+from ..core.errors import ClaudeForceError, ConfigurationError
+from ..core.results import AgentResult
+from ..core.settings import Settings, ensure_private_dir
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas

@@ -1168,6 +1168,3 @@ def _main(argv: list[str] | None = None) -> int:
             pass
     return 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(_main())

@@ -25,14 +25,14 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.display import HTML, display
 from traitlets import Bool, Float, Int, Unicode, observe
 
-from . import runner
+from ..engine import runner
 from .display import StreamView, compare_html, extract_code, provenance
-from .errors import ClaudeForceError
-from .settings import DEFAULT_MODEL, Settings
+from ..core.errors import ClaudeForceError
+from ..core.settings import DEFAULT_MODEL, Settings
 
 if TYPE_CHECKING:
-    from .orchestrator import Orchestrator
-    from .results import AgentResult
+    from ..engine.orchestrator import Orchestrator
+    from ..core.results import AgentResult
 
 __all__ = ["AgentMagics", "interpolate", "load", "unload"]
 
@@ -133,7 +133,7 @@ class AgentMagics(Magics):
     @property
     def orchestrator(self) -> Orchestrator:
         if self._orch is None:
-            from .orchestrator import Orchestrator  # the SDK loads on first use, not at %load_ext
+            from ..engine.orchestrator import Orchestrator  # the SDK loads on first use, not at %load_ext
 
             self._orch = Orchestrator(self._settings())
         return self._orch
@@ -312,22 +312,22 @@ class AgentMagics(Magics):
         raise UsageError("Usage: %agent costs|stats [--by agent|model|day|session]")
 
     def _cmd_runs(self, rest: list[str]) -> Any:
-        from . import reports
+        from ..views import reports
 
         return reports.runs(ledger=self.orchestrator.ledger)
 
     def _cmd_costs(self, rest: list[str]) -> Any:
-        from . import reports
+        from ..views import reports
 
         return reports.costs(by=self._by(rest), ledger=self.orchestrator.ledger)
 
     def _cmd_stats(self, rest: list[str]) -> Any:
-        from . import reports
+        from ..views import reports
 
         return reports.stats(by=self._by(rest), ledger=self.orchestrator.ledger)
 
     def _cmd_cache(self, rest: list[str]) -> Any:
-        from . import reports
+        from ..views import reports
 
         cache = self.orchestrator.cache
         action = rest[0] if rest else "stats"

@@ -28,9 +28,9 @@ import anthropic
 import httpx2
 
 from . import runner
-from .agents import AgentDefinition, AgentRegistry
-from .cache import CachedResponse, ResponseCache
-from .errors import (
+from ..core.agents import AgentDefinition, AgentRegistry
+from ..store.cache import CachedResponse, ResponseCache
+from ..core.errors import (
     APICallError,
     ClaudeForceError,
     EmptyResponseError,
@@ -38,12 +38,12 @@ from .errors import (
     InvalidInputError,
     MissingAPIKeyError,
 )
-from .ledger import Ledger
+from ..store.ledger import Ledger
 from .limits import BudgetGuard, RateLimiter
-from .pricing import price_table
-from .results import AgentResult, Usage
+from ..core.pricing import price_table
+from ..core.results import AgentResult, Usage
 from .retry import CircuitBreaker, is_retryable, with_retries
-from .settings import Settings
+from ..core.settings import Settings
 
 __all__ = ["Job", "Orchestrator", "safe_log_text"]
 
@@ -119,7 +119,7 @@ class _Offline:
     def url(cls) -> str:
         with cls._lock:
             if cls._server is None:
-                from .testing import FakeAnthropicServer
+                from ..testing import FakeAnthropicServer
 
                 cls._server = FakeAnthropicServer(chunk_delay_s=0.01).start()
             return str(cls._server.url)

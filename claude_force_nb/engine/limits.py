@@ -12,7 +12,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from .errors import BudgetExceededError, InvalidInputError
+from ..core.errors import BudgetExceededError, InvalidInputError
 
 __all__ = ["BudgetGuard", "RateLimiter"]
 

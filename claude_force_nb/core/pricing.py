@@ -54,7 +54,7 @@ class PriceTable:
     @classmethod
     def load(cls, override: Path | None = None) -> PriceTable:
         """Built-in prices merged with the user's override file, if present."""
-        data = json.loads(resources.files(__package__).joinpath("data/prices.json").read_text("utf-8"))
+        data = json.loads(resources.files("claude_force_nb").joinpath("data/prices.json").read_text("utf-8"))
         models, aliases = dict(data["models"]), dict(data.get("aliases", {}))
         if override is not None and Path(override).is_file():
             try:

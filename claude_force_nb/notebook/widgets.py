@@ -33,12 +33,12 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as W
 
-from . import runner
-from .agents import MODEL_ALIASES
+from ..engine import runner
+from ..core.agents import MODEL_ALIASES
 from .display import badge_html, compare_html, provenance, result_bundle
-from .errors import ClaudeForceError
-from .orchestrator import MAX_OUTPUT_TOKENS, Orchestrator
-from .results import AgentResult, format_cost
+from ..core.errors import ClaudeForceError
+from ..engine.orchestrator import MAX_OUTPUT_TOKENS, Orchestrator
+from ..core.results import AgentResult, format_cost
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -735,7 +735,7 @@ class CostDashboard(_App):
 
     def refresh(self) -> None:
         """Re-read the ledger and redraw everything."""
-        from . import reports
+        from ..views import reports
 
         ledger = self.orchestrator.ledger
         self.runs = reports.runs(ledger=ledger)
@@ -759,14 +759,14 @@ class CostDashboard(_App):
         self._render_plots()
 
     def _render_table(self) -> None:
-        from . import reports
+        from ..views import reports
 
         self.costs = frame = reports.costs(by=self.by.value, ledger=self.orchestrator.ledger)
         styler = reports.styled(frame).format_index(escape="html", axis=0)
         self.table.outputs = (_html_output(styler.to_html(), repr(frame)),)
 
     def _render_plots(self) -> None:
-        from . import plots
+        from ..views import plots
 
         assert self.runs is not None
         try:

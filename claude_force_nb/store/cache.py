@@ -78,9 +78,9 @@ from ._sqlite import (
     vacuum,
     write_transaction,
 )
-from .errors import CacheError, ConfigurationError, InsecurePathError
-from .results import Usage
-from .settings import Settings, ensure_private_dir
+from ..core.errors import CacheError, ConfigurationError, InsecurePathError
+from ..core.results import Usage
+from ..core.settings import Settings, ensure_private_dir
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas

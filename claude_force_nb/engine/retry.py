@@ -31,7 +31,7 @@ from tenacity import (
     stop_after_attempt,
 )
 
-from .errors import CircuitOpenError, IncompleteResponseError
+from ..core.errors import CircuitOpenError, IncompleteResponseError
 
 __all__ = ["CircuitBreaker", "is_retryable", "retrying", "server_wait_hint", "with_retries"]
 

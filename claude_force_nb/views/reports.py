@@ -8,13 +8,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from .settings import Settings
+from ..core.settings import Settings
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .cache import ResponseCache
-    from .ledger import Ledger
+    from ..store.cache import ResponseCache
+    from ..store.ledger import Ledger
 
 __all__ = ["cache_contents", "costs", "runs", "stats", "styled"]
 
@@ -31,7 +31,7 @@ TOTAL = "TOTAL"
 
 
 def _ledger(ledger: Ledger | None) -> Ledger:
-    from .ledger import Ledger
+    from ..store.ledger import Ledger
 
     return ledger if ledger is not None else Ledger(Settings.from_env())
 
@@ -126,7 +126,7 @@ def cache_contents(*, cache: ResponseCache | None = None) -> pd.DataFrame:
     """The cache's entries with their age and remaining time to live."""
     import pandas as pd
 
-    from .cache import ResponseCache
+    from ..store.cache import ResponseCache
 
     owned = cache is None
     cache = cache or ResponseCache(Settings.from_env())

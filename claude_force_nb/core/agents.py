@@ -680,7 +680,7 @@ class AgentRegistry:
         return out, frozenset(referenced)
 
     def _load_builtin(self) -> list[_Entry]:
-        root = resources.files(__package__ or "claude_force_nb") / "data" / "agents"
+        root = resources.files("claude_force_nb") / "data" / "agents"
         if isinstance(root, Path):
             return self._load_dir(root, "builtin")
         # Installed in a zip: read through importlib.resources; the contents cannot change.
@@ -691,7 +691,7 @@ class AgentRegistry:
             key = ("builtin-resource", res.name)
             entry = self._cached(key, ())
             if entry is None:
-                label = f"{__package__}/data/agents/{res.name}"
+                label = f"claude_force_nb/data/agents/{res.name}"
                 try:
                     d = _build_definition(
                         res.read_bytes().decode("utf-8-sig"), label=label, stem=res.name[:-3], source="builtin", path=None

@@ -1,0 +1,1 @@
+"""Facts with no machinery: results, errors, settings, pricing, agents."""

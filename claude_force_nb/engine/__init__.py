@@ -1,0 +1,1 @@
+"""Running calls: the orchestrator, retries, limits and the private event loop."""

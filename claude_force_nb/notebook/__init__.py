@@ -1,0 +1,1 @@
+"""The notebook face: magics, widgets and display. Only here is IPython imported."""

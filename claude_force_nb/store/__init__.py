@@ -1,0 +1,1 @@
+"""Persistence: SQLite plumbing, the signed response cache and the ledger."""
