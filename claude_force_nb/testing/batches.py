@@ -1,0 +1,213 @@
+"""Message Batches: a batch's state machine and the list/cancel/delete/results operations.
+
+A batch is ``in_progress`` until ``delay_s`` (server clock) after creation, then ``ended``; all its
+answers are computed at creation.  ``cancel`` makes it ``canceling`` until the next read, which
+ends it with every request ``canceled``.  Results are JSONL rows, available once it has ended.
+``results_url`` is the relative path ``/v1/messages/batches/{id}/results``.
+
+Every operation returns ``(status, payload)``: the payload is the JSON body for 200, else an error
+message for the handler to wrap in the error envelope.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from .answers import directives, validate
+from .errors import default_error_type, error_body, error_message, new_request_id
+
+__all__ = ["BatchStore"]
+
+_DAY_S = 86400.0
+
+MessageFor = Callable[[dict, dict[str, str | None]], dict]
+"""Builds the Message for valid params and their directives (the server's answer with its prompt cache)."""
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def batch_result(params: Any, message_for: MessageFor) -> dict:
+    """One request's ``result`` object: ``succeeded`` with a Message, or ``errored``."""
+    problem = validate(params)
+    if problem is None and params.get("stream") is True:
+        problem = "stream: batch requests cannot stream"
+    if problem is not None:
+        return {"type": "errored", "error": error_body("invalid_request_error", problem, new_request_id())}
+    found = directives(params)
+    if "error" in found:
+        error_type = default_error_type(_status(found["error"]))
+        return {"type": "errored", "error": error_body(error_type, error_message(error_type), new_request_id())}
+    message = message_for(params, found)
+    message["usage"]["service_tier"] = "batch"
+    return {"type": "succeeded", "message": message}
+
+
+def _status(value: str | None) -> int:
+    try:
+        return int(value or 500)
+    except ValueError:
+        return 500
+
+
+@dataclass
+class _Batch:
+    id: str
+    seq: int
+    created_at: float
+    results: dict[str, dict]
+    ended_at: float | None = None
+    cancel_initiated_at: float | None = None
+
+    def refresh(self, now: float, delay_s: float) -> None:
+        """Advance the state machine to ``now``."""
+        if self.ended_at is not None:
+            return
+        if self.cancel_initiated_at is not None:
+            self.ended_at = now
+            self.results = {cid: {"type": "canceled"} for cid in self.results}
+        elif now >= self.created_at + delay_s:
+            self.ended_at = self.created_at + delay_s
+
+    def status(self) -> str:
+        if self.ended_at is not None:
+            return "ended"
+        return "canceling" if self.cancel_initiated_at is not None else "in_progress"
+
+    def to_json(self) -> dict:
+        ended = self.ended_at is not None
+        counts = {"processing": 0, "succeeded": 0, "errored": 0, "canceled": 0, "expired": 0}
+        if ended:
+            for r in self.results.values():
+                counts[r["type"]] += 1
+        else:
+            counts["processing"] = len(self.results)
+        return {
+            "id": self.id,
+            "type": "message_batch",
+            "processing_status": self.status(),
+            "request_counts": counts,
+            "created_at": _iso(self.created_at),
+            "expires_at": _iso(self.created_at + _DAY_S),
+            "ended_at": _iso(self.ended_at),
+            "cancel_initiated_at": _iso(self.cancel_initiated_at),
+            "archived_at": None,
+            "results_url": f"/v1/messages/batches/{self.id}/results" if ended else None,
+        }
+
+
+def _check_requests(body: Any) -> str | None:
+    """Why a create body is refused (no requests, bad shape, duplicate custom_id), else None."""
+    reqs = body.get("requests") if isinstance(body, dict) else None
+    if not isinstance(reqs, list) or not reqs:
+        return "requests: at least one request is required"
+    seen: set[str] = set()
+    for i, r in enumerate(reqs):
+        if not isinstance(r, dict) or not isinstance(r.get("custom_id"), str) or not isinstance(r.get("params"), dict):
+            return f"requests.{i}: needs custom_id (str) and params (object)"
+        if r["custom_id"] in seen:
+            return f"requests.{i}.custom_id: duplicate custom_id {r['custom_id']!r}"
+        seen.add(r["custom_id"])
+    return None
+
+
+class BatchStore:
+    """The batches of one server, thread-safe; ``delay_s`` is how long a batch stays in progress."""
+
+    def __init__(self, clock: Callable[[], float], message_for: MessageFor, delay_s: float = 0.0) -> None:
+        self.delay_s = delay_s
+        self._clock = clock
+        self._message_for = message_for
+        self._lock = threading.Lock()
+        self._batches: dict[str, _Batch] = {}
+        self._seq = 0
+
+    def _find(self, batch_id: str) -> _Batch | None:
+        """The batch, refreshed to now (call with the lock held)."""
+        batch = self._batches.get(batch_id)
+        if batch is not None:
+            batch.refresh(self._clock(), self.delay_s)
+        return batch
+
+    def create(self, body: Any) -> tuple[int, Any]:
+        problem = _check_requests(body)
+        if problem is not None:
+            return 400, problem
+        results = {r["custom_id"]: batch_result(r["params"], self._message_for) for r in body["requests"]}
+        with self._lock:
+            self._seq += 1
+            batch = _Batch("msgbatch_" + uuid.uuid4().hex[:24], self._seq, self._clock(), results)
+            batch.refresh(batch.created_at, self.delay_s)
+            self._batches[batch.id] = batch
+            return 200, batch.to_json()
+
+    def _with_batch(self, batch_id: str, action: Callable[[_Batch], tuple[int, Any]]) -> tuple[int, Any]:
+        """Run ``action`` on the refreshed batch under the lock, or answer 404."""
+        with self._lock:
+            batch = self._find(batch_id)
+            return action(batch) if batch is not None else (404, f"Batch not found: {batch_id}")
+
+    def get(self, batch_id: str) -> tuple[int, Any]:
+        return self._with_batch(batch_id, lambda batch: (200, batch.to_json()))
+
+    def list(self, query: dict[str, list[str]]) -> tuple[int, Any]:
+        """Newest first, paged by ``limit`` and ``after_id`` / ``before_id``."""
+        try:
+            limit = max(1, min(int((query.get("limit") or ["20"])[0]), 1000))
+        except ValueError:
+            return 400, "limit: must be an integer"
+        after = (query.get("after_id") or [None])[0]
+        before = (query.get("before_id") or [None])[0]
+        with self._lock:
+            items = sorted(self._batches.values(), key=lambda b: b.seq, reverse=True)
+            ids = [b.id for b in items]
+            for anchor in (after, before):
+                if anchor is not None and anchor not in ids:
+                    return 404, f"Batch not found: {anchor}"
+            if after is not None:
+                items = items[ids.index(after) + 1:]
+                page = items[:limit]
+            elif before is not None:
+                items = items[: ids.index(before)]
+                page = items[-limit:]
+            else:
+                page = items[:limit]
+            data = [self._find(b.id).to_json() for b in page]  # type: ignore[union-attr]
+        return 200, {"data": data, "has_more": len(items) > limit,
+                     "first_id": data[0]["id"] if data else None, "last_id": data[-1]["id"] if data else None}
+
+    def cancel(self, batch_id: str) -> tuple[int, Any]:
+        """An unfinished batch becomes ``canceling``; an ended one stays as it is."""
+        return self._with_batch(batch_id, self._cancel)
+
+    def delete(self, batch_id: str) -> tuple[int, Any]:
+        """Forget an ended batch (an unfinished one must be cancelled first)."""
+        return self._with_batch(batch_id, self._delete)
+
+    def results(self, batch_id: str) -> tuple[int, Any]:
+        """The JSONL rows (a list of dicts) once the batch has ended."""
+        return self._with_batch(batch_id, self._results)
+
+    def _cancel(self, batch: _Batch) -> tuple[int, Any]:
+        if batch.ended_at is None:
+            batch.cancel_initiated_at = self._clock()
+        return 200, batch.to_json()
+
+    def _delete(self, batch: _Batch) -> tuple[int, Any]:
+        if batch.ended_at is None:
+            return 400, f"Batch {batch.id} is still processing; cancel it before deleting it."
+        del self._batches[batch.id]
+        return 200, {"id": batch.id, "type": "message_batch_deleted"}
+
+    @staticmethod
+    def _results(batch: _Batch) -> tuple[int, Any]:
+        if batch.ended_at is None:
+            return 404, f"Results for batch {batch.id} are not available until it has ended."
+        return 200, [{"custom_id": cid, "result": r} for cid, r in batch.results.items()]

@@ -1,0 +1,56 @@
+"""What a test can script (``Fault``) and what the fake saw (``RecordedRequest``)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+__all__ = ["Fault", "RecordedRequest"]
+
+
+@dataclass
+class Fault:
+    """One scripted misbehaviour for one ``POST /v1/messages`` request.
+
+    All fields are optional; a ``Fault()`` with nothing set is a normal answer (handy as a "pass"
+    slot in a script).
+    """
+
+    status: int | None = None
+    """HTTP error status to answer with (e.g. 429, 500, 529, 400, 401)."""
+    error_type: str | None = None
+    """``error.type`` in the body; derived from ``status`` when omitted."""
+    message: str | None = None
+    """``error.message`` (or the mid-stream error message)."""
+    retry_after_ms: float | None = None
+    """Value of the ``retry-after-ms`` response header."""
+    retry_after: float | None = None
+    """Value of the ``retry-after`` response header (seconds)."""
+    should_retry: bool | None = None
+    """Value of the ``x-should-retry`` response header (``true`` / ``false``)."""
+    latency_s: float | None = None
+    """Delay before the response headers; overrides the server-wide ``latency_s`` for this request."""
+    stream_error: str | None = None
+    """Streaming only: after some text deltas send ``event: error`` with this error type and end."""
+    truncate: bool = False
+    """Streaming: stop after some deltas (no ``message_delta``/``message_stop``) and end the chunked
+    body cleanly.  Non-streaming: send half of the JSON body, then close the connection."""
+    reset: bool = False
+    """Close the connection abruptly (``SO_LINGER 0`` -> TCP RST) without any response."""
+    usage: dict | None = None
+    """Merged (``dict.update``) over the computed usage."""
+    text: str | None = None
+    """Override the answer text (stop sequences and ``max_tokens`` still apply)."""
+    stop_reason: str | None = None
+    """Override the final ``stop_reason``."""
+
+
+@dataclass
+class RecordedRequest:
+    """A request as the fake received it."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: dict | None
+    time: float = field(default_factory=time.time)

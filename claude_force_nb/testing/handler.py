@@ -1,0 +1,231 @@
+"""The routes: ``POST /v1/messages`` as a short pipeline, everything else through a route table.
+
+A ``/v1/messages`` request goes through, in order: the scripted fault's delay (or reset), a list
+of checks that may answer with an error (scripted status, missing auth, bad JSON, invalid body,
+``[[fake:error=N]]``), then the answer, delivered as JSON or as a stream.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
+from urllib.parse import parse_qs, urlsplit
+
+from .answers import count_input_tokens, directives, validate
+from .errors import ErrorReply, new_request_id, retry_headers
+from .faults import Fault, RecordedRequest
+from .streaming import SSE_CONTENT_TYPE, SseWriter, stream_message
+from .transport import BaseHandler, Disconnected, Stopping
+
+if TYPE_CHECKING:
+    from .server import FakeAnthropicServer
+
+__all__ = ["Handler"]
+
+
+@dataclass
+class MessagesCall:
+    """One ``POST /v1/messages`` request on its way through the pipeline."""
+
+    body: Any
+    bad_json: bool
+    headers: dict[str, str]
+    request_id: str
+    fault: Fault | None
+    found: dict[str, str | None]
+    """The task directives in the last user message."""
+
+    @property
+    def stream(self) -> bool:
+        return isinstance(self.body, dict) and self.body.get("stream") is True
+
+
+def authorized(headers: dict[str, str]) -> bool:
+    """``Authorization: Bearer <anything>`` or ``x-api-key: <anything>``."""
+    auth = headers.get("authorization", "")
+    if auth.lower().startswith("bearer ") and auth[7:].strip():
+        return True
+    return bool(headers.get("x-api-key", "").strip())
+
+
+def _directive_status(value: str | None) -> int:
+    try:
+        return int(value or 500)
+    except ValueError:
+        return 500
+
+
+# ------------------------------------------------------------------------------------------ checks
+# Each check looks at one call and returns the error to answer with, or None to go on.
+def _scripted_status(call: MessagesCall) -> ErrorReply | None:
+    fault = call.fault
+    if fault is None or not fault.status:
+        return None
+    headers = retry_headers(fault.retry_after_ms, fault.retry_after, fault.should_retry)
+    return ErrorReply(fault.status, fault.error_type, fault.message, headers)
+
+
+def _unauthorized(call: MessagesCall) -> ErrorReply | None:
+    return None if authorized(call.headers) else ErrorReply(401, message="invalid x-api-key")
+
+
+def _unreadable(call: MessagesCall) -> ErrorReply | None:
+    return ErrorReply(400, message="request body is not valid JSON") if call.bad_json else None
+
+
+def _invalid(call: MessagesCall) -> ErrorReply | None:
+    problem = validate(call.body)
+    return ErrorReply(400, message=problem) if problem else None
+
+
+def _directive_error(call: MessagesCall) -> ErrorReply | None:
+    return ErrorReply(_directive_status(call.found["error"])) if "error" in call.found else None
+
+
+_CHECKS: tuple[Callable[[MessagesCall], ErrorReply | None], ...] = (
+    _scripted_status, _unauthorized, _unreadable, _invalid, _directive_error)
+
+
+# ------------------------------------------------------------------------------------------ other routes
+Route = Callable[["FakeAnthropicServer", dict[str, str], dict[str, list[str]], Any], tuple[int, Any]]
+
+
+def _count_tokens(fake: FakeAnthropicServer, ids: dict[str, str], query: dict[str, list[str]],
+                  body: Any) -> tuple[int, Any]:
+    if not isinstance(body, dict) or not isinstance(body.get("model"), str) or not isinstance(
+            body.get("messages"), list) or not body["messages"]:
+        return 400, "count_tokens needs model and messages"
+    return 200, {"input_tokens": count_input_tokens(body)}
+
+
+_ROUTES: list[tuple[str, re.Pattern[str], Route]] = [
+    ("POST", re.compile(r"/v1/messages/count_tokens"), _count_tokens),
+    ("POST", re.compile(r"/v1/messages/batches"), lambda f, ids, q, body: f.batches.create(body)),
+    ("GET", re.compile(r"/v1/messages/batches"), lambda f, ids, q, body: f.batches.list(q)),
+    ("GET", re.compile(r"/v1/messages/batches/(?P<id>[^/]+)"), lambda f, ids, q, b: f.batches.get(ids["id"])),
+    ("DELETE", re.compile(r"/v1/messages/batches/(?P<id>[^/]+)"), lambda f, ids, q, b: f.batches.delete(ids["id"])),
+    ("POST", re.compile(r"/v1/messages/batches/(?P<id>[^/]+)/cancel"),
+     lambda f, ids, q, b: f.batches.cancel(ids["id"])),
+]
+_RESULTS = re.compile(r"/v1/messages/batches/(?P<id>[^/]+)/results")
+
+
+class Handler(BaseHandler):
+    """The fake Anthropic API's request handler (one instance per connection)."""
+
+    @property
+    def fake(self) -> FakeAnthropicServer:
+        return self.server.fake
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
+
+    def do_PATCH(self) -> None:
+        self._dispatch("PATCH")
+
+    def _dispatch(self, method: str) -> None:
+        request_id = new_request_id()
+        raw = self.read_body()
+        body: Any = None
+        bad_json = False
+        if raw:
+            try:
+                body = json.loads(raw)
+            except (ValueError, UnicodeDecodeError):
+                bad_json = True
+        url = urlsplit(self.path)
+        path = url.path.rstrip("/") or "/"
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        self.fake._record(RecordedRequest(method, self.path, headers, body if isinstance(body, dict) else None))
+        try:
+            if method == "POST" and path == "/v1/messages":
+                with self.fake._messages_in_flight():
+                    self._messages(self._call(body, bad_json, headers, request_id))
+            elif not authorized(headers):
+                self.send_error_envelope(401, request_id, message="invalid x-api-key")
+            elif bad_json:
+                self.send_error_envelope(400, request_id, message="request body is not valid JSON")
+            else:
+                self._route(method, path, parse_qs(url.query), body, request_id)
+        except (Disconnected, Stopping):
+            self.close_connection = True
+
+    def _call(self, body: Any, bad_json: bool, headers: dict[str, str], request_id: str) -> MessagesCall:
+        found = directives(body) if isinstance(body, dict) and not bad_json else {}
+        return MessagesCall(body, bad_json, headers, request_id, self.fake._next_fault(), found)
+
+    # ------------------------------------------------------------------------------ /v1/messages
+    def _messages(self, call: MessagesCall) -> None:
+        self.wait(self._latency(call))
+        if call.fault and call.fault.reset:
+            self.reset()
+            return
+        error = next((e for check in _CHECKS if (e := check(call)) is not None), None)
+        if error is not None:
+            self.send_error_envelope(error.status, call.request_id, error.error_type, error.message, error.headers)
+            return
+        message = self.fake._answer(call.body, call.fault, call.found)
+        if call.stream:
+            self._stream(call, message)
+        elif call.fault and call.fault.truncate:
+            self._send_truncated(call, message)
+        else:
+            self.send_json(200, message, call.request_id)
+
+    def _latency(self, call: MessagesCall) -> float:
+        """The fault's latency (else the server's) plus any ``[[fake:sleep=S]]``."""
+        fault = call.fault
+        latency = fault.latency_s if fault and fault.latency_s is not None else self.fake.latency_s
+        try:
+            return latency + float(call.found.get("sleep") or 0)
+        except ValueError:
+            return latency
+
+    def _stream(self, call: MessagesCall, message: dict) -> None:
+        self.start(200, SSE_CONTENT_TYPE, call.request_id, length=None)
+        delay = self.fake.chunk_delay_s
+        stream_message(SseWriter(self.write), message, call.fault, (lambda: self.wait(delay)) if delay > 0 else None)
+
+    def _send_truncated(self, call: MessagesCall, message: dict) -> None:
+        """Announce the whole JSON body, send half of it, then close the connection."""
+        data = json.dumps(message).encode("utf-8")
+        self.close_connection = True
+        self.start(200, "application/json", call.request_id, length=len(data))
+        self.write(data[: len(data) // 2])
+
+    # ------------------------------------------------------------------------------ other routes
+    def _route(self, method: str, path: str, query: dict[str, list[str]], body: Any, request_id: str) -> None:
+        results = _RESULTS.fullmatch(path)
+        if method == "GET" and results:
+            self._send_results(results["id"], request_id)
+            return
+        for route_method, pattern, route in _ROUTES:
+            match = pattern.fullmatch(path)
+            if match and method == route_method:
+                status, payload = route(self.fake, match.groupdict(), query, body)
+                if status == 200:
+                    self.send_json(200, payload, request_id)
+                else:
+                    self.send_error_envelope(status, request_id, message=payload)
+                return
+        self.send_error_envelope(404, request_id, message=f"Not found: {method} {path}")
+
+    def _send_results(self, batch_id: str, request_id: str) -> None:
+        """A batch's results as JSONL (``application/binary``, as the API sends them)."""
+        status, payload = self.fake.batches.results(batch_id)
+        if status != 200:
+            self.send_error_envelope(status, request_id, message=payload)
+            return
+        data = "".join(json.dumps(row) + "\n" for row in payload).encode("utf-8")
+        self.send_bytes(200, data, request_id, "application/binary")
