@@ -20,8 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from claude_force_nb.testing import FakeAnthropicServer, write_kernelspec  # noqa: E402
-from tests.kernels import Kernel  # noqa: E402
+from claude_force_nb.testing import FakeAnthropicServer  # noqa: E402
+from tests.kernels import Kernel, write_kernelspec  # noqa: E402
 
 
 def timed(kernel: Kernel, code: str) -> float:

@@ -19,11 +19,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # for tests.kernels (the kernelspec helper)
 os.environ["CLAUDE_FORCE_OFFLINE"] = "1"
 os.environ.setdefault("CLAUDE_FORCE_HOME", str(ROOT / ".demo-home"))
 
 from claude_force_nb import Orchestrator, reports  # noqa: E402
-from claude_force_nb.testing import write_kernelspec  # noqa: E402
+from tests.kernels import write_kernelspec  # noqa: E402
 
 TASKS = [
     ("python-expert", "How do I read a 5 GB CSV in chunks and compute a per-group mean with pandas?"),

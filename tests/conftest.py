@@ -13,9 +13,9 @@ import pytest
 from claude_force_nb.core.agents import AgentRegistry
 from claude_force_nb.engine.orchestrator import Orchestrator
 from claude_force_nb.core.settings import Settings
-from claude_force_nb.testing import FakeAnthropicServer, write_kernelspec
+from claude_force_nb.testing import FakeAnthropicServer
 
-from .kernels import Kernel
+from .kernels import Kernel, write_kernelspec
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_KEY = "sk-ant-test-NEVER-LOGGED-7f3a9c"

@@ -2,12 +2,37 @@
 
 from __future__ import annotations
 
+import json
+import os
 import queue
+import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from jupyter_client import KernelManager
+
+KERNEL_NAME = "claude-force-nb"
+
+
+def write_kernelspec(jupyter_path: str | os.PathLike[str]) -> str:
+    """Write a kernelspec for *this* interpreter under ``jupyter_path/kernels``.
+
+    Tests and the demo put ``jupyter_path`` first on JUPYTER_PATH so kernels they start
+    run the same Python (and the same installed claude_force_nb) as they do, whatever
+    other "python3" kernels the machine has. Returns the kernel name to ask for.
+    """
+    spec_dir = Path(jupyter_path) / "kernels" / KERNEL_NAME
+    spec_dir.mkdir(parents=True, exist_ok=True)
+    spec = {
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python (claude-force-nb)",
+        "language": "python",
+        "metadata": {"debugger": False},
+    }
+    (spec_dir / "kernel.json").write_text(json.dumps(spec, indent=1), encoding="utf-8")
+    return KERNEL_NAME
 
 
 @dataclass

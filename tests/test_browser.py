@@ -17,10 +17,11 @@ from urllib.parse import urlsplit
 import nbformat
 import pytest
 
-from claude_force_nb.testing import FakeAnthropicServer, write_kernelspec
+from claude_force_nb.testing import FakeAnthropicServer
 
 from .browser_support import JupyterLab, find_chromium, launch_browser
 from .conftest import TEST_KEY
+from .kernels import write_kernelspec
 
 try:
     from playwright.sync_api import expect, sync_playwright

@@ -8,9 +8,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from claude_force_nb.testing import write_kernelspec
-
 from .conftest import ROOT
+from .kernels import write_kernelspec
 
 pytestmark = pytest.mark.kernel
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))

@@ -53,37 +53,8 @@ thread-safe.  ``requests`` records every request to every route; ``request_count
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from .answers import answer_text, count_input_tokens
 from .faults import Fault, RecordedRequest
 from .server import FakeAnthropicServer
 
-__all__ = ["KERNEL_NAME", "FakeAnthropicServer", "Fault", "RecordedRequest", "answer_text", "count_input_tokens",
-           "write_kernelspec"]
-
-
-KERNEL_NAME = "claude-force-nb"
-
-
-def write_kernelspec(jupyter_path: Any) -> str:
-    """Write a kernelspec for *this* interpreter under ``jupyter_path/kernels``.
-
-    Tests and the demo put ``jupyter_path`` first on JUPYTER_PATH so kernels they start
-    run the same Python (and the same installed claude_force_nb) as they do, whatever
-    other "python3" kernels the machine has. Returns the kernel name to ask for.
-    """
-    import sys
-    from pathlib import Path
-
-    spec_dir = Path(jupyter_path) / "kernels" / KERNEL_NAME
-    spec_dir.mkdir(parents=True, exist_ok=True)
-    spec = {
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "Python (claude-force-nb)",
-        "language": "python",
-        "metadata": {"debugger": False},
-    }
-    (spec_dir / "kernel.json").write_text(json.dumps(spec, indent=1), encoding="utf-8")
-    return KERNEL_NAME
+__all__ = ["FakeAnthropicServer", "Fault", "RecordedRequest", "answer_text", "count_input_tokens"]
