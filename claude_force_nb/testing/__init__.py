@@ -54,7 +54,8 @@ thread-safe.  ``requests`` records every request to every route; ``request_count
 from __future__ import annotations
 
 from .answers import answer_text, count_input_tokens
+from .clock import ManualClock
 from .faults import Fault, RecordedRequest
 from .server import FakeAnthropicServer
 
-__all__ = ["FakeAnthropicServer", "Fault", "RecordedRequest", "answer_text", "count_input_tokens"]
+__all__ = ["FakeAnthropicServer", "Fault", "ManualClock", "RecordedRequest", "answer_text", "count_input_tokens"]

@@ -47,7 +47,7 @@ class Fault:
 
 @dataclass
 class RecordedRequest:
-    """A request as the fake received it."""
+    """A request as the fake received it (``time``: the server's clock, epoch seconds)."""
 
     method: str
     path: str

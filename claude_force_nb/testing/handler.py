@@ -147,7 +147,8 @@ class Handler(BaseHandler):
         url = urlsplit(self.path)
         path = url.path.rstrip("/") or "/"
         headers = {k.lower(): v for k, v in self.headers.items()}
-        self.fake._record(RecordedRequest(method, self.path, headers, body if isinstance(body, dict) else None))
+        self.fake._record(RecordedRequest(method, self.path, headers, body if isinstance(body, dict) else None,
+                                          time=self.fake.clock()))
         try:
             if method == "POST" and path == "/v1/messages":
                 with self.fake._messages_in_flight():

@@ -1,0 +1,61 @@
+"""Tests for claude_force_nb.testing.server: lifecycle, scripting and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import anthropic
+import pytest
+
+from claude_force_nb.testing import FakeAnthropicServer, Fault
+
+from .fake_support import MODEL, _module_server, client, msgs, server  # noqa: F401 (fixtures)
+
+
+def test_stop_is_idempotent_and_fast_with_idle_keepalive_connection():
+    srv = FakeAnthropicServer().start()
+    c = anthropic.Anthropic(api_key="k", base_url=srv.url, max_retries=0)
+    try:
+        c.messages.create(model=MODEL, max_tokens=20, messages=msgs("hi"))  # leaves a pooled connection
+        start = time.perf_counter()
+        srv.stop()
+        srv.stop()
+        assert time.perf_counter() - start < 1.0
+    finally:
+        c.close()
+    with pytest.raises(anthropic.APIConnectionError):
+        c2 = anthropic.Anthropic(api_key="k", base_url=srv.url, max_retries=0, timeout=1)
+        try:
+            c2.messages.create(model=MODEL, max_tokens=20, messages=msgs("hi"))
+        finally:
+            c2.close()
+
+
+def test_concurrency_metric():
+    async def main(srv):
+        async with anthropic.AsyncAnthropic(api_key="test-key", base_url=srv.url, max_retries=0) as c:
+            return await asyncio.gather(
+                *(c.messages.create(model=MODEL, max_tokens=50, messages=msgs(f"q{i}")) for i in range(10)))
+
+    with FakeAnthropicServer(latency_s=0.2) as srv:
+        start = time.perf_counter()
+        results = asyncio.run(main(srv))
+        elapsed = time.perf_counter() - start
+        assert len(results) == 10
+        assert srv.max_in_flight == 10
+        assert srv.request_count == 10
+        assert srv.wait_for(lambda s: s.in_flight == 0, timeout=1.0)
+        srv.reset_metrics()
+        assert (srv.request_count, srv.max_in_flight, srv.disconnects, srv.requests) == (0, 0, 0, [])
+    assert elapsed < 1.5  # concurrent, not 10 x 0.2 s
+
+
+def test_script_is_fifo_and_empty_fault_is_normal(server, client):
+    server.script(Fault(), Fault(status=500), Fault(text="third"))
+    assert server.pending_faults == 3
+    assert client.messages.create(model=MODEL, max_tokens=50, messages=msgs("a")).stop_reason == "end_turn"
+    with pytest.raises(anthropic.InternalServerError):
+        client.messages.create(model=MODEL, max_tokens=50, messages=msgs("a"))
+    assert client.messages.create(model=MODEL, max_tokens=50, messages=msgs("a")).content[0].text == "third"
+    assert server.pending_faults == 0
