@@ -1,8 +1,7 @@
-"""Tests for claude_force_nb.testing.server: lifecycle, scripting and metrics."""
+"""Tests for claude_force_nb.testing.server: lifecycle and scripting."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import anthropic
@@ -32,25 +31,6 @@ def test_stop_is_idempotent_and_fast_with_idle_keepalive_connection():
             c2.close()
 
 
-def test_concurrency_metric():
-    async def main(srv):
-        async with anthropic.AsyncAnthropic(api_key="test-key", base_url=srv.url, max_retries=0) as c:
-            return await asyncio.gather(
-                *(c.messages.create(model=MODEL, max_tokens=50, messages=msgs(f"q{i}")) for i in range(10)))
-
-    with FakeAnthropicServer(latency_s=0.2) as srv:
-        start = time.perf_counter()
-        results = asyncio.run(main(srv))
-        elapsed = time.perf_counter() - start
-        assert len(results) == 10
-        assert srv.max_in_flight == 10
-        assert srv.request_count == 10
-        assert srv.wait_for(lambda s: s.in_flight == 0, timeout=1.0)
-        srv.reset_metrics()
-        assert (srv.request_count, srv.max_in_flight, srv.disconnects, srv.requests) == (0, 0, 0, [])
-    assert elapsed < 1.5  # concurrent, not 10 x 0.2 s
-
-
 def test_script_is_fifo_and_empty_fault_is_normal(server, client):
     server.script(Fault(), Fault(status=500), Fault(text="third"))
     assert server.pending_faults == 3
@@ -59,3 +39,12 @@ def test_script_is_fifo_and_empty_fault_is_normal(server, client):
         client.messages.create(model=MODEL, max_tokens=50, messages=msgs("a"))
     assert client.messages.create(model=MODEL, max_tokens=50, messages=msgs("a")).content[0].text == "third"
     assert server.pending_faults == 0
+
+
+def test_a_stopped_server_starts_again():
+    srv = FakeAnthropicServer()
+    assert srv.start() is srv.start()  # start is idempotent too
+    srv.stop()
+    with srv, anthropic.Anthropic(api_key="k", base_url=srv.url, max_retries=0) as c:
+        assert c.messages.create(model=MODEL, max_tokens=50, messages=msgs("again")).stop_reason == "end_turn"
+    assert repr(srv) == f"FakeAnthropicServer(url={srv.url!r}, requests=1)"

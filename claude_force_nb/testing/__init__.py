@@ -41,14 +41,33 @@ text of the *last user message*:
 Faults
 ------
 ``server.script(Fault(...), ...)`` queues faults; each ``POST /v1/messages`` consumes one (FIFO),
-whether or not it would otherwise succeed.  A queued fault is applied before authentication and
-validation.  See :class:`Fault` for what can be simulated (HTTP errors with retry headers, latency,
-mid-stream ``event: error``, truncated bodies/streams, connection resets, usage/text/stop_reason
-overrides).
+whether or not it would otherwise succeed.  A queued fault is applied before authentication,
+validation, overload and rate limits.  See :class:`Fault` for what can be simulated (HTTP errors
+with retry headers, latency, mid-stream ``event: error``, truncated bodies/streams, connection
+resets, usage/text/stop_reason overrides, raw bodies that are not JSON or are HTML, and stalls
+that send only ``ping`` events).
 
-Metrics (``request_count``, ``requests``, ``in_flight``, ``max_in_flight``, ``disconnects``) are
+Conditions that last
+--------------------
+Timed on the server's ``clock`` (pass a ``ManualClock`` to move it by hand):
+
+* per-minute limits: ``FakeAnthropicServer(requests_per_minute=..., tokens_per_minute=...,
+  input_tokens_per_minute=..., output_tokens_per_minute=...)`` or ``server.set_rate_limits(...)``:
+  429 ``rate_limit_error`` with ``retry-after`` beyond them, ``anthropic-ratelimit-*`` headers on
+  every ``/v1/messages`` response (see ``claude_force_nb.testing.limits``);
+* ``server.overload(share, status=529, duration_s=None)``: exactly ``floor(n * share)`` of the next
+  ``n`` requests refused, spread evenly; ``server.overload(0)`` lifts it;
+* ``server.down(duration_s=None, mode="drop"|"refuse")`` / ``server.up()``: connections reset, or
+  the port closed;
+* ``server.release_stalls()`` ends every ``Fault(stall_s=...)`` now.
+
+Metrics (``request_count``, ``requests``, ``in_flight``, ``max_in_flight``, ``disconnects``, and
+``counters``: ``dropped``, ``malformed``, ``overloaded``, ``rate_limited``, ``stalled``) are
 thread-safe.  ``requests`` records every request to every route; ``request_count``, ``in_flight`` and
 ``max_in_flight`` only count ``POST /v1/messages``.
+
+``python -m claude_force_nb.testing [--latency S] [--rpm N --tpm N --itpm N --otpm N]
+[--overload SHARE --overload-status 429|529 --overload-for S]`` serves it standalone.
 """
 
 from __future__ import annotations

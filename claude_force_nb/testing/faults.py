@@ -13,7 +13,14 @@ class Fault:
     """One scripted misbehaviour for one ``POST /v1/messages`` request.
 
     All fields are optional; a ``Fault()`` with nothing set is a normal answer (handy as a "pass"
-    slot in a script).
+    slot in a script).  In order of precedence: ``reset``, ``body``, ``status``, then the answer
+    with ``stall_s`` / ``stream_error`` / ``truncate`` / overrides.  A fault is applied before
+    authentication, validation, overload and rate limits::
+
+        server.script(Fault(status=529, retry_after_ms=10),          # an overloaded_error
+                      Fault(body="{oops"),                            # a 200 that is not JSON
+                      Fault(status=502, body="<html>Bad gateway</html>", content_type="text/html"),
+                      Fault(stall_s=30))                              # pings only, then nothing
     """
 
     status: int | None = None
@@ -43,6 +50,20 @@ class Fault:
     """Override the answer text (stop sequences and ``max_tokens`` still apply)."""
     stop_reason: str | None = None
     """Override the final ``stop_reason``."""
+    body: str | bytes | None = None
+    """Send exactly this body instead of the answer, with status ``status`` (default 200): e.g.
+    ``"{oops"`` (a 200 that is not JSON) or an HTML page (with ``content_type="text/html"``).  For a
+    streaming request whose content type is an event stream, it is the chunked stream body, so
+    ``"event: message_start\\ndata: {oops\\n\\n"`` is a stream whose event is not JSON."""
+    content_type: str | None = None
+    """``Content-Type`` for ``body``; default: what the request expects (``application/json``, or
+    ``text/event-stream; charset=utf-8`` for a stream)."""
+    stall_s: float | None = None
+    """Answer 200 and then make no progress for ``stall_s`` seconds of the server clock: a stream
+    sends only ``ping`` events (one at once, then one every ``server.ping_interval_s``) and then ends
+    with no message events; a JSON response sends its headers (with the full ``Content-Length``)
+    and closes the connection without the body.  Ends early when the client goes away or on
+    ``server.release_stalls()``."""
 
 
 @dataclass

@@ -1,8 +1,10 @@
 """The routes: ``POST /v1/messages`` as a short pipeline, everything else through a route table.
 
-A ``/v1/messages`` request goes through, in order: the scripted fault's delay (or reset), a list
-of checks that may answer with an error (scripted status, missing auth, bad JSON, invalid body,
-``[[fake:error=N]]``), then the answer, delivered as JSON or as a stream.
+A ``/v1/messages`` request goes through, in order: the scripted fault's delay (or reset, or raw
+body), a list of checks that may answer with an error (scripted status, overload, missing auth,
+bad JSON, invalid body, ``[[fake:error=N]]``), the answer and the rate limits, then delivery:
+stalled, streamed, truncated or plain JSON.  Every response to it carries the rate-limit headers.
+While the server is down (``drop``), connections are reset before any of this.
 """
 
 from __future__ import annotations
@@ -10,13 +12,14 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
 from .answers import count_input_tokens, directives, validate
 from .errors import ErrorReply, new_request_id, retry_headers
 from .faults import Fault, RecordedRequest
-from .streaming import SSE_CONTENT_TYPE, SseWriter, stream_message
+from .streaming import SSE_CONTENT_TYPE, PingTicker, SseWriter, stream_message
 from .transport import BaseHandler, Disconnected, Stopping
 
 if TYPE_CHECKING:
@@ -59,7 +62,7 @@ def _directive_status(value: str | None) -> int:
 
 # ------------------------------------------------------------------------------------------ checks
 # Each check looks at one call and returns the error to answer with, or None to go on.
-def _scripted_status(call: MessagesCall) -> ErrorReply | None:
+def _scripted_status(fake: FakeAnthropicServer, call: MessagesCall) -> ErrorReply | None:
     fault = call.fault
     if fault is None or not fault.status:
         return None
@@ -67,25 +70,29 @@ def _scripted_status(call: MessagesCall) -> ErrorReply | None:
     return ErrorReply(fault.status, fault.error_type, fault.message, headers)
 
 
-def _unauthorized(call: MessagesCall) -> ErrorReply | None:
+def _overloaded(fake: FakeAnthropicServer, call: MessagesCall) -> ErrorReply | None:
+    return fake._overloaded_reply()
+
+
+def _unauthorized(fake: FakeAnthropicServer, call: MessagesCall) -> ErrorReply | None:
     return None if authorized(call.headers) else ErrorReply(401, message="invalid x-api-key")
 
 
-def _unreadable(call: MessagesCall) -> ErrorReply | None:
+def _unreadable(fake: FakeAnthropicServer, call: MessagesCall) -> ErrorReply | None:
     return ErrorReply(400, message="request body is not valid JSON") if call.bad_json else None
 
 
-def _invalid(call: MessagesCall) -> ErrorReply | None:
+def _invalid(fake: FakeAnthropicServer, call: MessagesCall) -> ErrorReply | None:
     problem = validate(call.body)
     return ErrorReply(400, message=problem) if problem else None
 
 
-def _directive_error(call: MessagesCall) -> ErrorReply | None:
+def _directive_error(fake: FakeAnthropicServer, call: MessagesCall) -> ErrorReply | None:
     return ErrorReply(_directive_status(call.found["error"])) if "error" in call.found else None
 
 
-_CHECKS: tuple[Callable[[MessagesCall], ErrorReply | None], ...] = (
-    _scripted_status, _unauthorized, _unreadable, _invalid, _directive_error)
+_CHECKS: tuple[Callable[[FakeAnthropicServer, MessagesCall], ErrorReply | None], ...] = (
+    _scripted_status, _overloaded, _unauthorized, _unreadable, _invalid, _directive_error)
 
 
 # ------------------------------------------------------------------------------------------ other routes
@@ -115,9 +122,21 @@ _RESULTS = re.compile(r"/v1/messages/batches/(?P<id>[^/]+)/results")
 class Handler(BaseHandler):
     """The fake Anthropic API's request handler (one instance per connection)."""
 
+    on_messages = False
+    """Whether the current request is ``POST /v1/messages`` (its responses get rate-limit headers)."""
+
     @property
     def fake(self) -> FakeAnthropicServer:
         return self.server.fake
+
+    def handle(self) -> None:
+        if self.fake._drops_connection():
+            self.reset()
+            return
+        super().handle()
+
+    def extra_headers(self) -> dict[str, str]:
+        return self.fake.rate_limits.headers() if self.on_messages else {}
 
     def do_GET(self) -> None:
         self._dispatch("GET")
@@ -135,6 +154,9 @@ class Handler(BaseHandler):
         self._dispatch("PATCH")
 
     def _dispatch(self, method: str) -> None:
+        if self.fake._drops_connection():  # a kept-alive connection after the server went down
+            self.reset()
+            return
         request_id = new_request_id()
         raw = self.read_body()
         body: Any = None
@@ -149,8 +171,9 @@ class Handler(BaseHandler):
         headers = {k.lower(): v for k, v in self.headers.items()}
         self.fake._record(RecordedRequest(method, self.path, headers, body if isinstance(body, dict) else None,
                                           time=self.fake.clock()))
+        self.on_messages = method == "POST" and path == "/v1/messages"
         try:
-            if method == "POST" and path == "/v1/messages":
+            if self.on_messages:
                 with self.fake._messages_in_flight():
                     self._messages(self._call(body, bad_json, headers, request_id))
             elif not authorized(headers):
@@ -169,17 +192,24 @@ class Handler(BaseHandler):
     # ------------------------------------------------------------------------------ /v1/messages
     def _messages(self, call: MessagesCall) -> None:
         self.wait(self._latency(call))
-        if call.fault and call.fault.reset:
+        fault = call.fault
+        if fault and fault.reset:
             self.reset()
             return
-        error = next((e for check in _CHECKS if (e := check(call)) is not None), None)
+        if fault and fault.body is not None:
+            self._send_raw(call, fault)
+            return
+        error = next((e for check in _CHECKS if (e := check(self.fake, call)) is not None), None)
+        if error is None:
+            message, prefix = self.fake._compose(call.body, fault, call.found)
+            error = self.fake._admit(message, prefix)
         if error is not None:
             self.send_error_envelope(error.status, call.request_id, error.error_type, error.message, error.headers)
-            return
-        message = self.fake._answer(call.body, call.fault, call.found)
-        if call.stream:
+        elif fault and fault.stall_s is not None:
+            self._stall(call, message, fault.stall_s)
+        elif call.stream:
             self._stream(call, message)
-        elif call.fault and call.fault.truncate:
+        elif fault and fault.truncate:
             self._send_truncated(call, message)
         else:
             self.send_json(200, message, call.request_id)
@@ -197,6 +227,39 @@ class Handler(BaseHandler):
         self.start(200, SSE_CONTENT_TYPE, call.request_id, length=None)
         delay = self.fake.chunk_delay_s
         stream_message(SseWriter(self.write), message, call.fault, (lambda: self.wait(delay)) if delay > 0 else None)
+
+    def _send_raw(self, call: MessagesCall, fault: Fault) -> None:
+        """The scripted body, byte for byte: chunked like a stream when it is an event stream."""
+        self.fake._count("malformed")
+        data = fault.body.encode("utf-8") if isinstance(fault.body, str) else bytes(fault.body or b"")
+        content_type = fault.content_type or (SSE_CONTENT_TYPE if call.stream else "application/json")
+        status = fault.status or 200
+        if call.stream and content_type.startswith("text/event-stream"):
+            self.start(status, content_type, call.request_id, length=None)
+            sse = SseWriter(self.write)
+            sse.raw(data)
+            sse.end()
+        else:
+            self.send_bytes(status, data, call.request_id, content_type)
+
+    def _stall(self, call: MessagesCall, message: dict, stall_s: float) -> None:
+        """200, then no progress until ``stall_s`` of server clock, a release, or the client leaving."""
+        fake = self.fake
+        fake._count("stalled")
+        ticket = fake._stall_ticket()
+        remaining = partial(fake._stall_left, ticket, stall_s)
+        if call.stream:
+            self.start(200, SSE_CONTENT_TYPE, call.request_id, length=None)
+            sse = SseWriter(self.write)
+            pings = PingTicker(sse, fake.clock, fake.ping_interval_s)
+            pings()
+            self.hold(remaining, on_poll=pings)
+            pings.finish(min(fake.clock(), ticket[0] + stall_s))
+            sse.end()
+        else:
+            self.close_connection = True
+            self.start(200, "application/json", call.request_id, length=len(json.dumps(message).encode("utf-8")))
+            self.hold(remaining)
 
     def _send_truncated(self, call: MessagesCall, message: dict) -> None:
         """Announce the whole JSON body, send half of it, then close the connection."""

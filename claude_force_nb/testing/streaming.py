@@ -15,7 +15,7 @@ from typing import Any, Callable
 from .errors import error_message
 from .faults import Fault
 
-__all__ = ["SSE_CONTENT_TYPE", "SseWriter", "stream_chunks", "stream_message"]
+__all__ = ["SSE_CONTENT_TYPE", "PingTicker", "SseWriter", "stream_chunks", "stream_message"]
 
 SSE_CONTENT_TYPE = "text/event-stream; charset=utf-8"
 _DELTA_USAGE_KEYS = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
@@ -47,6 +47,36 @@ class SseWriter:
         """Write the last chunk: the body ends cleanly."""
         self._pending.append(b"0\r\n\r\n")
         self.flush()
+
+
+class PingTicker:
+    """For a stream held open without progress: ``ping`` events every ``interval_s`` of ``clock``.
+
+    Pings are due at the start and every ``interval_s`` after; calling the ticker sends (and
+    flushes) one ping when one is due.  ``finish(end)`` sends a ping still due before ``end``, so
+    a clock that jumps past the end of a stall gives the same bytes however the polls fell.
+    """
+
+    def __init__(self, sse: SseWriter, clock: Callable[[], float], interval_s: float) -> None:
+        self._sse = sse
+        self._clock = clock
+        self._interval_s = interval_s
+        self._due = clock()
+
+    def __call__(self) -> None:
+        now = self._clock()
+        if now >= self._due:
+            self._ping(now)
+
+    def finish(self, end: float) -> None:
+        """The stall ended at ``end``: send the ping due before then, if it was not sent yet."""
+        if self._due < end:
+            self._ping(end)
+
+    def _ping(self, now: float) -> None:
+        self._sse.event("ping", {"type": "ping"})
+        self._sse.flush()
+        self._due = now + self._interval_s
 
 
 def stream_chunks(text: str, words_per_chunk: int = 3) -> list[str]:
