@@ -183,11 +183,14 @@ class Pacer:
         return Slot(self, input_tokens, output_tokens)
 
     def set_max_concurrent(self, n: int) -> None:
-        """A new ceiling from the user; a cut after overload stays in force below it."""
+        """A new ceiling from the user; a cut after overload stays in force below it.
+
+        Safe from any thread (it only sets numbers): attempts already waiting see a raised
+        ceiling when the next attempt in flight finishes.
+        """
         reduced = self._allowed < self.max_concurrent
         self.max_concurrent = max(1, n)
         self._allowed = min(self._allowed, self.max_concurrent) if reduced else self.max_concurrent
-        self._freed.set()
 
     def stats(self) -> PacingStats:
         now = self.clock()
