@@ -1,8 +1,9 @@
 """Client-side limits: requests/tokens per minute, and a spending budget.
 
 Both live on the runner loop. The rate limiter keeps a sliding 60 s window so a burst
-never exceeds the configured minute quota; the budget guard refuses a call whose
-worst-case cost could cross the budget before anything is sent.
+never exceeds the configured minute quota (pacing.Pacer consults it before every
+attempt); the budget guard refuses a call whose worst-case cost could cross the budget
+before anything is sent. The budget is money, not time: it needs no clock.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from ..core.errors import BudgetExceededError, InvalidInputError
 
@@ -20,58 +21,74 @@ WINDOW_S = 60.0
 
 
 class RateLimiter:
-    """Sliding-window limiter for requests and tokens per minute (None = unlimited)."""
+    """Sliding-window limiter for requests and tokens per minute (None = unlimited).
+
+    ``clock`` and ``sleep`` are injectable so tests can run minutes of waiting instantly.
+    """
 
     def __init__(
         self,
         requests_per_minute: int | None = None,
         tokens_per_minute: int | None = None,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        self.rpm, self.tpm, self.clock = requests_per_minute, tokens_per_minute, clock
+        self.rpm, self.tpm, self.clock, self.sleep = requests_per_minute, tokens_per_minute, clock, sleep
         self._events: deque[tuple[float, int]] = deque()
         self._tokens_in_window = 0
         self._lock: asyncio.Lock | None = None
+
+    @property
+    def unlimited(self) -> bool:
+        return self.rpm is None and self.tpm is None
+
+    def check(self, tokens: int) -> None:
+        """Refuse a call that could never fit the token quota, however long it waited."""
+        if self.tpm is not None and tokens > self.tpm:
+            raise InvalidInputError(
+                f"A call of ~{tokens:,} tokens can never fit tokens_per_minute={self.tpm:,}: "
+                f"raise the limit or shorten the task."
+            )
 
     def _purge(self, now: float) -> None:
         while self._events and now - self._events[0][0] >= WINDOW_S:
             _, n = self._events.popleft()
             self._tokens_in_window -= n
 
-    def _delay(self, tokens: int, now: float) -> float:
-        """Seconds until a call of ``tokens`` fits (0 = now)."""
+    def waits(self, tokens: int) -> dict[str, float]:
+        """Seconds until a call of ``tokens`` fits, per limit that holds it back (empty = now)."""
+        self.check(tokens)
+        now = self.clock()
         self._purge(now)
-        if self.tpm is not None and tokens > self.tpm:
-            raise InvalidInputError(
-                f"A call of ~{tokens:,} tokens can never fit tokens_per_minute={self.tpm:,}: "
-                f"raise the limit or shorten the task."
-            )
-        waits = [0.0]
+        waits: dict[str, float] = {}
         if self.rpm is not None and len(self._events) >= self.rpm:
-            waits.append(self._events[len(self._events) - self.rpm][0] + WINDOW_S - now)
+            waits["requests_per_minute"] = self._events[len(self._events) - self.rpm][0] + WINDOW_S - now
         if self.tpm is not None and self._tokens_in_window + tokens > self.tpm:
             excess = self._tokens_in_window + tokens - self.tpm
             for ts, n in self._events:
                 excess -= n
                 if excess <= 0:
-                    waits.append(ts + WINDOW_S - now)
+                    waits["tokens_per_minute"] = ts + WINDOW_S - now
                     break
-        return max(waits)
+        return {name: wait for name, wait in waits.items() if wait > 0}
+
+    def record(self, tokens: int) -> None:
+        """Count a call that is being sent now."""
+        self._events.append((self.clock(), tokens))
+        self._tokens_in_window += tokens
 
     async def acquire(self, tokens: int = 0) -> float:
         """Wait until the call fits, record it, and return the seconds waited."""
-        if self.rpm is None and self.tpm is None:
+        if self.unlimited:
             return 0.0
         if self._lock is None:
             self._lock = asyncio.Lock()
-        waited = 0.0
+        started = self.clock()
         async with self._lock:  # FIFO: callers are served in arrival order
-            while (delay := self._delay(tokens, self.clock())) > 0:
-                waited += delay
-                await asyncio.sleep(delay)
-            self._events.append((self.clock(), tokens))
-            self._tokens_in_window += tokens
-        return waited
+            while waits := self.waits(tokens):
+                await self.sleep(max(waits.values()))
+            self.record(tokens)
+        return self.clock() - started
 
 
 class BudgetGuard:

@@ -1,0 +1,296 @@
+"""Pacing: how fast one orchestrator sends, so a run slows down instead of hitting 429s.
+
+One Pacer is shared by every in-flight call of an orchestrator; each attempt runs inside
+``async with pacer.slot(input_tokens, output_tokens) as slot`` and reports the response
+headers with ``slot.observe(headers)`` as soon as they arrive. The slot learns from errors
+by itself (the SDK's APIStatusError carries the status and headers). Before an attempt is
+let through, the Pacer waits for all of:
+
+- a pause: a 429 or 529 with ``retry-after-ms`` / ``retry-after`` (capped at
+  ``max_pause_s``) holds back NEW attempts of the whole run until then, not only the
+  retry of the call that got it;
+- a free place under the allowed concurrency: a 529 (overload) halves it, at most once
+  per wave of attempts (an overload seen by an attempt admitted before the last cut does
+  not cut again); every ``allowed`` clean attempts in a row give one place back, up to
+  ``max_concurrent`` (additive increase, multiplicative decrease);
+- the API's own budget, from ``anthropic-ratelimit-{requests,tokens,input-tokens,
+  output-tokens}-{limit,remaining,reset}``: Anthropic refills each limit continuously,
+  reaching ``limit`` at ``reset`` (RFC 3339), so ``remaining`` can be spent now and more
+  arrives at ``(limit - remaining) / seconds_to_reset`` per second; an attempt waits until
+  its estimate fits, which spreads the budget up to the reset instead of running into 429;
+- the user's ``requests_per_minute`` / ``tokens_per_minute`` (limits.RateLimiter).
+
+Attempts are admitted in arrival order. ``stats()`` gives the counters for reports and a
+one-line ``status`` such as ``"paced: 429, resuming in 1.2s"``. Everything runs on the
+runner loop; ``clock``, ``wall_clock`` and ``sleep`` are injectable for tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+
+import anthropic
+
+from .limits import RateLimiter
+from .retry import OVERLOADED, retry_after_s
+
+__all__ = ["Pacer", "PacingStats", "RateLimit", "Slot", "read_rate_limits"]
+
+RATE_LIMITED = 429
+LIMIT_KINDS = ("requests", "tokens", "input-tokens", "output-tokens")
+LIMITS_REFILL_WITHIN_S = 60.0  # the API's limits are per minute: a later reset is not believed
+STREAM_ERROR_STATUS = {"rate_limit_error": RATE_LIMITED, "overloaded_error": OVERLOADED}
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """One ``anthropic-ratelimit-<kind>-*`` triple, as read from a response."""
+
+    limit: int
+    remaining: int
+    reset_in_s: float
+
+
+def read_rate_limits(headers: Mapping[str, str], now_wall: float) -> dict[str, RateLimit]:
+    """The complete ``anthropic-ratelimit-*`` triples in ``headers`` (``now_wall`` = epoch seconds)."""
+    found: dict[str, RateLimit] = {}
+    for kind in LIMIT_KINDS:
+        prefix = f"anthropic-ratelimit-{kind}-"
+        limit, remaining, reset = (headers.get(prefix + name) for name in ("limit", "remaining", "reset"))
+        if limit is None or remaining is None or reset is None:
+            continue
+        try:
+            reset_at = datetime.fromisoformat(reset.strip()).timestamp()
+            found[kind] = RateLimit(int(limit), int(remaining),
+                                    min(max(0.0, reset_at - now_wall), LIMITS_REFILL_WITHIN_S))
+        except ValueError:
+            continue  # a header we cannot read is no reason to stop the run
+    return found
+
+
+class _Bucket:
+    """What one API limit allows from now on: the last reading, refilled, minus what we sent since."""
+
+    def __init__(self, reading: RateLimit, observed_at: float) -> None:
+        self.limit, self.remaining, self.observed_at = reading.limit, reading.remaining, observed_at
+        missing = reading.limit - reading.remaining
+        if missing > 0 and reading.reset_in_s > 0:
+            self.refill_per_s = missing / reading.reset_in_s
+        else:
+            self.refill_per_s = reading.limit / LIMITS_REFILL_WITHIN_S
+        self.spent = 0
+
+    def delay(self, need: int, now: float) -> float:
+        """Seconds until ``need`` fits (0 = now; also 0 if it never can: the API will say so)."""
+        if need <= 0 or need > self.limit or self.refill_per_s <= 0:
+            return 0.0
+        available = min(self.limit, self.remaining + self.refill_per_s * (now - self.observed_at)) - self.spent
+        return max(0.0, (need - available) / self.refill_per_s)
+
+
+@dataclass(frozen=True)
+class PacingStats:
+    """What the Pacer has done so far and whether it holds the run back now."""
+
+    rate_limited: int       # 429 answers (and rate_limit_error stream events) seen
+    overloaded: int         # 529 answers (and overloaded_error stream events) seen
+    waited_s: float         # seconds new attempts were held back by pacing
+    concurrency: int        # attempts allowed in flight now
+    max_concurrency: int
+    in_flight: int
+    reason: str | None      # why attempts are held back now ("429", "input-tokens limit", ...)
+    resume_in_s: float | None
+
+    @property
+    def pacing(self) -> bool:
+        return self.reason is not None or self.concurrency < self.max_concurrency
+
+    @property
+    def status(self) -> str:
+        """One line for a report, e.g. ``"paced: 429, resuming in 1.2s"``."""
+        parts = []
+        if self.reason is not None:
+            parts.append(f"{self.reason}, resuming in {self.resume_in_s or 0.0:.1f}s")
+        if self.concurrency < self.max_concurrency:
+            parts.append(f"concurrency {self.concurrency} of {self.max_concurrency} after {OVERLOADED}")
+        return "paced: " + "; ".join(parts) if parts else "not paced"
+
+
+class Slot:
+    """One attempt's place in the run: ``async with pacer.slot(...) as slot``.
+
+    It needs one request, ``input_tokens`` of the input limit, ``output_tokens`` (max_tokens)
+    of the output limit, and both of the combined ``tokens`` limit and of tokens_per_minute.
+    """
+
+    def __init__(self, pacer: Pacer, input_tokens: int, output_tokens: int) -> None:
+        self._pacer = pacer
+        self.needs = {"requests": 1, "tokens": input_tokens + output_tokens,
+                      "input-tokens": input_tokens, "output-tokens": output_tokens}
+        self.wave = 0  # the Pacer's concurrency cuts so far when this attempt was admitted
+
+    def observe(self, headers: Mapping[str, str]) -> None:
+        """The response headers arrived (stream opened or reply received): read the API's limits."""
+        self._pacer._read_limits(headers)
+
+    async def __aenter__(self) -> Slot:
+        await self._pacer._admit(self)
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        self._pacer._release(self, exc)
+
+
+class Pacer:
+    """Shared by all calls of one orchestrator; see the module docstring."""
+
+    def __init__(
+        self,
+        max_concurrent: int,
+        *,
+        requests_per_minute: int | None = None,
+        tokens_per_minute: int | None = None,
+        max_pause_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.max_concurrent = max(1, max_concurrent)
+        self.max_pause_s = max_pause_s
+        self.clock, self.wall_clock, self.sleep = clock, wall_clock, sleep
+        self.limiter = RateLimiter(requests_per_minute, tokens_per_minute, clock=clock)
+        self.rate_limited = self.overloaded = 0
+        self.waited_s = 0.0
+        self._allowed = self.max_concurrent
+        self._wave = 0
+        self._clean_in_a_row = 0
+        self._in_flight = 0
+        self._paused_until = 0.0
+        self._pause_reason: str | None = None
+        self._holding: tuple[float, str] | None = None  # (until, reason) while the head of the queue waits
+        self._buckets: dict[str, _Bucket] = {}
+        self._queue = asyncio.Lock()  # FIFO admission
+        self._freed = asyncio.Event()
+
+    def slot(self, input_tokens: int = 0, output_tokens: int = 0) -> Slot:
+        """A place for one attempt that will send about this many tokens in and (at most) out."""
+        return Slot(self, input_tokens, output_tokens)
+
+    def set_max_concurrent(self, n: int) -> None:
+        """A new ceiling from the user; a cut after overload stays in force below it.
+
+        Safe from any thread (it only sets numbers): attempts already waiting see a raised
+        ceiling when the next attempt in flight finishes.
+        """
+        reduced = self._allowed < self.max_concurrent
+        self.max_concurrent = max(1, n)
+        self._allowed = min(self._allowed, self.max_concurrent) if reduced else self.max_concurrent
+
+    def stats(self) -> PacingStats:
+        now = self.clock()
+        reason: str | None = None
+        resume_at = 0.0
+        if self._holding is not None:
+            resume_at, reason = self._holding
+        elif self._paused_until > now:
+            resume_at, reason = self._paused_until, self._pause_reason
+        return PacingStats(
+            rate_limited=self.rate_limited,
+            overloaded=self.overloaded,
+            waited_s=self.waited_s,
+            concurrency=self._allowed,
+            max_concurrency=self.max_concurrent,
+            in_flight=self._in_flight,
+            reason=reason,
+            resume_in_s=max(0.0, resume_at - now) if reason is not None else None,
+        )
+
+    @property
+    def status(self) -> str:
+        return self.stats().status
+
+    # -- admission --------------------------------------------------------------------------
+
+    async def _admit(self, slot: Slot) -> None:
+        self.limiter.check(slot.needs["tokens"])  # a call that can never fit fails before it queues
+        async with self._queue:
+            while True:
+                while self._in_flight >= self._allowed:
+                    self._freed.clear()
+                    await self._freed.wait()
+                wait, reason = self._longest_wait(slot)
+                if wait <= 0:
+                    break
+                await self._hold(wait, reason)
+            self._spend(slot)
+            slot.wave = self._wave
+            self._in_flight += 1
+
+    def _longest_wait(self, slot: Slot) -> tuple[float, str]:
+        now = self.clock()
+        waits = self.limiter.waits(slot.needs["tokens"])
+        if self._paused_until > now:
+            waits[self._pause_reason or "pause"] = self._paused_until - now
+        for kind, bucket in self._buckets.items():
+            waits[f"{kind} limit"] = bucket.delay(slot.needs[kind], now)
+        reason = max(waits, key=waits.__getitem__, default="")
+        return waits.get(reason, 0.0), reason
+
+    async def _hold(self, wait: float, reason: str) -> None:
+        started = self.clock()
+        self._holding = (started + wait, reason)
+        try:
+            await self.sleep(wait)
+        finally:
+            self._holding = None
+            self.waited_s += self.clock() - started
+
+    def _spend(self, slot: Slot) -> None:
+        self.limiter.record(slot.needs["tokens"])
+        for kind, bucket in self._buckets.items():
+            bucket.spent += slot.needs[kind]
+
+    # -- what attempts report -----------------------------------------------------------------
+
+    def _release(self, slot: Slot, exc: BaseException | None) -> None:
+        self._in_flight -= 1
+        self._freed.set()
+        if exc is None:
+            self._clean_in_a_row += 1
+            if self._allowed < self.max_concurrent and self._clean_in_a_row >= self._allowed:
+                self._allowed += 1
+                self._clean_in_a_row = 0
+            return
+        if not isinstance(exc, asyncio.CancelledError):
+            self._clean_in_a_row = 0
+        if isinstance(exc, anthropic.APIStatusError):
+            headers = exc.response.headers
+            self._read_limits(headers)
+            status = STREAM_ERROR_STATUS.get(exc.type or "", 0) if exc.status_code == 200 else exc.status_code
+            if status in (RATE_LIMITED, OVERLOADED):
+                self._slow_down(slot, status, headers)
+
+    def _slow_down(self, slot: Slot, status: int, headers: Mapping[str, str]) -> None:
+        if status == RATE_LIMITED:
+            self.rate_limited += 1
+        else:
+            self.overloaded += 1
+            if slot.wave == self._wave:  # one cut per wave of attempts
+                self._allowed = max(1, self._allowed // 2)
+                self._wave += 1
+        hint = retry_after_s(headers)
+        if hint is not None:
+            until = self.clock() + min(hint, self.max_pause_s)
+            if until > self._paused_until:
+                self._paused_until, self._pause_reason = until, str(status)
+
+    def _read_limits(self, headers: Mapping[str, str]) -> None:
+        now = self.clock()
+        for kind, reading in read_rate_limits(headers, self.wall_clock()).items():
+            self._buckets[kind] = _Bucket(reading, now)
