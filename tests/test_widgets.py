@@ -18,7 +18,7 @@ import pytest
 from claude_force_nb.notebook import widgets
 from claude_force_nb.views import plots, reports
 from claude_force_nb.notebook.display import badge_html
-from claude_force_nb.notebook.magics import comparison_frame
+from claude_force_nb.views.compare import comparison_frame
 from claude_force_nb.core.results import format_cost
 
 TIMEOUT = 15
@@ -289,46 +289,6 @@ def test_export_goes_to_the_ipython_user_namespace(compare, monkeypatch):
 
 
 # --------------------------------------------------------------------------- CacheBrowser
-
-def entries_frame() -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "key": ["k1", "k2", "k3", "k4"],
-            "agent": ["assistant", "sql-expert", "assistant", None],
-            "model": ["claude-haiku-4-5", "claude-haiku-4-5", "claude-sonnet-4-6", "claude-sonnet-4-6"],
-            "task": ["Median vs MEAN?", "Index a join", "unrelated", None],
-            "answer": ["use the median", "add an index on median_id", "Mean is fine", "xyzzy"],
-        },
-        index=pd.Index(["v1:a", "v1:b", "v1:c", "v1:d"], name="cache_key"),
-    )
-
-
-@pytest.mark.parametrize(
-    ("agent", "model", "text", "expected"),
-    [
-        (None, None, None, ["v1:a", "v1:b", "v1:c", "v1:d"]),
-        (widgets.ALL, "", "  ", ["v1:a", "v1:b", "v1:c", "v1:d"]),
-        ("assistant", widgets.ALL, "", ["v1:a", "v1:c"]),
-        (widgets.ALL, "claude-haiku-4-5", None, ["v1:a", "v1:b"]),
-        ("assistant", "claude-sonnet-4-6", None, ["v1:c"]),
-        (None, None, "median", ["v1:a", "v1:b"]),   # task or answer, any case
-        (None, None, "mean", ["v1:a", "v1:c"]),
-        ("sql-expert", None, "MEAN", []),
-        (None, None, "XYZ", ["v1:d"]),              # missing task is no match, answer still is
-        ("nobody", None, None, []),
-    ],
-)
-def test_filter_entries(agent, model, text, expected):
-    frame = entries_frame()
-    got = widgets.filter_entries(frame, agent, model, text)
-    assert list(got.index) == expected
-    pd.testing.assert_frame_equal(got, frame.loc[expected])
-
-
-def test_filter_entries_on_an_empty_cache(orch):
-    empty = orch.cache.entries()
-    assert widgets.filter_entries(empty, "assistant", None, "x").empty
-
 
 @pytest.fixture
 def filled(orch):

@@ -29,6 +29,7 @@ from ..engine import runner
 from .display import StreamView, compare_html, extract_code, provenance
 from ..core.errors import ClaudeForceError
 from ..core.settings import DEFAULT_MODEL, Settings
+from ..views.compare import comparison_frame
 
 if TYPE_CHECKING:
     from ..engine.orchestrator import Orchestrator
@@ -397,25 +398,6 @@ class AgentMagics(Magics):
         apps, self._apps = self._apps, []
         for app in apps:
             app.close()
-
-
-def comparison_frame(results: list[AgentResult]) -> Any:
-    """The %%compare table: one row per run."""
-    import pandas as pd
-
-    return pd.DataFrame(
-        {
-            "agent": [r.agent for r in results],
-            "model": [r.model for r in results],
-            "text": [r.text if r.ok else None for r in results],
-            "input_tokens": [r.usage.total_input_tokens for r in results],
-            "output_tokens": [r.usage.output_tokens for r in results],
-            "cost_usd": [r.cost_usd for r in results],
-            "latency_s": [r.latency_s for r in results],
-            "cached": [r.cached for r in results],
-            "error": [r.error for r in results],
-        }
-    )
 
 
 _loaded: dict[int, AgentMagics] = {}

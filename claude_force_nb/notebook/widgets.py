@@ -39,13 +39,13 @@ from .display import badge_html, compare_html, provenance, result_bundle
 from ..core.errors import ClaudeForceError
 from ..engine.orchestrator import MAX_OUTPUT_TOKENS, Orchestrator
 from ..core.results import AgentResult, format_cost
+from ..views.compare import ALL, comparison_frame, filter_entries
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
 __all__ = ["ALL", "AgentConsole", "CacheBrowser", "CompareView", "CostDashboard", "filter_entries", "known_models"]
 
-ALL = "(all)"
 STREAM_EVERY_S = 0.1
 CURSOR = " ▌"
 _COLOURS = {"info": "#666", "ok": "#0a7", "warn": "#a60", "error": "#b00"}
@@ -455,8 +455,6 @@ class CompareView(_App):
 
     def run(self) -> concurrent.futures.Future[Any]:
         """Check the inputs, submit every agent × model concurrently, return at once."""
-        from .magics import comparison_frame
-
         if (busy := self._busy("A comparison")) is not None:
             return busy
         task = self.task.value
@@ -526,23 +524,6 @@ class CompareView(_App):
 
 
 # --------------------------------------------------------------------------- CacheBrowser
-
-def filter_entries(frame: pd.DataFrame, agent: str | None = None, model: str | None = None, text: str | None = None) -> pd.DataFrame:
-    """Rows of ``ResponseCache.entries()`` matching an agent, a model (None, "" or "(all)":
-    any) and a case-insensitive substring of the task or the answer. Order is kept."""
-    mask = frame.index == frame.index  # all True, aligned with the frame
-    if agent not in (None, "", ALL):
-        mask = mask & (frame["agent"] == agent).to_numpy(dtype=bool, na_value=False)
-    if model not in (None, "", ALL):
-        mask = mask & (frame["model"] == model).to_numpy(dtype=bool, na_value=False)
-    needle = (text or "").strip().casefold()
-    if needle:
-        def has(column: str) -> Any:
-            return frame[column].fillna("").astype(str).str.casefold().str.contains(needle, regex=False).to_numpy(dtype=bool)
-
-        mask = mask & (has("task") | has("answer"))
-    return frame[mask]
-
 
 class CacheBrowser(_App):
     """Browse the signed response cache: filter, preview, delete an entry, verify signatures."""
