@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 import pandas as pd
 import pytest
@@ -13,8 +12,11 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
 from claude_force_nb.notebook.magics import interpolate
+from claude_force_nb.testing import Fault
 
 from .conftest import ROOT, TEST_KEY
+
+TIMEOUT = 15
 
 
 @pytest.fixture
@@ -28,6 +30,10 @@ def ip(server, monkeypatch):
     shell.run_line_magic("unload_ext", "claude_force_nb")
     shell.config.pop("AgentMagics", None)  # the shell is a singleton: forget %config
     shell.user_ns.pop("res", None)
+
+
+def magics_of(ip):
+    return ip.magics_manager.registry["AgentMagics"]
 
 
 def cell(ip, line: str, body: str):
@@ -122,8 +128,6 @@ def test_config_trait_sets_default_model(ip, server):
 
 
 def test_code_format_offers_next_input(ip, server):
-    from claude_force_nb.testing import Fault
-
     server.script(Fault(text="Use this:\n```python\nprint('hi')\n```\nDone."))
     cell(ip, "agent python-expert -f code", "print hi")
     assert ip.rl_next_input == "print('hi')"
@@ -167,9 +171,7 @@ def test_api_failure_shows_one_line_not_a_traceback(ip, server):
 def test_background_run_fills_in_later_and_cancel_stops_it(ip, server):
     value, _ = cell(ip, "agent assistant --bg -o res", "slow [[fake:sleep=0.3]]")
     assert value is None and "res" not in ip.user_ns
-    deadline = time.time() + 5
-    while "res" not in ip.user_ns and time.time() < deadline:
-        time.sleep(0.05)
+    assert magics_of(ip).wait_background(TIMEOUT)
     assert ip.user_ns["res"].ok
     cell(ip, "agent assistant --bg", "very slow [[fake:sleep=30]]")
     assert server.wait_for(lambda s: s.in_flight == 1)
@@ -177,6 +179,20 @@ def test_background_run_fills_in_later_and_cancel_stops_it(ip, server):
         ip.run_line_magic("agent", "cancel")
     assert "Cancelled 1 background run." in cap.stdout
     assert server.wait_for(lambda s: s.disconnects == 1)
+
+
+def test_cancelled_background_run_ends_on_cancelled_even_mid_stream(ip, server):
+    server.script(Fault(text=" ".join(f"word{i}" for i in range(600))))
+    server.chunk_delay_s = 0.02  # 200 deltas: a stream still running when Cancel comes
+    with capture_output() as cap:
+        ip.run_cell_magic("agent", "assistant --bg -o res", "stream a long answer")
+        assert server.wait_for(lambda s: any(o.update and "▌" in o.data["text/markdown"] for o in list(cap.outputs)))
+        assert magics_of(ip).cancel_all() == 1
+        assert magics_of(ip).wait_background(TIMEOUT)
+        final = cap.outputs[-1]
+    assert server.wait_for(lambda s: s.disconnects == 1)
+    assert final.update and final.data["text/markdown"] == "**Error:** Cancelled."
+    assert "res" not in ip.user_ns and magics_of(ip).cancel_all() == 0
 
 
 # -- %%compare and %agent subcommands ---------------------------------------------------------
@@ -300,7 +316,7 @@ def test_config_change_keeps_spend_and_the_same_orchestrator(ip, server):
 
 
 def test_a_bug_in_a_background_run_shows_its_traceback_in_the_cell(ip, server, monkeypatch):
-    magics = ip.magics_manager.registry["AgentMagics"]
+    magics = magics_of(ip)
 
     def broken(*args, **kwargs):
         raise ZeroDivisionError("a bug, not a user error")
@@ -308,10 +324,7 @@ def test_a_bug_in_a_background_run_shows_its_traceback_in_the_cell(ip, server, m
     monkeypatch.setattr(magics.orchestrator, "_prepare", broken)
     with capture_output() as cap:
         ip.run_cell_magic("agent", "assistant --bg", "x")
-        deadline = time.time() + 5
-        while magics._background and time.time() < deadline:
-            time.sleep(0.02)
-        time.sleep(0.1)
+        assert magics.wait_background(TIMEOUT)
     shown = cap.outputs[-1].data["text/markdown"]
     assert "Traceback" in shown and "ZeroDivisionError: a bug, not a user error" in shown
 
