@@ -381,8 +381,14 @@ class AgentMagics(Magics):
 
         if rest:
             raise UsageError(f"%agent {name} takes no arguments.")
-        app = {"console": widgets.AgentConsole, "compare-ui": widgets.CompareView,
-               "cache-ui": widgets.CacheBrowser, "dashboard": widgets.CostDashboard}[name](self.orchestrator)
+        orch = self.orchestrator
+        opened = {
+            "console": lambda: widgets.AgentConsole(orch),
+            "compare-ui": lambda: widgets.CompareView(orch),
+            "cache-ui": lambda: widgets.CacheBrowser(cache=orch.cache),
+            "dashboard": lambda: widgets.CostDashboard(ledger=orch.ledger),
+        }
+        app = opened[name]()
         self._apps.append(app)
         return app
 
