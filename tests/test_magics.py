@@ -11,7 +11,6 @@ from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
-from claude_force_nb.notebook.magics import interpolate
 from claude_force_nb.testing import Fault
 
 from .conftest import ROOT, TEST_KEY
@@ -44,42 +43,6 @@ def cell(ip, line: str, body: str):
 
 def last_output(cap):
     return cap.outputs[-1]
-
-
-# -- interpolation rules --------------------------------------------------------------
-
-class Obj:
-    name = "obj-name"
-
-
-NS = {"x": 42, "items": ["a", "b"], "d": {"k": "v"}, "o": Obj(), "braces": "{x}", "Out": {3: "out3"}, "In": ["", "", "", "cell3"]}
-
-
-@pytest.mark.parametrize(
-    "text,expected",
-    [
-        ("value {x}", "value 42"),
-        ("{o.name} {items[1]} {items[-1]} {d['k']}", "obj-name b b v"),
-        ("{In[3]} / {Out[3]}", "cell3 / out3"),
-        ("unknown {nope} stays", "unknown {nope} stays"),
-        ('dict {"a": 1} literal', 'dict {"a": 1} literal'),
-        ("f-string {x:>10} spec", "f-string {x:>10} spec"),
-        ("{{x}} escaped", "{x} escaped"),
-        ("{{o.name}} escaped", "{o.name} escaped"),
-        ("json {{\"a\": {x}}}", 'json {{"a": 42}}'),
-        ('d = {"a": {"b": 1}}', 'd = {"a": {"b": 1}}'),
-        ("def f(): return {{1}}", "def f(): return {{1}}"),
-        ("no double {braces}", "no double {x}"),
-        ("set {x, y}", "set {x, y}"),
-    ],
-)
-def test_interpolation_rules(text, expected):
-    assert interpolate(text, NS) == expected
-
-
-def test_interpolation_failure_is_a_usage_error():
-    with pytest.raises(UsageError, match=r"Cannot fill in \{o.missing\}.*--no-interpolate"):
-        interpolate("{o.missing}", NS)
 
 
 # -- %%agent ------------------------------------------------------------------------------

@@ -13,7 +13,6 @@ from __future__ import annotations
 import concurrent.futures
 import functools
 import itertools
-import re
 import shlex
 import threading
 import traceback
@@ -31,6 +30,7 @@ from ..core.settings import DEFAULT_MODEL, Settings
 from ..engine.background import BackgroundJob
 from ..views.compare import comparison_frame
 from .display import StreamView, compare_html, extract_code, provenance
+from .interpolate import interpolate
 
 if TYPE_CHECKING:
     from ..engine.orchestrator import Orchestrator
@@ -38,46 +38,8 @@ if TYPE_CHECKING:
 
 __all__ = ["AgentMagics", "interpolate", "load", "unload"]
 
-# {name}, {name.attr}, {name[0]}, {name['key']} ... ; {{name}} is a literal {name}.
-_EXPR = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*|\[(?:-?\d+|'[^'\]]*'|\"[^\"\]]*\")\])*"
-_FIELD = re.compile(rf"\{{\{{(?P<escaped>{_EXPR})\}}\}}|\{{(?P<expr>{_EXPR})\}}")
-_STEP = re.compile(r"\.(?P<attr>[A-Za-z_]\w*)|\[(?P<index>-?\d+|'[^'\]]*'|\"[^\"\]]*\")\]")
 SUBCOMMANDS = ("list", "runs", "costs", "stats", "cache", "budget", "cancel", "console", "compare-ui",
                "cache-ui", "dashboard", "help")
-
-
-def interpolate(text: str, namespace: dict[str, Any]) -> str:
-    """Expand ``{name}``-style fields whose root name exists in ``namespace``.
-
-    Everything else (dict literals, nested braces in code, format specs, unknown names)
-    stays exactly as written; ``{{name}}`` is the escape for a literal ``{name}``. One
-    pass: an inserted value is never expanded again.
-    """
-
-    def field(match: re.Match[str]) -> str:
-        token = match.group(0)
-        if match.group("escaped") is not None:
-            return token[1:-1]
-        expr = match.group("expr")
-        root = re.match(r"[A-Za-z_]\w*", expr).group(0)  # type: ignore[union-attr]
-        if root not in namespace:
-            return token
-        value = namespace[root]
-        for step in _STEP.finditer(expr, len(root)):
-            try:
-                if step.group("attr"):
-                    value = getattr(value, step.group("attr"))
-                else:
-                    index = step.group("index")
-                    value = value[int(index) if index[0] not in "'\"" else index[1:-1]]
-            except Exception as exc:
-                raise UsageError(
-                    f"Cannot fill in {token}: {type(exc).__name__}: {exc}. "
-                    f"Write {{{{{expr}}}}} to send it literally, or use --no-interpolate."
-                ) from None
-        return str(value)
-
-    return _FIELD.sub(field, text)
 
 
 def _split(line: str) -> list[str]:
