@@ -238,6 +238,9 @@ def test_widget_apps_open_and_are_cancelled_and_closed_with_the_extension(ip, se
 
     opened = [ip.run_line_magic("agent", cmd) for cmd in ("console", "compare-ui", "cache-ui", "dashboard")]
     assert [type(a) for a in opened] == [AgentConsole, CompareView, CacheBrowser, CostDashboard]
+    orch = magics_of(ip).orchestrator
+    assert all(app.orchestrator is orch for app in opened[:2])
+    assert opened[2].cache is orch.cache and opened[3].ledger is orch.ledger  # handles, not the orchestrator
     console = opened[0]
     console.task.value = "slow [[fake:sleep=30]]"
     console.run()
