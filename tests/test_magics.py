@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 import pandas as pd
 import pytest
@@ -12,9 +11,11 @@ from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
-from claude_force_nb.notebook.magics import interpolate
+from claude_force_nb.testing import Fault
 
 from .conftest import ROOT, TEST_KEY
+
+TIMEOUT = 15
 
 
 @pytest.fixture
@@ -30,6 +31,10 @@ def ip(server, monkeypatch):
     shell.user_ns.pop("res", None)
 
 
+def magics_of(ip):
+    return ip.magics_manager.registry["AgentMagics"]
+
+
 def cell(ip, line: str, body: str):
     with capture_output() as cap:
         value = ip.run_cell_magic(line.split()[0], " ".join(line.split()[1:]), body)
@@ -38,42 +43,6 @@ def cell(ip, line: str, body: str):
 
 def last_output(cap):
     return cap.outputs[-1]
-
-
-# -- interpolation rules --------------------------------------------------------------
-
-class Obj:
-    name = "obj-name"
-
-
-NS = {"x": 42, "items": ["a", "b"], "d": {"k": "v"}, "o": Obj(), "braces": "{x}", "Out": {3: "out3"}, "In": ["", "", "", "cell3"]}
-
-
-@pytest.mark.parametrize(
-    "text,expected",
-    [
-        ("value {x}", "value 42"),
-        ("{o.name} {items[1]} {items[-1]} {d['k']}", "obj-name b b v"),
-        ("{In[3]} / {Out[3]}", "cell3 / out3"),
-        ("unknown {nope} stays", "unknown {nope} stays"),
-        ('dict {"a": 1} literal', 'dict {"a": 1} literal'),
-        ("f-string {x:>10} spec", "f-string {x:>10} spec"),
-        ("{{x}} escaped", "{x} escaped"),
-        ("{{o.name}} escaped", "{o.name} escaped"),
-        ("json {{\"a\": {x}}}", 'json {{"a": 42}}'),
-        ('d = {"a": {"b": 1}}', 'd = {"a": {"b": 1}}'),
-        ("def f(): return {{1}}", "def f(): return {{1}}"),
-        ("no double {braces}", "no double {x}"),
-        ("set {x, y}", "set {x, y}"),
-    ],
-)
-def test_interpolation_rules(text, expected):
-    assert interpolate(text, NS) == expected
-
-
-def test_interpolation_failure_is_a_usage_error():
-    with pytest.raises(UsageError, match=r"Cannot fill in \{o.missing\}.*--no-interpolate"):
-        interpolate("{o.missing}", NS)
 
 
 # -- %%agent ------------------------------------------------------------------------------
@@ -122,8 +91,6 @@ def test_config_trait_sets_default_model(ip, server):
 
 
 def test_code_format_offers_next_input(ip, server):
-    from claude_force_nb.testing import Fault
-
     server.script(Fault(text="Use this:\n```python\nprint('hi')\n```\nDone."))
     cell(ip, "agent python-expert -f code", "print hi")
     assert ip.rl_next_input == "print('hi')"
@@ -167,9 +134,7 @@ def test_api_failure_shows_one_line_not_a_traceback(ip, server):
 def test_background_run_fills_in_later_and_cancel_stops_it(ip, server):
     value, _ = cell(ip, "agent assistant --bg -o res", "slow [[fake:sleep=0.3]]")
     assert value is None and "res" not in ip.user_ns
-    deadline = time.time() + 5
-    while "res" not in ip.user_ns and time.time() < deadline:
-        time.sleep(0.05)
+    assert magics_of(ip).wait_background(TIMEOUT)
     assert ip.user_ns["res"].ok
     cell(ip, "agent assistant --bg", "very slow [[fake:sleep=30]]")
     assert server.wait_for(lambda s: s.in_flight == 1)
@@ -177,6 +142,20 @@ def test_background_run_fills_in_later_and_cancel_stops_it(ip, server):
         ip.run_line_magic("agent", "cancel")
     assert "Cancelled 1 background run." in cap.stdout
     assert server.wait_for(lambda s: s.disconnects == 1)
+
+
+def test_cancelled_background_run_ends_on_cancelled_even_mid_stream(ip, server):
+    server.script(Fault(text=" ".join(f"word{i}" for i in range(600))))
+    server.chunk_delay_s = 0.02  # 200 deltas: a stream still running when Cancel comes
+    with capture_output() as cap:
+        ip.run_cell_magic("agent", "assistant --bg -o res", "stream a long answer")
+        assert server.wait_for(lambda s: any(o.update and "▌" in o.data["text/markdown"] for o in list(cap.outputs)))
+        assert magics_of(ip).cancel_all() == 1
+        assert magics_of(ip).wait_background(TIMEOUT)
+        final = cap.outputs[-1]
+    assert server.wait_for(lambda s: s.disconnects == 1)
+    assert final.update and final.data["text/markdown"] == "**Error:** Cancelled."
+    assert "res" not in ip.user_ns and magics_of(ip).cancel_all() == 0
 
 
 # -- %%compare and %agent subcommands ---------------------------------------------------------
@@ -259,6 +238,9 @@ def test_widget_apps_open_and_are_cancelled_and_closed_with_the_extension(ip, se
 
     opened = [ip.run_line_magic("agent", cmd) for cmd in ("console", "compare-ui", "cache-ui", "dashboard")]
     assert [type(a) for a in opened] == [AgentConsole, CompareView, CacheBrowser, CostDashboard]
+    orch = magics_of(ip).orchestrator
+    assert all(app.orchestrator is orch for app in opened[:2])
+    assert opened[2].cache is orch.cache and opened[3].ledger is orch.ledger  # handles, not the orchestrator
     console = opened[0]
     console.task.value = "slow [[fake:sleep=30]]"
     console.run()
@@ -300,7 +282,7 @@ def test_config_change_keeps_spend_and_the_same_orchestrator(ip, server):
 
 
 def test_a_bug_in_a_background_run_shows_its_traceback_in_the_cell(ip, server, monkeypatch):
-    magics = ip.magics_manager.registry["AgentMagics"]
+    magics = magics_of(ip)
 
     def broken(*args, **kwargs):
         raise ZeroDivisionError("a bug, not a user error")
@@ -308,10 +290,7 @@ def test_a_bug_in_a_background_run_shows_its_traceback_in_the_cell(ip, server, m
     monkeypatch.setattr(magics.orchestrator, "_prepare", broken)
     with capture_output() as cap:
         ip.run_cell_magic("agent", "assistant --bg", "x")
-        deadline = time.time() + 5
-        while magics._background and time.time() < deadline:
-            time.sleep(0.02)
-        time.sleep(0.1)
+        assert magics.wait_background(TIMEOUT)
     shown = cap.outputs[-1].data["text/markdown"]
     assert "Traceback" in shown and "ZeroDivisionError: a bug, not a user error" in shown
 

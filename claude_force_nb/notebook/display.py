@@ -10,16 +10,18 @@ import html
 import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from IPython.display import DisplayHandle, display
 
 from ..core.results import AgentResult
 
-__all__ = ["StreamView", "compare_html", "extract_code", "provenance", "result_bundle"]
+__all__ = ["CURSOR", "StreamView", "TextStream", "badge_html", "compare_html", "extract_code", "provenance",
+           "result_bundle"]
 
 UPDATE_EVERY_S = 0.1
+CURSOR = " ▌"
 BADGE_STYLE = "font-size: 0.85em; color: #666; font-family: var(--jp-code-font-family, monospace);"
 _FENCE = re.compile(r"```[\w+-]*\n(.*?)```", re.S)
 
@@ -70,14 +72,43 @@ def result_bundle(result: AgentResult, fmt: str = "markdown") -> dict[str, str]:
     }
 
 
+class TextStream:
+    """Deltas of a streamed answer, joined; says when a redraw is due.
+
+    A redraw per delta would flood the frontend, so ``add`` hands back the text so far
+    at most every ``every_s`` seconds of ``clock`` (the first delta always redraws).
+    Thread-safe: deltas arrive on the runner thread.
+    """
+
+    def __init__(self, every_s: float = UPDATE_EVERY_S, clock: Callable[[], float] = time.monotonic) -> None:
+        self.every_s = every_s
+        self._clock = clock
+        self._chunks: list[str] = []
+        self._last: float | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def text(self) -> str:
+        with self._lock:
+            return "".join(self._chunks)
+
+    def add(self, delta: str) -> str | None:
+        """Record ``delta``; the whole text when it is time to redraw, else None."""
+        with self._lock:
+            self._chunks.append(delta)
+            now = self._clock()
+            if self._last is not None and now - self._last < self.every_s:
+                return None
+            self._last = now
+            return "".join(self._chunks)
+
+
 class StreamView:
     """A display handle that fills in as deltas arrive and ends with the badge."""
 
-    def __init__(self, agent: str, model: str, fmt: str = "markdown") -> None:
+    def __init__(self, agent: str, model: str, fmt: str = "markdown", *, stream: TextStream | None = None) -> None:
         self.fmt = fmt
-        self._chunks: list[str] = []
-        self._last = 0.0
-        self._lock = threading.Lock()
+        self.stream = stream if stream is not None else TextStream()
         self.handle: DisplayHandle = display(
             {"text/markdown": f"*{html.escape(agent)} ({html.escape(model)}) is thinking…*",
              "text/plain": f"{agent} is thinking…"},
@@ -87,14 +118,9 @@ class StreamView:
 
     def on_text(self, delta: str) -> None:
         """Called for every delta (from the runner thread); redraws at most every 0.1 s."""
-        with self._lock:
-            self._chunks.append(delta)
-            now = time.monotonic()
-            if now - self._last < UPDATE_EVERY_S:
-                return
-            self._last = now
-            text = "".join(self._chunks)
-        self.handle.update({"text/markdown": text + " ▌", "text/plain": text}, raw=True)
+        text = self.stream.add(delta)
+        if text is not None:
+            self.handle.update({"text/markdown": text + CURSOR, "text/plain": text}, raw=True)
 
     def finish(self, result: AgentResult) -> None:
         self.handle.update(result_bundle(result, self.fmt), raw=True, metadata=provenance(result))

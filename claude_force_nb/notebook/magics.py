@@ -10,13 +10,13 @@ the fix; bugs keep their tracebacks.
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import itertools
-import re
 import shlex
+import threading
 import traceback
 from collections.abc import Callable
-from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
@@ -25,10 +25,12 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.display import HTML, display
 from traitlets import Bool, Float, Int, Unicode, observe
 
-from ..engine import runner
-from .display import StreamView, compare_html, extract_code, provenance
 from ..core.errors import ClaudeForceError
 from ..core.settings import DEFAULT_MODEL, Settings
+from ..engine.background import BackgroundJob
+from ..views.compare import comparison_frame
+from .display import StreamView, compare_html, extract_code, provenance
+from .interpolate import interpolate
 
 if TYPE_CHECKING:
     from ..engine.orchestrator import Orchestrator
@@ -36,46 +38,8 @@ if TYPE_CHECKING:
 
 __all__ = ["AgentMagics", "interpolate", "load", "unload"]
 
-# {name}, {name.attr}, {name[0]}, {name['key']} ... ; {{name}} is a literal {name}.
-_EXPR = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*|\[(?:-?\d+|'[^'\]]*'|\"[^\"\]]*\")\])*"
-_FIELD = re.compile(rf"\{{\{{(?P<escaped>{_EXPR})\}}\}}|\{{(?P<expr>{_EXPR})\}}")
-_STEP = re.compile(r"\.(?P<attr>[A-Za-z_]\w*)|\[(?P<index>-?\d+|'[^'\]]*'|\"[^\"\]]*\")\]")
 SUBCOMMANDS = ("list", "runs", "costs", "stats", "cache", "budget", "cancel", "console", "compare-ui",
                "cache-ui", "dashboard", "help")
-
-
-def interpolate(text: str, namespace: dict[str, Any]) -> str:
-    """Expand ``{name}``-style fields whose root name exists in ``namespace``.
-
-    Everything else (dict literals, nested braces in code, format specs, unknown names)
-    stays exactly as written; ``{{name}}`` is the escape for a literal ``{name}``. One
-    pass: an inserted value is never expanded again.
-    """
-
-    def field(match: re.Match[str]) -> str:
-        token = match.group(0)
-        if match.group("escaped") is not None:
-            return token[1:-1]
-        expr = match.group("expr")
-        root = re.match(r"[A-Za-z_]\w*", expr).group(0)  # type: ignore[union-attr]
-        if root not in namespace:
-            return token
-        value = namespace[root]
-        for step in _STEP.finditer(expr, len(root)):
-            try:
-                if step.group("attr"):
-                    value = getattr(value, step.group("attr"))
-                else:
-                    index = step.group("index")
-                    value = value[int(index) if index[0] not in "'\"" else index[1:-1]]
-            except Exception as exc:
-                raise UsageError(
-                    f"Cannot fill in {token}: {type(exc).__name__}: {exc}. "
-                    f"Write {{{{{expr}}}}} to send it literally, or use --no-interpolate."
-                ) from None
-        return str(value)
-
-    return _FIELD.sub(field, text)
 
 
 def _split(line: str) -> list[str]:
@@ -117,7 +81,8 @@ class AgentMagics(Magics):
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         self._orch: Orchestrator | None = None  # before super(): loading config fires observers
-        self._background: set[Future[Any]] = set()
+        self._jobs: set[BackgroundJob[AgentResult]] = set()  # unfinished --bg runs
+        self._jobs_lock = threading.Lock()  # jobs leave the set from the runner thread
         self._apps: list[Any] = []  # widget apps opened by %agent console & co.
         super().__init__(shell=shell, **kwargs)
 
@@ -215,29 +180,38 @@ class AgentMagics(Magics):
     def _start_background(self, args: Any, task: str, options: dict[str, Any], view: StreamView) -> None:
         orch = self.orchestrator
 
-        async def job() -> AgentResult:
+        async def work() -> AgentResult:
+            # Everything shown happens here, on the runner loop, before the job's future
+            # resolves: no delta can overwrite the final answer, error or "Cancelled.".
             try:
                 result = await orch.run(args.agent, task, on_text=view.on_text, **options)
             except ClaudeForceError as exc:
                 view.fail(str(exc))
                 raise
-            # Bookkeeping inside the coroutine: it is done before the future resolves.
+            except Exception as exc:  # a bug: nobody awaits this job, so its traceback goes into the cell
+                view.fail("".join(traceback.format_exception(exc)))
+                raise
             view.finish(result)
             if args.out:
                 self.shell.user_ns[args.out] = result
             return result
 
-        def finished(f: Future[Any]) -> None:
-            self._background.discard(f)
-            if f.cancelled():
-                view.fail("Cancelled.")
-            elif (exc := f.exception()) is not None and not isinstance(exc, ClaudeForceError):
-                # A bug: nobody awaits this future, so its traceback goes into the cell.
-                view.fail("".join(traceback.format_exception(exc)))
+        job = BackgroundJob(work, on_cancel=lambda: view.fail("Cancelled."))
+        with self._jobs_lock:
+            self._jobs.add(job)
+        job.future.add_done_callback(lambda _future: self._forget(job))
 
-        future = runner.submit(job())
-        self._background.add(future)
-        future.add_done_callback(finished)
+    def _forget(self, job: BackgroundJob[Any]) -> None:
+        with self._jobs_lock:
+            self._jobs.discard(job)
+
+    def wait_background(self, timeout: float | None = None) -> bool:
+        """Wait until every ``%%agent --bg`` run started so far has finished and shown its
+        outcome (answer, error or "Cancelled."); False if some are still running after ``timeout``."""
+        with self._jobs_lock:
+            futures = [job.future for job in self._jobs]
+        _, not_done = concurrent.futures.wait(futures, timeout)
+        return not not_done
 
     # -- %%compare ------------------------------------------------------------------------
 
@@ -369,8 +343,14 @@ class AgentMagics(Magics):
 
         if rest:
             raise UsageError(f"%agent {name} takes no arguments.")
-        app = {"console": widgets.AgentConsole, "compare-ui": widgets.CompareView,
-               "cache-ui": widgets.CacheBrowser, "dashboard": widgets.CostDashboard}[name](self.orchestrator)
+        orch = self.orchestrator
+        opened = {
+            "console": lambda: widgets.AgentConsole(orch),
+            "compare-ui": lambda: widgets.CompareView(orch),
+            "cache-ui": lambda: widgets.CacheBrowser(cache=orch.cache),
+            "dashboard": lambda: widgets.CostDashboard(ledger=orch.ledger),
+        }
+        app = opened[name]()
         self._apps.append(app)
         return app
 
@@ -388,34 +368,15 @@ class AgentMagics(Magics):
 
     def cancel_all(self) -> int:
         """Cancel every unfinished --bg run and widget run; returns how many were cancelled."""
-        pending = [f for f in list(self._background) if not f.done()]
-        for future in pending:
-            future.cancel()
-        return len(pending) + sum(bool(app.cancel()) for app in self._apps if hasattr(app, "cancel"))
+        with self._jobs_lock:
+            jobs = list(self._jobs)
+        cancelled = sum(job.cancel() for job in jobs)
+        return cancelled + sum(app.cancel() for app in self._apps)
 
     def close_apps(self) -> None:
         apps, self._apps = self._apps, []
         for app in apps:
             app.close()
-
-
-def comparison_frame(results: list[AgentResult]) -> Any:
-    """The %%compare table: one row per run."""
-    import pandas as pd
-
-    return pd.DataFrame(
-        {
-            "agent": [r.agent for r in results],
-            "model": [r.model for r in results],
-            "text": [r.text if r.ok else None for r in results],
-            "input_tokens": [r.usage.total_input_tokens for r in results],
-            "output_tokens": [r.usage.output_tokens for r in results],
-            "cost_usd": [r.cost_usd for r in results],
-            "latency_s": [r.latency_s for r in results],
-            "cached": [r.cached for r in results],
-            "error": [r.error for r in results],
-        }
-    )
 
 
 _loaded: dict[int, AgentMagics] = {}

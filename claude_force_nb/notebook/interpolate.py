@@ -1,0 +1,54 @@
+"""Filling ``{name}`` fields of a cell from the notebook's namespace, leaving all other braces alone.
+
+A cell sent to an agent is often code or JSON, full of braces that must reach the
+model exactly as written; only a field whose root name is a notebook variable is
+filled in.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from IPython.core.error import UsageError
+
+__all__ = ["interpolate"]
+
+# {name}, {name.attr}, {name[0]}, {name['key']} ... ; {{name}} is a literal {name}.
+_EXPR = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*|\[(?:-?\d+|'[^'\]]*'|\"[^\"\]]*\")\])*"
+_FIELD = re.compile(rf"\{{\{{(?P<escaped>{_EXPR})\}}\}}|\{{(?P<expr>{_EXPR})\}}")
+_STEP = re.compile(r"\.(?P<attr>[A-Za-z_]\w*)|\[(?P<index>-?\d+|'[^'\]]*'|\"[^\"\]]*\")\]")
+
+
+def interpolate(text: str, namespace: dict[str, Any]) -> str:
+    """Expand ``{name}``-style fields whose root name exists in ``namespace``.
+
+    Everything else (dict literals, nested braces in code, format specs, unknown names)
+    stays exactly as written; ``{{name}}`` is the escape for a literal ``{name}``. One
+    pass: an inserted value is never expanded again.
+    """
+
+    def field(match: re.Match[str]) -> str:
+        token = match.group(0)
+        if match.group("escaped") is not None:
+            return token[1:-1]
+        expr = match.group("expr")
+        root = re.match(r"[A-Za-z_]\w*", expr).group(0)  # type: ignore[union-attr]
+        if root not in namespace:
+            return token
+        value = namespace[root]
+        for step in _STEP.finditer(expr, len(root)):
+            try:
+                if step.group("attr"):
+                    value = getattr(value, step.group("attr"))
+                else:
+                    index = step.group("index")
+                    value = value[int(index) if index[0] not in "'\"" else index[1:-1]]
+            except Exception as exc:
+                raise UsageError(
+                    f"Cannot fill in {token}: {type(exc).__name__}: {exc}. "
+                    f"Write {{{{{expr}}}}} to send it literally, or use --no-interpolate."
+                ) from None
+        return str(value)
+
+    return _FIELD.sub(field, text)

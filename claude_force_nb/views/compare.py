@@ -1,0 +1,69 @@
+"""The tables the notebook shows beside its answers: the comparison of runs and the
+filtered view of cache entries.
+
+Only views build DataFrames; the magics and the widgets call these and display the
+result. pandas is imported inside each function so ``%load_ext`` stays fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ..core.results import AgentResult
+
+__all__ = ["ALL", "clip", "clip_columns", "comparison_frame", "filter_entries"]
+
+ALL = "(all)"
+"""The filter value that matches every agent or model (what the widgets' dropdowns show)."""
+
+
+def comparison_frame(results: Sequence[AgentResult]) -> pd.DataFrame:
+    """The %%compare table: one row per run, in the order the runs were asked for."""
+    import pandas as pd
+
+    return pd.DataFrame(
+        {
+            "agent": [r.agent for r in results],
+            "model": [r.model for r in results],
+            "text": [r.text if r.ok else None for r in results],
+            "input_tokens": [r.usage.total_input_tokens for r in results],
+            "output_tokens": [r.usage.output_tokens for r in results],
+            "cost_usd": [r.cost_usd for r in results],
+            "latency_s": [r.latency_s for r in results],
+            "cached": [r.cached for r in results],
+            "error": [r.error for r in results],
+        }
+    )
+
+
+def filter_entries(frame: pd.DataFrame, agent: str | None = None, model: str | None = None, text: str | None = None) -> pd.DataFrame:
+    """Rows of the cache's entries matching an agent, a model (None, "" or ``ALL``: any)
+    and a case-insensitive substring of the task or the answer. Order is kept."""
+    mask = frame.index == frame.index  # all True, aligned with the frame
+    if agent not in (None, "", ALL):
+        mask = mask & (frame["agent"] == agent).to_numpy(dtype=bool, na_value=False)
+    if model not in (None, "", ALL):
+        mask = mask & (frame["model"] == model).to_numpy(dtype=bool, na_value=False)
+    needle = (text or "").strip().casefold()
+    if needle:
+        def has(column: str) -> Any:
+            return frame[column].fillna("").astype(str).str.casefold().str.contains(needle, regex=False).to_numpy(dtype=bool)
+
+        mask = mask & (has("task") | has("answer"))
+    return frame[mask]
+
+
+def clip(text: Any, limit: int) -> Any:
+    """A string cut to ``limit`` characters, ending in "…" when it was longer; other values as they are."""
+    if not isinstance(text, str) or len(text) <= limit:
+        return text
+    return text[: limit - 1] + "…"
+
+
+def clip_columns(frame: pd.DataFrame, columns: Iterable[str], limit: int) -> pd.DataFrame:
+    """A copy of ``frame`` whose text ``columns`` are clipped to ``limit`` characters (for a table on screen)."""
+    return frame.assign(**{column: frame[column].map(lambda t: clip(t, limit)) for column in columns})

@@ -1,0 +1,123 @@
+"""notebook/display.py: badges, provenance, bundles, and streams drawn through one display handle."""
+
+from __future__ import annotations
+
+import pytest
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.utils.capture import capture_output
+
+from claude_force_nb.core.results import AgentResult, Usage
+from claude_force_nb.notebook.display import (
+    CURSOR,
+    StreamView,
+    TextStream,
+    badge_html,
+    compare_html,
+    extract_code,
+    provenance,
+    result_bundle,
+)
+
+OK = AgentResult(agent="coder", model="claude-haiku-4-5", text="Use `x < y` & more", usage=Usage(100, 20),
+                 cost_usd=0.0012, latency_s=1.25, stop_reason="end_turn", request_id="req_1", cache_key="v1:abc")
+CACHED = AgentResult(agent="coder", model="claude-haiku-4-5", text="again", cached=True, cost_usd=0.0, saved_usd=0.0012)
+FAILED = AgentResult(agent="<coder>", model="claude-haiku-4-5", error="prompt is too long <here>",
+                     error_type="invalid_request_error")
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def shell():
+    return InteractiveShell.instance()
+
+
+def test_badge_colour_says_fresh_cached_or_failed():
+    assert "color: #666;" in badge_html(OK) and "color: #0a7;" in badge_html(CACHED)
+    assert "color: #b00;" in badge_html(FAILED) and "&lt;coder&gt;" in badge_html(FAILED)
+    assert "coder · claude-haiku-4-5 · 100 in / 20 out · $0.0012 · 1.25s" in badge_html(OK)
+
+
+def test_provenance_keeps_where_the_answer_came_from():
+    meta = provenance(OK)["claude_force_nb"]
+    assert meta == {
+        "agent": "coder", "model": "claude-haiku-4-5", "cache_key": "v1:abc", "cached": False,
+        "usage": {"input_tokens": 100, "output_tokens": 20, "cache_write_5m_tokens": 0,
+                  "cache_write_1h_tokens": 0, "cache_read_tokens": 0},
+        "cost_usd": 0.0012, "saved_usd": 0.0, "request_id": "req_1", "stop_reason": "end_turn",
+        "offline": False, "error_type": None,
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ("Here:\n```python\nprint(1)\n```\nand\n```\nx = 2  \n```\n", "print(1)\n\nx = 2"),
+        ("no fences at all", "no fences at all"),
+    ],
+)
+def test_extract_code_joins_the_fenced_blocks(text, code):
+    assert extract_code(text) == code
+
+
+def test_result_bundle_in_each_format():
+    footer = OK.footer().replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    markdown = result_bundle(OK)
+    assert markdown["text/markdown"].startswith("Use `x < y` & more\n\n<div") and footer in markdown["text/markdown"]
+    assert markdown["text/plain"] == f"Use `x < y` & more\n-- {OK.footer()}"
+    assert result_bundle(OK, "text")["text/markdown"].startswith(
+        "<pre style='white-space: pre-wrap'>Use `x &lt; y` &amp; more</pre>")
+    assert result_bundle(OK, "code")["text/markdown"].startswith("```python\nUse `x < y` & more\n```")
+    failed = result_bundle(FAILED)
+    assert failed["text/markdown"].startswith("**&lt;coder&gt; failed:** prompt is too long &lt;here&gt;")
+    assert failed["text/plain"].startswith("prompt is too long <here>\n-- ")
+
+
+def test_text_stream_redraws_the_first_delta_then_at_most_every_interval():
+    clock = FakeClock()
+    stream = TextStream(every_s=0.1, clock=clock)
+    assert stream.add("a") == "a"
+    clock.now = 0.05
+    assert stream.add("b") is None
+    clock.now = 0.1
+    assert stream.add("c") == "abc"
+    clock.now = 0.15
+    assert stream.add("d") is None and stream.text == "abcd"
+
+
+def test_stream_view_fills_one_display_in_and_ends_with_the_badge(shell):
+    clock = FakeClock()
+    with capture_output() as cap:
+        view = StreamView("coder", "claude-haiku-4-5", stream=TextStream(clock=clock))
+        view.on_text("Use ")
+        view.on_text("`x")  # within 0.1 s: no redraw
+        clock.now = 1.0
+        view.on_text(" < y`")
+        view.finish(OK)
+    first, *updates = cap.outputs
+    assert first.data["text/markdown"] == "*coder (claude-haiku-4-5) is thinking…*" and not first.update
+    display_id = first.transient["display_id"]
+    assert all(o.update and o.transient["display_id"] == display_id for o in updates)
+    assert [o.data["text/markdown"] for o in updates[:2]] == ["Use " + CURSOR, "Use `x < y`" + CURSOR]
+    assert updates[2].data == result_bundle(OK) and updates[2].metadata == provenance(OK)
+    assert len(updates) == 3
+
+
+def test_stream_view_failure_is_escaped(shell):
+    with capture_output() as cap:
+        view = StreamView("coder", "claude-haiku-4-5")
+        view.fail("bad <input>")
+    assert cap.outputs[-1].data == {"text/markdown": "**Error:** bad &lt;input&gt;", "text/plain": "bad <input>"}
+
+
+def test_compare_html_has_one_escaped_column_per_run():
+    markup = compare_html([OK, FAILED])
+    assert markup.count("<div style='font-weight: bold'>") == 2
+    assert "Use `x &lt; y` &amp; more" in markup and "Error: prompt is too long &lt;here&gt;" in markup
+    assert markup.startswith("<div style='display: flex;")
