@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from claude_force_nb.core import agent_files
 from claude_force_nb.core import agents as agents_mod
 from claude_force_nb.core.agents import (
     FRAME_COLUMNS,
@@ -68,13 +69,13 @@ def reg(proj: Path, udir: Path):
 def parse_counter(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Records the label of every file the registry actually parses."""
     calls: list[str] = []
-    real = agents_mod._parse_definition
+    real = agent_files.parse_definition
 
     def counting(*args, **kwargs):
         calls.append(kwargs["label"])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(agents_mod, "_parse_definition", counting)
+    monkeypatch.setattr(agent_files, "parse_definition", counting)
     return calls
 
 
@@ -401,8 +402,8 @@ def test_oversized_file_refused_before_reading(reg, pagents: Path, monkeypatch: 
     write(pagents / "huge.md", "x" * (MAX_DEFINITION_BYTES + 1))
     write(pagents / "limit.md", "y" * MAX_DEFINITION_BYTES)
     reads: list[Path] = []
-    real_read = agents_mod._read_text
-    monkeypatch.setattr(agents_mod, "_read_text", lambda p, label: reads.append(p) or real_read(p, label))
+    real_read = agent_files.read_text
+    monkeypatch.setattr(agent_files, "read_text", lambda p, label: reads.append(p) or real_read(p, label))
     registry = reg()
     message = definition_error(registry, "huge")
     assert "huge.md" in message and "1,048,577 bytes" in message and "1 MiB" in message
@@ -621,8 +622,8 @@ def test_claude_json_cached_and_reloaded_on_edit(reg, proj: Path, monkeypatch: p
     write(claude / "agents" / "one.md", "one")
     write(claude / "agents" / "two.md", "two")
     calls: list[Path] = []
-    real = agents_mod._parse_claude_json
-    monkeypatch.setattr(agents_mod, "_parse_claude_json", lambda p, label: calls.append(p) or real(p, label))
+    real = agent_files.parse_claude_json
+    monkeypatch.setattr(agent_files, "parse_claude_json", lambda p, label: calls.append(p) or real(p, label))
     cfg = write(claude / "claude.json", json.dumps({"agents": {"first": {"file": "agents/one.md"}}}))
     registry = reg()
     assert registry.names() == ["first", "two"]
@@ -646,8 +647,9 @@ def test_problems_logged_once_per_file_version(reg, pagents: Path, caplog: pytes
     assert len([r for r in caplog.records if r.name == "claude_force_nb.core.agents"]) == 2
 
 
-def test_module_has_no_heavy_top_level_imports() -> None:
-    tree = ast.parse(Path(agents_mod.__file__).read_text(encoding="utf-8"))
+@pytest.mark.parametrize("module", [agents_mod, agent_files])
+def test_modules_have_no_heavy_top_level_imports(module) -> None:
+    tree = ast.parse(Path(module.__file__).read_text(encoding="utf-8"))
     top: set[str] = set()
     for node in tree.body:
         if isinstance(node, ast.Import):
