@@ -344,17 +344,19 @@ def test_default_cwd_follows_the_process_directory(tmp_path: Path, monkeypatch: 
         ("---\nname: broken\ndescription: x\n\nYou are...", "opened with '---' on line 1 is never closed"),
         (md(model="4"), "'model' must be a string"),
         (md(model="[a, b]"), "'model' must be a string"),
+        (md(model='"claude sonnet"'), "Malformed model id 'claude sonnet': use an id such as 'claude-sonnet-4-6'."),
         (md(cache='"no"'), "'cache' must be true or false"),
         (md(cache="1"), "'cache' must be true or false"),
-        (md(max_tokens="0"), "'max_tokens' must be a positive integer"),
-        (md(max_tokens="-5"), "'max_tokens' must be a positive integer"),
-        (md(max_tokens="1.5"), "'max_tokens' must be a positive integer"),
-        (md(max_tokens="true"), "'max_tokens' must be a positive integer"),
-        (md(temperature="1.5"), "'temperature' must be a number from 0 to 1"),
-        (md(temperature="-0.1"), "'temperature' must be a number from 0 to 1"),
-        (md(temperature="hot"), "'temperature' must be a number from 0 to 1"),
-        (md(temperature="true"), "'temperature' must be a number from 0 to 1"),
-        (md(temperature=".nan"), "'temperature' must be a number from 0 to 1"),
+        (md(max_tokens="0"), "max_tokens=0 is out of range: use a whole number from 1 to 128,000."),
+        (md(max_tokens="-5"), "max_tokens=-5 is out of range"),
+        (md(max_tokens="128001"), "max_tokens=128001 is out of range: use a whole number from 1 to 128,000."),
+        (md(max_tokens="1.5"), "max_tokens=1.5 is not a whole number: use one from 1 to 128,000."),
+        (md(max_tokens="true"), "max_tokens=True is not a whole number"),
+        (md(temperature="1.5"), "temperature=1.5 is out of range: use a number from 0 to 1."),
+        (md(temperature="-0.1"), "temperature=-0.1 is out of range"),
+        (md(temperature="hot"), "temperature='hot' is not a number: use one from 0 to 1."),
+        (md(temperature="true"), "temperature=True is not a number"),
+        (md(temperature=".nan"), "temperature=nan is out of range"),
         (md(description="[a, b]"), "'description' must be text"),
         (md("   \n\n", description="no body"), "the system prompt is empty"),
         ("", "the system prompt is empty"),
@@ -383,8 +385,8 @@ def test_valid_edge_values_accepted(reg, pagents: Path) -> None:
     write(pagents / "edge.md", md(temperature="0", max_tokens="1", cache="true", model='""'))
     agent = reg().get("edge")
     assert (agent.temperature, agent.max_tokens, agent.cache, agent.model) == (0.0, 1, True, None)
-    write(pagents / "top.md", md(temperature="1", name="a" * 64))
-    assert reg().get("a" * 64).temperature == 1.0
+    write(pagents / "top.md", md(temperature="1", name="a" * 64, max_tokens="128000"))
+    assert (reg().get("a" * 64).temperature, reg().get("a" * 64).max_tokens) == (1.0, 128_000)
 
 
 def test_file_whose_name_cannot_be_determined_only_appears_in_problems(reg, pagents: Path) -> None:
@@ -510,7 +512,7 @@ def test_broken_project_file_shadows_builtin_instead_of_silently_falling_back(pr
     write(pagents / "code-reviewer.md", md(temperature="3"))
     registry = AgentRegistry(proj, user_dir=udir)
     message = definition_error(registry, "code-reviewer")
-    assert "code-reviewer.md" in message and "'temperature'" in message
+    assert "code-reviewer.md" in message and "temperature=3 is out of range" in message
     assert "code-reviewer" not in registry.names() and "code-reviewer" not in registry
     assert "python-expert" in registry
 

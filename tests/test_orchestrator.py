@@ -228,6 +228,8 @@ def test_blocking_call_from_runner_thread_raises(orch):
         (dict(agent="assistant", task="x", max_tokens=0), "max_tokens=0 is out of range"),
         (dict(agent="assistant", task="x", temperature=1.5), "temperature=1.5 is out of range"),
         (dict(agent="assistant", task="x", model="claude sonnet"), "Malformed model id"),
+        (dict(agent="assistant", task="x", max_tokens=200_000), "max_tokens=200000 is out of range"),
+        (dict(agent="assistant", task="x", max_token=5), r"Unknown option\(s\) max_token: use model, max_tokens"),
     ],
 )
 def test_bad_input_is_refused_with_a_clear_message(make_orch, server, kwargs, match):

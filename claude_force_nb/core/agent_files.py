@@ -7,7 +7,7 @@ An agent ``.md`` file may start with YAML front matter between two ``---`` lines
     description: Reviews diffs
     model: sonnet             # sonnet | opus | haiku | inherit | a full model id
     cache: false              # opt out of the response cache (default true)
-    max_tokens: 2048          # 1 to 128,000, as for a call (see options.py)
+    max_tokens: 2048          # 1 to 128,000: the same rules as for a call (options.py)
     temperature: 0.2          # 0..1
     tools: Read, Grep         # Claude Code keys we do not use are ignored
     ---
@@ -32,6 +32,7 @@ import json
 import os
 import re
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NotRequired, TypedDict
@@ -39,6 +40,7 @@ from typing import Any, NotRequired, TypedDict
 import yaml
 
 from .errors import AgentDefinitionError
+from .options import max_tokens_problem, model_problem, temperature_problem
 
 __all__ = [
     "MAX_DEFINITION_BYTES",
@@ -191,7 +193,16 @@ def _split_front_matter(text: str, label: str, claim: str | None) -> tuple[dict[
 
 
 def _validated_options(meta: dict[Any, Any], label: str, claim: str | None) -> dict[str, Any]:
-    """model / cache / max_tokens / temperature / description, checked. Null = absent."""
+    """model / cache / max_tokens / temperature / description, checked. Null = absent.
+
+    model, max_tokens and temperature follow the same rules as a call's options
+    (options.py), so a file never sets a default that every call would then refuse.
+    """
+
+    def follow(rule: Callable[[object], str | None], value: object) -> None:
+        if (message := rule(value)) is not None:
+            raise DefinitionProblem(f"{label}: {message}", claim)
+
     out: dict[str, Any] = {}
     model = meta.get("model")
     if model is not None:
@@ -203,28 +214,19 @@ def _validated_options(meta: dict[Any, Any], label: str, claim: str | None) -> d
             )
         model = model.strip()
         out["model"] = MODEL_ALIASES.get(model.lower(), model) if model else None
+        follow(model_problem, out["model"])
     cache = meta.get("cache")
     if cache is not None:
         if not isinstance(cache, bool):
             raise DefinitionProblem(f"{label}: 'cache' must be true or false, not {cache!r}.", claim)
         out["cache"] = cache
     max_tokens = meta.get("max_tokens")
+    follow(max_tokens_problem, max_tokens)
     if max_tokens is not None:
-        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens <= 0:
-            raise DefinitionProblem(
-                f"{label}: 'max_tokens' must be a positive integer such as 2048, not {max_tokens!r}.", claim
-            )
         out["max_tokens"] = max_tokens
     temperature = meta.get("temperature")
+    follow(temperature_problem, temperature)
     if temperature is not None:
-        if (
-            isinstance(temperature, bool)
-            or not isinstance(temperature, (int, float))
-            or not 0.0 <= temperature <= 1.0
-        ):
-            raise DefinitionProblem(
-                f"{label}: 'temperature' must be a number from 0 to 1, not {temperature!r}.", claim
-            )
         out["temperature"] = float(temperature)
     description = meta.get("description")
     if description is not None:

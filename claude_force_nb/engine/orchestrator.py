@@ -30,6 +30,7 @@ import httpx2
 from . import runner
 from ..core.agents import AgentDefinition, AgentRegistry
 from ..store.cache import CachedResponse, ResponseCache
+from ..core.options import MAX_OUTPUT_TOKENS, RunOptions
 from ..core.errors import (
     APICallError,
     ClaudeForceError,
@@ -45,15 +46,13 @@ from ..core.results import AgentResult, Usage
 from .retry import CircuitBreaker, is_retryable, with_retries
 from ..core.settings import Settings
 
-__all__ = ["Job", "Orchestrator", "safe_log_text"]
+__all__ = ["MAX_OUTPUT_TOKENS", "Job", "Orchestrator", "safe_log_text"]
 
 log = logging.getLogger(__name__)
 
-MAX_OUTPUT_TOKENS = 128_000
 # Anthropic caches a system prefix only above ~1024-4096 tokens; below that the
 # cache_control marker is silently ignored, so only long definitions carry it.
 PROMPT_CACHE_MIN_CHARS = 4096
-_MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 TextCallback = Callable[[str], Any]
 
@@ -213,10 +212,9 @@ class Orchestrator:
 
         ``system`` adds instructions after the agent's definition (it is part of the cache key).
         """
-        return await runner.run_async(
-            self._run(agent, task, model=model, max_tokens=max_tokens, temperature=temperature,
-                      use_cache=use_cache, refresh=refresh, stream=stream, system=system, on_text=on_text)
-        )
+        options = RunOptions(model=model, max_tokens=max_tokens, temperature=temperature, system=system,
+                             use_cache=use_cache, refresh=refresh, stream=stream)
+        return await runner.run_async(self._run(agent, task, options, on_text))
 
     async def run_many(
         self,
@@ -228,9 +226,9 @@ class Orchestrator:
         """Run every job concurrently; one result per job, in input order, whatever fails."""
         return await runner.run_async(self._run_many(list(jobs), on_result, common))
 
-    def run_sync(self, agent: str, task: str, **kwargs: Any) -> AgentResult:
-        """Blocking ``run``: works in scripts, IPython and inside a running event loop."""
-        return runner.run_sync(self._run(agent, task, **kwargs))
+    def run_sync(self, agent: str, task: str, *, on_text: TextCallback | None = None, **options: Any) -> AgentResult:
+        """Blocking ``run`` (same keywords): works in scripts, IPython and inside a running event loop."""
+        return runner.run_sync(self._run(agent, task, RunOptions.from_kwargs(**options), on_text))
 
     def run_many_sync(self, jobs: Iterable[Any], **kwargs: Any) -> list[AgentResult]:
         """Blocking ``run_many``."""
@@ -300,6 +298,7 @@ class Orchestrator:
         self, items: list[Any], on_result: Callable[[int, AgentResult], Any] | None, common: dict[str, Any]
     ) -> list[AgentResult]:
         resolved: dict[str, AgentDefinition] = {}  # one registry scan per agent, not per job
+        on_text = common.pop("on_text", None)
 
         async def one(i: int, item: Any) -> AgentResult:
             try:
@@ -309,10 +308,11 @@ class Orchestrator:
                     raise InvalidInputError(
                         f"Job {i} is malformed ({exc}): use (agent, task) or (agent, task, {{options}})."
                     ) from None
-                opts = {**common, **{k: v for k, v in vars(job).items() if k not in ("agent", "task") and v is not None}}
+                own = {k: v for k, v in vars(job).items() if k not in ("agent", "task") and v is not None}
+                options = RunOptions.from_kwargs(**{**common, **own})
                 if job.agent not in resolved:
                     resolved[job.agent] = self.registry.get(job.agent)
-                result = await self._run(resolved[job.agent], job.task, **opts)
+                result = await self._run(resolved[job.agent], job.task, options, on_text)
             except ClaudeForceError as exc:
                 result = self._failed_before_send(item, exc)
             if on_result is not None:
@@ -341,19 +341,7 @@ class Orchestrator:
             attempts=0,
         )
 
-    def _prepare(
-        self,
-        agent_name: str | AgentDefinition,
-        task: str,
-        *,
-        model: str | None = None,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        use_cache: bool = True,
-        refresh: bool = False,
-        stream: bool | None = None,
-        system: str | None = None,
-    ) -> _Call:
+    def _prepare(self, agent_name: str | AgentDefinition, task: str, options: RunOptions) -> _Call:
         """Validate everything and build the exact request body; raises InvalidInputError."""
         agent = agent_name if isinstance(agent_name, AgentDefinition) else self.registry.get(agent_name)
         s = self.settings
@@ -366,19 +354,10 @@ class Orchestrator:
                 f"The task is {len(task):,} characters; the limit is {s.max_task_chars:,}. "
                 f"Shorten it or raise Settings.max_task_chars."
             )
-        model = model or agent.model or s.default_model
-        if not isinstance(model, str) or not _MODEL_ID.match(model):
-            raise InvalidInputError(f"Malformed model id {model!r}: use an id such as 'claude-sonnet-4-6'.")
-        max_tokens = max_tokens if max_tokens is not None else (agent.max_tokens or s.max_tokens)
-        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or not 1 <= max_tokens <= MAX_OUTPUT_TOKENS:
-            raise InvalidInputError(f"max_tokens={max_tokens!r} is out of range: use a whole number from 1 to {MAX_OUTPUT_TOKENS:,}.")
-        temperature = temperature if temperature is not None else agent.temperature
-        if temperature is not None:
-            if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0.0 <= temperature <= 1.0:
-                raise InvalidInputError(f"temperature={temperature!r} is out of range: use a number from 0 to 1.")
-            temperature = float(temperature)
-        if system is not None and not isinstance(system, str):
-            raise InvalidInputError(f"system must be text, not {type(system).__name__}.")
+        options = options.resolve(agent, s)
+        model, max_tokens, system = options.model, options.max_tokens, options.system
+        assert model is not None and max_tokens is not None
+        temperature = None if options.temperature is None else float(options.temperature)
         system_text = f"{agent.system}\n\n{system.strip()}" if system and system.strip() else agent.system
         system_param: str | list[dict[str, Any]] = system_text
         if len(system_text) >= PROMPT_CACHE_MIN_CHARS:
@@ -400,22 +379,21 @@ class Orchestrator:
             max_tokens=max_tokens,
             temperature=temperature,
             body=body,
-            use_cache=use_cache and cacheable,
-            refresh=refresh,
-            stream=s.stream if stream is None else stream,
+            use_cache=options.use_cache and cacheable,
+            refresh=options.refresh,
+            stream=bool(options.stream),
         )
 
     async def _io_call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """SQLite work off the event loop, on one dedicated thread."""
         return await asyncio.get_running_loop().run_in_executor(self._io, fn, *args)
 
-    async def _run(self, agent_name: str | AgentDefinition, task: str, *, on_text: TextCallback | None = None, **opts: Any) -> AgentResult:
-        unknown = set(opts) - {"model", "max_tokens", "temperature", "use_cache", "refresh", "stream", "system"}
-        if unknown:
-            raise InvalidInputError(f"Unknown option(s) {', '.join(sorted(unknown))}: see help(Orchestrator.run).")
+    async def _run(
+        self, agent_name: str | AgentDefinition, task: str, options: RunOptions, on_text: TextCallback | None
+    ) -> AgentResult:
         if self._closed:
             raise InvalidInputError("This Orchestrator is closed: create a new one.")
-        call = self._prepare(agent_name, task, **opts)
+        call = self._prepare(agent_name, task, options)
         current = asyncio.current_task()
         if current is not None:
             self._tasks.add(current)
