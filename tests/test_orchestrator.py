@@ -19,7 +19,7 @@ from claude_force_nb.core.errors import (
     RateLimitedError,
     UnknownAgentError,
 )
-from claude_force_nb.engine.orchestrator import PROMPT_CACHE_MIN_CHARS, Job
+from claude_force_nb.engine.orchestrator import Job
 from claude_force_nb.core.pricing import UnknownModelWarning
 from claude_force_nb.testing import Fault
 
@@ -61,18 +61,6 @@ def test_cost_is_exact_including_cache_tokens(orch, server):
 def test_temperature_goes_in_the_body(orch, server):
     orch.run_sync("assistant", "hi", temperature=0.2, use_cache=False)
     assert messages_requests(server)[0].body["temperature"] == 0.2
-
-
-def test_long_agent_definition_gets_prompt_cache_control(orch, server, tmp_path):
-    agents = tmp_path / "project" / ".claude" / "agents"
-    agents.mkdir(parents=True)
-    (agents / "long.md").write_text("---\nname: long\ndescription: d\n---\n" + "Be thorough. " * (PROMPT_CACHE_MIN_CHARS // 10))
-    first = orch.run_sync("long", "one")
-    second = orch.run_sync("long", "two")
-    system = messages_requests(server)[0].body["system"]
-    assert system[0]["cache_control"] == {"type": "ephemeral"}
-    assert first.usage.cache_write_5m_tokens > 0
-    assert second.usage.cache_read_tokens == first.usage.cache_write_5m_tokens
 
 
 def test_streaming_deltas_reach_on_text(orch):
