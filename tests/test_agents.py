@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from claude_force_nb.core import agent_files
 from claude_force_nb.core import agents as agents_mod
 from claude_force_nb.core.agents import (
     FRAME_COLUMNS,
@@ -68,13 +69,13 @@ def reg(proj: Path, udir: Path):
 def parse_counter(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Records the label of every file the registry actually parses."""
     calls: list[str] = []
-    real = agents_mod._parse_definition
+    real = agent_files.parse_definition
 
     def counting(*args, **kwargs):
         calls.append(kwargs["label"])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(agents_mod, "_parse_definition", counting)
+    monkeypatch.setattr(agent_files, "parse_definition", counting)
     return calls
 
 
@@ -343,17 +344,19 @@ def test_default_cwd_follows_the_process_directory(tmp_path: Path, monkeypatch: 
         ("---\nname: broken\ndescription: x\n\nYou are...", "opened with '---' on line 1 is never closed"),
         (md(model="4"), "'model' must be a string"),
         (md(model="[a, b]"), "'model' must be a string"),
+        (md(model='"claude sonnet"'), "Malformed model id 'claude sonnet': use an id such as 'claude-sonnet-4-6'."),
         (md(cache='"no"'), "'cache' must be true or false"),
         (md(cache="1"), "'cache' must be true or false"),
-        (md(max_tokens="0"), "'max_tokens' must be a positive integer"),
-        (md(max_tokens="-5"), "'max_tokens' must be a positive integer"),
-        (md(max_tokens="1.5"), "'max_tokens' must be a positive integer"),
-        (md(max_tokens="true"), "'max_tokens' must be a positive integer"),
-        (md(temperature="1.5"), "'temperature' must be a number from 0 to 1"),
-        (md(temperature="-0.1"), "'temperature' must be a number from 0 to 1"),
-        (md(temperature="hot"), "'temperature' must be a number from 0 to 1"),
-        (md(temperature="true"), "'temperature' must be a number from 0 to 1"),
-        (md(temperature=".nan"), "'temperature' must be a number from 0 to 1"),
+        (md(max_tokens="0"), "max_tokens=0 is out of range: use a whole number from 1 to 128,000."),
+        (md(max_tokens="-5"), "max_tokens=-5 is out of range"),
+        (md(max_tokens="128001"), "max_tokens=128001 is out of range: use a whole number from 1 to 128,000."),
+        (md(max_tokens="1.5"), "max_tokens=1.5 is not a whole number: use one from 1 to 128,000."),
+        (md(max_tokens="true"), "max_tokens=True is not a whole number"),
+        (md(temperature="1.5"), "temperature=1.5 is out of range: use a number from 0 to 1."),
+        (md(temperature="-0.1"), "temperature=-0.1 is out of range"),
+        (md(temperature="hot"), "temperature='hot' is not a number: use one from 0 to 1."),
+        (md(temperature="true"), "temperature=True is not a number"),
+        (md(temperature=".nan"), "temperature=nan is out of range"),
         (md(description="[a, b]"), "'description' must be text"),
         (md("   \n\n", description="no body"), "the system prompt is empty"),
         ("", "the system prompt is empty"),
@@ -382,8 +385,8 @@ def test_valid_edge_values_accepted(reg, pagents: Path) -> None:
     write(pagents / "edge.md", md(temperature="0", max_tokens="1", cache="true", model='""'))
     agent = reg().get("edge")
     assert (agent.temperature, agent.max_tokens, agent.cache, agent.model) == (0.0, 1, True, None)
-    write(pagents / "top.md", md(temperature="1", name="a" * 64))
-    assert reg().get("a" * 64).temperature == 1.0
+    write(pagents / "top.md", md(temperature="1", name="a" * 64, max_tokens="128000"))
+    assert (reg().get("a" * 64).temperature, reg().get("a" * 64).max_tokens) == (1.0, 128_000)
 
 
 def test_file_whose_name_cannot_be_determined_only_appears_in_problems(reg, pagents: Path) -> None:
@@ -401,8 +404,8 @@ def test_oversized_file_refused_before_reading(reg, pagents: Path, monkeypatch: 
     write(pagents / "huge.md", "x" * (MAX_DEFINITION_BYTES + 1))
     write(pagents / "limit.md", "y" * MAX_DEFINITION_BYTES)
     reads: list[Path] = []
-    real_read = agents_mod._read_text
-    monkeypatch.setattr(agents_mod, "_read_text", lambda p, label: reads.append(p) or real_read(p, label))
+    real_read = agent_files.read_text
+    monkeypatch.setattr(agent_files, "read_text", lambda p, label: reads.append(p) or real_read(p, label))
     registry = reg()
     message = definition_error(registry, "huge")
     assert "huge.md" in message and "1,048,577 bytes" in message and "1 MiB" in message
@@ -509,7 +512,7 @@ def test_broken_project_file_shadows_builtin_instead_of_silently_falling_back(pr
     write(pagents / "code-reviewer.md", md(temperature="3"))
     registry = AgentRegistry(proj, user_dir=udir)
     message = definition_error(registry, "code-reviewer")
-    assert "code-reviewer.md" in message and "'temperature'" in message
+    assert "code-reviewer.md" in message and "temperature=3 is out of range" in message
     assert "code-reviewer" not in registry.names() and "code-reviewer" not in registry
     assert "python-expert" in registry
 
@@ -621,8 +624,8 @@ def test_claude_json_cached_and_reloaded_on_edit(reg, proj: Path, monkeypatch: p
     write(claude / "agents" / "one.md", "one")
     write(claude / "agents" / "two.md", "two")
     calls: list[Path] = []
-    real = agents_mod._parse_claude_json
-    monkeypatch.setattr(agents_mod, "_parse_claude_json", lambda p, label: calls.append(p) or real(p, label))
+    real = agent_files.parse_claude_json
+    monkeypatch.setattr(agent_files, "parse_claude_json", lambda p, label: calls.append(p) or real(p, label))
     cfg = write(claude / "claude.json", json.dumps({"agents": {"first": {"file": "agents/one.md"}}}))
     registry = reg()
     assert registry.names() == ["first", "two"]
@@ -646,8 +649,9 @@ def test_problems_logged_once_per_file_version(reg, pagents: Path, caplog: pytes
     assert len([r for r in caplog.records if r.name == "claude_force_nb.core.agents"]) == 2
 
 
-def test_module_has_no_heavy_top_level_imports() -> None:
-    tree = ast.parse(Path(agents_mod.__file__).read_text(encoding="utf-8"))
+@pytest.mark.parametrize("module", [agents_mod, agent_files])
+def test_modules_have_no_heavy_top_level_imports(module) -> None:
+    tree = ast.parse(Path(module.__file__).read_text(encoding="utf-8"))
     top: set[str] = set()
     for node in tree.body:
         if isinstance(node, ast.Import):

@@ -18,7 +18,7 @@ from claude_force_nb.core.errors import (
     RateLimitedError,
     UnknownAgentError,
 )
-from claude_force_nb.engine.orchestrator import PROMPT_CACHE_MIN_CHARS, Job
+from claude_force_nb.engine.orchestrator import Job
 from claude_force_nb.core.pricing import UnknownModelWarning
 from claude_force_nb.testing import Fault
 
@@ -60,18 +60,6 @@ def test_cost_is_exact_including_cache_tokens(orch, server):
 def test_temperature_goes_in_the_body(orch, server):
     orch.run_sync("assistant", "hi", temperature=0.2, use_cache=False)
     assert messages_requests(server)[0].body["temperature"] == 0.2
-
-
-def test_long_agent_definition_gets_prompt_cache_control(orch, server, tmp_path):
-    agents = tmp_path / "project" / ".claude" / "agents"
-    agents.mkdir(parents=True)
-    (agents / "long.md").write_text("---\nname: long\ndescription: d\n---\n" + "Be thorough. " * (PROMPT_CACHE_MIN_CHARS // 10))
-    first = orch.run_sync("long", "one")
-    second = orch.run_sync("long", "two")
-    system = messages_requests(server)[0].body["system"]
-    assert system[0]["cache_control"] == {"type": "ephemeral"}
-    assert first.usage.cache_write_5m_tokens > 0
-    assert second.usage.cache_read_tokens == first.usage.cache_write_5m_tokens
 
 
 def test_streaming_deltas_reach_on_text(orch):
@@ -218,6 +206,8 @@ def test_blocking_call_from_runner_thread_raises(orch):
         (dict(agent="assistant", task="x", max_tokens=0), "max_tokens=0 is out of range"),
         (dict(agent="assistant", task="x", temperature=1.5), "temperature=1.5 is out of range"),
         (dict(agent="assistant", task="x", model="claude sonnet"), "Malformed model id"),
+        (dict(agent="assistant", task="x", max_tokens=200_000), "max_tokens=200000 is out of range"),
+        (dict(agent="assistant", task="x", max_token=5), r"Unknown option\(s\) max_token: use model, max_tokens"),
     ],
 )
 def test_bad_input_is_refused_with_a_clear_message(make_orch, server, kwargs, match):

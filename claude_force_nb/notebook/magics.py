@@ -11,6 +11,7 @@ the fix; bugs keep their tracebacks.
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import functools
 import itertools
 import shlex
@@ -26,6 +27,7 @@ from IPython.display import HTML, display
 from traitlets import Bool, Float, Int, Unicode, observe
 
 from ..core.errors import ClaudeForceError
+from ..core.options import RunOptions
 from ..core.settings import DEFAULT_MODEL, Settings
 from ..engine.background import BackgroundJob
 from ..views.compare import comparison_frame
@@ -145,12 +147,12 @@ class AgentMagics(Magics):
         task = self._task(cell, args.no_interpolate)
         orch = self.orchestrator
         definition = orch.registry.get(args.agent)  # fail fast, before anything is shown
-        model = args.model or definition.model or orch.settings.default_model
-        view = StreamView(args.agent, model, args.format)
-        options = dict(
+        run_options = RunOptions(
             model=args.model, max_tokens=args.max_tokens, temperature=args.temperature, system=args.system,
             use_cache=not args.no_cache, refresh=args.refresh, stream=False if args.no_stream else None,
         )
+        view = StreamView(args.agent, run_options.resolve(definition, orch.settings).model, args.format)
+        options = run_options.as_kwargs()
         if args.bg:
             self._start_background(args, task, options, view)
             return
@@ -240,11 +242,10 @@ class AgentMagics(Magics):
         orch = self.orchestrator
         for name in agents:
             orch.registry.get(name)
-        jobs = [
-            {"agent": a, "task": task, "model": m, "max_tokens": args.max_tokens, "temperature": args.temperature}
-            for a, m in itertools.product(agents, models)
-        ]
-        results = orch.run_many_sync(jobs, use_cache=not args.no_cache)
+        common = RunOptions(max_tokens=args.max_tokens, temperature=args.temperature, use_cache=not args.no_cache)
+        checked = [dataclasses.replace(common, model=m) for m in models]  # a bad flag fails before any call
+        jobs = [{"agent": a, "task": task, "model": o.model} for a, o in itertools.product(agents, checked)]
+        results = orch.run_many_sync(jobs, **common.as_kwargs())
         display(HTML(compare_html(results)), metadata={"claude_force_nb": [provenance(r)["claude_force_nb"] for r in results]})
         frame = comparison_frame(results)
         if args.out:

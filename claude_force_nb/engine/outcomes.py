@@ -1,0 +1,149 @@
+"""Outcomes: the AgentResult of a call, whatever happened, and the line that explains a failure.
+
+Anything that happened on the wire (API errors after retries, an empty answer, a
+truncated stream, an open circuit) becomes an AgentResult with ``error`` set; only a
+problem found before sending is raised (by the orchestrator). A failed call costs $0
+as far as we know; a cancelled one has an unknown cost (None).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import anthropic
+import httpx2
+
+from ..core.errors import APICallError, ClaudeForceError, EmptyResponseError
+from ..core.pricing import PriceTable
+from ..core.results import AgentResult, Usage
+from ..store.cache import CachedResponse
+from .requests import Call
+
+__all__ = ["cache_entry", "describe_failure", "from_cache", "from_failure", "from_message", "refused"]
+
+
+def from_message(
+    call: Call, message: Any, request_id: str | None, attempts: int, latency: float, *, prices: PriceTable,
+    offline: bool,
+) -> AgentResult:
+    """A complete API response. No text (and no refusal) is an error: nothing to show."""
+    text = "".join(getattr(b, "text", "") for b in (message.content or []) if getattr(b, "type", "") == "text")
+    usage = Usage.from_api(message.usage)
+    served = message.model or call.model
+    refused_answer = message.stop_reason == "refusal"
+    error = error_type = None
+    if not text.strip() and not refused_answer:
+        exc = EmptyResponseError(
+            f"The model returned no text (stop_reason={message.stop_reason!r}); "
+            f"try again, rephrase the task or raise max_tokens.",
+            error_type="empty_response",
+        )
+        error, error_type = str(exc), exc.error_type
+    return AgentResult(
+        agent=call.agent.name,
+        model=served,
+        text=text,
+        usage=usage,
+        cost_usd=prices.cost(served, usage),
+        latency_s=latency,
+        stop_reason=message.stop_reason,
+        request_id=request_id,
+        error=error,
+        error_type=error_type,
+        cache_key=call.cache_key,
+        offline=offline,
+        refused=refused_answer,
+        attempts=attempts,
+    )
+
+
+def from_cache(call: Call, hit: CachedResponse, latency: float, *, offline: bool) -> AgentResult:
+    """A cache hit: costs nothing and records what the call cost when it was made."""
+    return AgentResult(
+        agent=call.agent.name,
+        model=hit.model,
+        text=hit.text,
+        usage=hit.usage,
+        cost_usd=0.0,
+        saved_usd=hit.cost_usd or 0.0,
+        cached=True,
+        latency_s=latency,
+        stop_reason=hit.stop_reason,
+        request_id=hit.request_id,
+        cache_key=call.cache_key,
+        offline=offline,
+        attempts=0,
+    )
+
+
+def from_failure(call: Call, exc: BaseException, attempts: int, latency: float, *, offline: bool) -> AgentResult:
+    """A call that failed on the wire (or was cancelled): the error explained, no answer."""
+    message, error_type = describe_failure(exc, attempts)
+    return AgentResult(
+        agent=call.agent.name,
+        model=call.model,
+        cost_usd=None if isinstance(exc, asyncio.CancelledError) else 0.0,
+        latency_s=latency,
+        request_id=getattr(exc, "request_id", None),
+        error=message,
+        error_type=error_type,
+        cache_key=call.cache_key,
+        offline=offline,
+        attempts=attempts,
+    )
+
+
+def refused(agent: str, exc: ClaudeForceError, *, model: str, offline: bool) -> AgentResult:
+    """A run_many job refused before sending (unknown agent, bad options, budget...)."""
+    return AgentResult(
+        agent=agent,
+        model=model,
+        error=str(exc),
+        error_type=type(exc).__name__,
+        offline=offline,
+        attempts=0,
+    )
+
+
+def cache_entry(call: Call, result: AgentResult) -> CachedResponse:
+    """What the response cache keeps of a successful result."""
+    return CachedResponse(
+        text=result.text,
+        stop_reason=result.stop_reason or "",
+        usage=result.usage,
+        model=result.model,
+        cost_usd=result.cost_usd,
+        agent=call.agent.name,
+        task_head=call.task.strip().splitlines()[0][:200],
+        request_id=result.request_id,
+    )
+
+
+def describe_failure(exc: BaseException, attempts: int) -> tuple[str, str]:
+    """One user-facing line and an error type for an API failure."""
+    tries = f" after {attempts} attempt{'s' if attempts != 1 else ''}" if attempts > 1 else ""
+    if isinstance(exc, asyncio.CancelledError):
+        return "Cancelled before the answer was complete (its partial cost is not known).", "cancelled"
+    if isinstance(exc, APICallError):
+        return str(exc), exc.error_type or type(exc).__name__
+    if isinstance(exc, anthropic.APIStatusError):
+        error_type = exc.type or f"http_{exc.status_code}"
+        detail = exc.api_message or exc.message
+        fix = {
+            401: "check ANTHROPIC_API_KEY.",
+            403: "your key lacks permission for this model or feature.",
+            404: "check the model id.",
+            413: "the request is too large: shorten the task.",
+            429: "rate limited: wait a minute or lower max_concurrent / requests_per_minute.",
+            529: "the API is overloaded: try again shortly.",
+        }.get(exc.status_code, "see the message above; retry later if it is a server error.")
+        return f"API error {exc.status_code} ({error_type}){tries}: {detail} — {fix}", error_type
+    if isinstance(exc, (asyncio.TimeoutError, anthropic.APITimeoutError)):
+        return f"The request timed out{tries}: raise Settings.timeout_s or lower max_tokens.", "timeout"
+    if isinstance(exc, (anthropic.APIConnectionError, httpx2.TransportError)):
+        return (
+            f"Could not reach the API{tries} ({type(exc).__name__}): check the network or ANTHROPIC_BASE_URL.",
+            "connection_error",
+        )
+    return f"{type(exc).__name__}: {exc}", type(exc).__name__

@@ -1,0 +1,76 @@
+"""The persistence writer: each call's ledger row and cache entry, written off the event loop.
+
+SQLite work runs on one dedicated thread, never on the runner loop, so a slow disk or
+another process's write lock never stalls calls in flight. Calls finishing while a batch
+is being written join the next batch, so N concurrent calls cost a few transactions
+instead of 2N.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from ..core.results import AgentResult
+from ..store.cache import CachedResponse, ResponseCache
+from ..store.ledger import Ledger
+
+__all__ = ["CacheEntry", "PersistenceWriter"]
+
+log = logging.getLogger(__name__)
+
+CacheEntry = tuple[str, CachedResponse]  # (cache key, what to store under it)
+_Record = tuple[AgentResult, str, CacheEntry | None, "asyncio.Future[None]"]
+
+
+class PersistenceWriter:
+    """Writes ledger rows and cache entries in batches on one thread.
+
+    ``ledger`` and ``cache`` are called when a batch is written, so the stores are
+    opened on first use. Bookkeeping trouble (a locked or full disk) is logged with its
+    traceback and never raised: the answers are paid for and in hand.
+    """
+
+    def __init__(self, ledger: Callable[[], Ledger], cache: Callable[[], ResponseCache]) -> None:
+        self._ledger = ledger
+        self._cache = cache
+        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="claude-force-nb-io")
+        self._pending: list[_Record] = []
+        self._flusher: asyncio.Future[None] | None = None
+
+    async def record(self, result: AgentResult, task: str, entry: CacheEntry | None = None) -> None:
+        """Ledger row (and cache entry) for one call; returns once they are committed."""
+        done = asyncio.get_running_loop().create_future()
+        self._pending.append((result, task, entry, done))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.ensure_future(self._flush_pending())
+        await asyncio.shield(done)
+
+    async def drain(self) -> None:
+        """Wait until everything recorded so far is written."""
+        if self._flusher is not None:
+            await asyncio.gather(self._flusher, return_exceptions=True)
+
+    def close(self) -> None:
+        """Stop the writer thread (after ``drain``)."""
+        self._io.shutdown(wait=True)
+
+    async def _flush_pending(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                await asyncio.get_running_loop().run_in_executor(self._io, self._write_batch, batch)
+            except Exception:
+                log.exception("could not record %d call(s) in the ledger/cache", len(batch))
+            for *_, done in batch:
+                if not done.done():
+                    done.set_result(None)
+
+    def _write_batch(self, batch: list[_Record]) -> None:
+        # The ledger first: what was spent must be recorded even if caching fails.
+        self._ledger().record_many([(result, task) for result, task, _, _ in batch])
+        entries = [entry for _, _, entry, _ in batch if entry is not None]
+        if entries:
+            self._cache().put_many(entries)

@@ -1,0 +1,122 @@
+"""The persistence writer: real SQLite ledger and cache files, written in batches off the loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from pathlib import Path
+
+import pytest
+
+from claude_force_nb.core.results import AgentResult, Usage
+from claude_force_nb.core.settings import Settings
+from claude_force_nb.engine.persistence import PersistenceWriter
+from claude_force_nb.store.cache import CachedResponse, ResponseCache
+from claude_force_nb.store.ledger import Ledger
+
+
+@pytest.fixture
+def stores(tmp_path: Path):
+    settings = Settings(data_dir=tmp_path / "home", secrets_dir=tmp_path / "home" / "secrets",
+                        cache_secret=b"test-secret-0123456789abcdef0123")
+    ledger, cache = Ledger(settings), ResponseCache(settings)
+    yield ledger, cache
+    ledger.close()
+    cache.close()
+
+
+def result(i: int) -> AgentResult:
+    return AgentResult(agent="a", model="claude-haiku-4-5", text=f"answer {i}", usage=Usage(10, i), cost_usd=0.001,
+                       stop_reason="end_turn")
+
+
+def entry(i: int) -> tuple[str, CachedResponse]:
+    return f"key-{i}", CachedResponse(text=f"answer {i}", stop_reason="end_turn", usage=Usage(10, i),
+                                      model="claude-haiku-4-5", cost_usd=0.001, agent="a", task_head=f"t{i}")
+
+
+def test_concurrent_calls_share_one_batch_written_on_the_writer_thread(stores) -> None:
+    ledger, cache = stores
+    writes: list[tuple[int, str]] = []
+    record_many = ledger.record_many
+
+    def spy(calls, **kwargs):  # the real method, counted
+        calls = list(calls)
+        writes.append((len(calls), threading.current_thread().name))
+        return record_many(calls, **kwargs)
+
+    ledger.record_many = spy
+    writer = PersistenceWriter(lambda: ledger, lambda: cache)
+
+    async def calls() -> None:
+        keys = [cache.key_for({"n": i}) for i in range(5)]
+        await asyncio.gather(*(writer.record(result(i), f"task {i}", (keys[i], entry(i)[1]) if i % 2 else None)
+                               for i in range(5)))
+        assert [cache.get(k) is not None for k in keys] == [False, True, False, True, False]
+
+    asyncio.run(calls())
+    writer.close()
+    assert len(writes) == 1 and writes[0][0] == 5 and writes[0][1].startswith("claude-force-nb-io")
+    assert [row["output_tokens"] for row in ledger.rows()] == [0, 1, 2, 3, 4]
+
+
+def test_calls_finishing_during_a_write_join_the_next_batch(stores) -> None:
+    ledger, cache = stores
+    sizes: list[int] = []
+    first_write_started, release_first = threading.Event(), threading.Event()
+    record_many = ledger.record_many
+
+    def slow_first(calls, **kwargs):
+        calls = list(calls)
+        sizes.append(len(calls))
+        if len(sizes) == 1:
+            first_write_started.set()
+            release_first.wait(5)
+        return record_many(calls, **kwargs)
+
+    ledger.record_many = slow_first
+    writer = PersistenceWriter(lambda: ledger, lambda: cache)
+
+    async def calls() -> None:
+        first = asyncio.ensure_future(writer.record(result(0), "t0"))
+        await asyncio.get_running_loop().run_in_executor(None, first_write_started.wait, 5)
+        later = [asyncio.ensure_future(writer.record(result(i), f"t{i}")) for i in (1, 2, 3)]
+        await asyncio.sleep(0)  # let them queue behind the write in progress
+        release_first.set()
+        await asyncio.gather(first, *later)
+        await writer.drain()
+
+    asyncio.run(calls())
+    writer.close()
+    assert sizes == [1, 3] and len(ledger.rows()) == 4
+
+
+def test_a_failing_write_is_logged_and_the_call_still_returns(stores, caplog: pytest.LogCaptureFixture) -> None:
+    ledger, cache = stores
+
+    def locked(*args, **kwargs):
+        raise OSError("disk full")
+
+    ledger.record_many = locked
+    writer = PersistenceWriter(lambda: ledger, lambda: cache)
+    asyncio.run(writer.record(result(0), "t"))
+    writer.close()
+    (record,) = [r for r in caplog.records if r.name == "claude_force_nb.engine.persistence"]
+    assert record.levelno == logging.ERROR and record.getMessage() == "could not record 1 call(s) in the ledger/cache"
+    assert "OSError: disk full" in caplog.text
+
+
+def test_stores_are_opened_only_when_a_batch_is_written(stores) -> None:
+    ledger, cache = stores
+    asked: list[str] = []
+    writer = PersistenceWriter(lambda: asked.append("ledger") or ledger, lambda: asked.append("cache") or cache)
+    assert asked == []
+
+    async def one_call() -> None:
+        await writer.record(result(0), "t")
+        await writer.drain()
+
+    asyncio.run(one_call())
+    writer.close()
+    assert asked == ["ledger"]  # no cache entry: the cache is never opened
