@@ -12,7 +12,7 @@ from claude_force_nb.core.errors import MissingAPIKeyError
 from claude_force_nb.core.options import RunOptions
 from claude_force_nb.core.pricing import PriceTable
 from claude_force_nb.core.results import AgentResult
-from claude_force_nb.engine.limits import RateLimiter
+from claude_force_nb.engine.pacing import Pacer
 from claude_force_nb.engine.requests import build_call
 from claude_force_nb.engine.retry import CircuitBreaker
 from claude_force_nb.engine.sending import Sender
@@ -27,7 +27,7 @@ def send(make_settings):
     def run(task: str, options: RunOptions = RunOptions(), on_text=None, **changes: object):
         settings = make_settings(**changes)
         breaker = CircuitBreaker(settings.circuit_failures, settings.circuit_reset_s)
-        sender = Sender(lambda: settings, breaker=breaker, limiter=RateLimiter(), prices=PriceTable.load())
+        sender = Sender(lambda: settings, breaker=breaker, pacer=Pacer(settings.max_concurrent), prices=PriceTable.load())
         call = build_call(AGENT, task, options, settings)
 
         async def go() -> AgentResult:

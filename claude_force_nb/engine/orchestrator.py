@@ -32,7 +32,8 @@ from ..core.results import AgentResult
 from ..core.settings import Settings
 from ..store.cache import ResponseCache
 from ..store.ledger import Ledger
-from .limits import BudgetGuard, RateLimiter
+from .limits import BudgetGuard
+from .pacing import Pacer
 from .persistence import PersistenceWriter
 from .requests import Call, build_call
 from .retry import CircuitBreaker
@@ -92,8 +93,13 @@ class Orchestrator:
         self.prices = price_table(self.settings.prices_path if self.settings.prices_path.is_file() else None)
         self.budget = BudgetGuard(self.settings.budget_usd)
         self.breaker = CircuitBreaker(self.settings.circuit_failures, self.settings.circuit_reset_s)
-        limiter = RateLimiter(self.settings.requests_per_minute, self.settings.tokens_per_minute)
-        self._sender = Sender(lambda: self.settings, breaker=self.breaker, limiter=limiter, prices=self.prices)
+        self.pacer = Pacer(
+            self.settings.max_concurrent,
+            requests_per_minute=self.settings.requests_per_minute,
+            tokens_per_minute=self.settings.tokens_per_minute,
+            max_pause_s=self.settings.retry_max_wait_s,
+        )
+        self._sender = Sender(lambda: self.settings, breaker=self.breaker, pacer=self.pacer, prices=self.prices)
         self._writer = PersistenceWriter(lambda: self.ledger, lambda: self.cache)
         self._tasks: set[asyncio.Task[Any]] = set()  # calls in flight (on the runner loop)
         self._closed = False
@@ -168,7 +174,7 @@ class Orchestrator:
             )
         self.settings = self.settings.replace(**changes)
         if "max_concurrent" in changes:
-            self._sender.reset_concurrency()
+            self.pacer.set_max_concurrent(changes["max_concurrent"])
         if "budget_usd" in changes:
             self.budget.budget_usd = changes["budget_usd"]
 

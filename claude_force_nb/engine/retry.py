@@ -291,28 +291,6 @@ class CircuitBreaker:
             f"Check the service status or your network, then retry."
         )
 
-    # -- per-attempt reporting: what orchestrator.py calls until it passes breaker= to with_retries --
-
-    def before_call(self) -> None:
-        """Raise CircuitOpenError while open; claim the half-open probe."""
-        self._admit()
-
-    def abandon(self) -> None:
-        """A call was cancelled: it proves nothing either way, but frees the probe slot."""
-        with self._lock:
-            self._probing = False
-
-    def record(self, ok: bool) -> None:
-        """Count one failed attempt (or clear the count on success)."""
-        with self._lock:
-            self._probing = False
-            if ok:
-                self.failures, self.opened_at = 0, None
-                return
-            self.failures += 1
-            if self.failures >= self.threshold:
-                self.opened_at = self.clock()
-
 
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, anthropic.APIStatusError):

@@ -1,10 +1,11 @@
-"""Sending one call: the SDK client, the concurrency cap, rate limits, the breaker and retries.
+"""Sending one call: the SDK client, pacing, the circuit breaker and retries.
 
-Everything here runs on the runner's private loop, where the client and the semaphore
-live (they are loop-bound). The client is built with ``max_retries=0``: retry.py owns
-retries. Each attempt waits for the rate limiter, then for a concurrency slot, then asks
-the circuit breaker, and sends the request as a stream (deltas go to ``on_text``) or as
-one JSON reply.
+Everything here runs on the runner's private loop, where the client lives (it is
+loop-bound). The client is built with ``max_retries=0``: retry.py owns retries. Each
+attempt passes the circuit breaker, then waits for its place in the run from the shared
+Pacer (concurrency, pauses after 429/529, the API's rate-limit headers, the user's per-minute
+caps), and sends the request as a stream (deltas go to ``on_text``) or as one JSON reply;
+the response headers go back to the Pacer as soon as they arrive.
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ from ..core.pricing import PriceTable
 from ..core.results import AgentResult
 from ..core.settings import Settings
 from . import outcomes
-from .limits import RateLimiter
 from .offline import offline_base_url
+from .pacing import Pacer, Slot
 from .requests import Call
-from .retry import CircuitBreaker, is_retryable, with_retries
+from .retry import CircuitBreaker, with_retries
 
 __all__ = ["Sender", "TextCallback"]
 
@@ -43,18 +44,13 @@ class Sender:
     """
 
     def __init__(
-        self, settings: Callable[[], Settings], *, breaker: CircuitBreaker, limiter: RateLimiter, prices: PriceTable
+        self, settings: Callable[[], Settings], *, breaker: CircuitBreaker, pacer: Pacer, prices: PriceTable
     ) -> None:
         self._settings = settings
         self._breaker = breaker
-        self._limiter = limiter
+        self._pacer = pacer
         self._prices = prices
         self._client: anthropic.AsyncAnthropic | None = None
-        self._semaphore: asyncio.Semaphore | None = None
-
-    def reset_concurrency(self) -> None:
-        """New calls use the current max_concurrent; running ones finish under the old."""
-        self._semaphore = None
 
     async def aclose(self) -> None:
         """Close the client (an open client left on the loop can stall later requests)."""
@@ -69,32 +65,14 @@ class Sender:
         async def attempt() -> tuple[Any, str | None]:
             nonlocal attempts
             attempts += 1
-            await self._limiter.acquire(call.estimated_input_tokens + call.max_tokens)
-            async with self._semaphore_on_loop():
-                self._breaker.before_call()  # claims the half-open probe only now
-                try:
-                    async with asyncio.timeout(self._settings().timeout_s) as deadline:
-                        sent = await self._send_once(call, on_text, deadline)
-                except anthropic.APIStatusError as exc:
-                    # Only server-side trouble counts against the service.
-                    self._breaker.record(ok=not is_retryable(exc))
-                    raise
-                except Exception as exc:
-                    if is_retryable(exc):
-                        self._breaker.record(ok=False)
-                    else:  # e.g. an on_text callback raising: says nothing about the API
-                        self._breaker.abandon()
-                    raise
-                except BaseException:
-                    self._breaker.abandon()
-                    raise
-            self._breaker.record(ok=True)
-            return sent
+            async with self._pacer.slot(call.estimated_input_tokens, call.max_tokens) as slot:
+                async with asyncio.timeout(self._settings().timeout_s) as deadline:
+                    return await self._send_once(call, on_text, deadline, slot)
 
         s = self._settings()
         try:
             message, request_id = await with_retries(
-                attempt, attempts=s.max_attempts, base_wait_s=s.retry_base_wait_s, max_wait_s=s.retry_max_wait_s,
+                attempt, breaker=self._breaker, attempts=s.max_attempts, base_wait_s=s.retry_base_wait_s, max_wait_s=s.retry_max_wait_s,
                 before_sleep=_log_retry,
             )
         except asyncio.CancelledError:
@@ -106,7 +84,7 @@ class Sender:
         )
 
     async def _send_once(
-        self, call: Call, on_text: TextCallback | None, deadline: asyncio.Timeout
+        self, call: Call, on_text: TextCallback | None, deadline: asyncio.Timeout, slot: Slot
     ) -> tuple[Any, str | None]:
         """One attempt: the request as a stream (deltas to on_text) or a single JSON reply.
 
@@ -117,9 +95,12 @@ class Sender:
         client = self._client_on_loop()
         params = call.sdk_params()
         if not call.options.stream:
-            message = await client.messages.create(**params)
-            return message, getattr(message, "_request_id", None)
+            raw = await client.messages.with_raw_response.create(**params)
+            slot.observe(raw.headers)
+            message = await raw.parse()
+            return message, raw.request_id
         async with client.messages.stream(**params) as stream:
+            slot.observe(stream.response.headers)
             deadline.reschedule(None)
             async for text in stream.text_stream:
                 if on_text is not None:
@@ -151,10 +132,6 @@ class Sender:
             )
         return self._client
 
-    def _semaphore_on_loop(self) -> asyncio.Semaphore:
-        if self._semaphore is None:
-            self._semaphore = asyncio.Semaphore(self._settings().max_concurrent)
-        return self._semaphore
 
 
 def _log_retry(state: Any) -> None:

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as W
 
 from ...core.errors import ClaudeForceError, InvalidInputError
+from ...core.options import MAX_OUTPUT_TOKENS, RunOptions
 from ...core.results import AgentResult, format_cost
-from ...engine.orchestrator import MAX_OUTPUT_TOKENS
 from ..display import CURSOR, TextStream, badge_html, provenance, result_bundle
 from ._base import NO_TASK, App, finished, known_models, output, status_line
 
@@ -95,8 +95,8 @@ class AgentConsole(App):
         except ClaudeForceError as exc:
             self.agent_info.value = status_line(str(exc), "error")
             return
-        settings = self.orchestrator.settings
-        model = definition.model or settings.default_model
+        defaults = RunOptions().resolve(definition, self.orchestrator.settings)
+        model = defaults.model or ""
         self.agent.tooltip = definition.description or name
         self.agent_info.value = (
             f'<span style="color: #666;"><i>{html.escape(definition.description or "(no description)")}</i>'
@@ -104,7 +104,7 @@ class AgentConsole(App):
         )
         if set_defaults:
             self.model.value = model
-            self.max_tokens.value = definition.max_tokens or settings.max_tokens
+            self.max_tokens.value = defaults.max_tokens
 
     @property
     def session_cost(self) -> float:
@@ -138,8 +138,9 @@ class AgentConsole(App):
         agent = self.agent.value
         if not agent:
             raise InvalidInputError("Choose an agent first: nothing was sent.")
-        model = (self.model.value or "").strip() or None
-        return agent, task, {"model": model, "max_tokens": int(self.max_tokens.value), "use_cache": bool(self.use_cache.value)}
+        options = RunOptions(model=(self.model.value or "").strip() or None, max_tokens=int(self.max_tokens.value),
+                             use_cache=bool(self.use_cache.value))
+        return agent, task, {"model": options.model, "max_tokens": options.max_tokens, "use_cache": options.use_cache}
 
     def run(self) -> concurrent.futures.Future[AgentResult | None]:
         """What Run does: check the inputs, submit the call, return at once."""

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as W
 
 from ...core.errors import InvalidInputError
+from ...core.options import MAX_OUTPUT_TOKENS, RunOptions
 from ...core.results import AgentResult, format_cost
-from ...engine.orchestrator import MAX_OUTPUT_TOKENS
 from ...views.compare import clip_columns, comparison_frame
 from ..display import compare_html
 from ._base import NO_TASK, App, finished, html_output, known_models
@@ -85,8 +85,8 @@ class CompareView(App):
             raise InvalidInputError(NO_TASK)
         if not agents:
             raise InvalidInputError("Select at least one agent: nothing was sent.")
-        max_tokens = int(self.max_tokens.value)
-        return [{"agent": a, "task": task, "model": m, "max_tokens": max_tokens} for a in agents for m in models]
+        checked = [RunOptions(model=m, max_tokens=int(self.max_tokens.value)) for m in models]
+        return [{"agent": a, "task": task, "model": o.model, "max_tokens": o.max_tokens} for a in agents for o in checked]
 
     def run(self) -> concurrent.futures.Future[Any]:
         """Check the inputs, submit every agent × model concurrently, return at once."""
