@@ -15,7 +15,6 @@ import pytest
 from claude_force_nb.core import agent_files
 from claude_force_nb.core import agents as agents_mod
 from claude_force_nb.core.agents import (
-    FRAME_COLUMNS,
     MAX_DEFINITION_BYTES,
     AgentDefinition,
     AgentRegistry,
@@ -372,7 +371,7 @@ def test_refused_definitions(reg, pagents: Path, content: str, fragment: str) ->
     assert registry.names() == ["fine"]
     assert "victim" not in registry
     assert registry.problems() == [message]
-    assert list(registry.frame()["name"]) == ["fine"]
+    assert registry.names() == ["fine"] == [d.name for d in registry]
 
 
 def test_yaml_error_reports_the_file_line(reg, pagents: Path) -> None:
@@ -551,30 +550,6 @@ def test_contains_iter_len(reg, pagents: Path) -> None:
     assert repr(registry).endswith(": 2 agents, 0 problems>")
 
 
-def test_frame_columns_and_values(reg, pagents: Path, udir: Path) -> None:
-    b = write(pagents / "beta.md", md("Beta prompt.", description="B agent", model="haiku"))
-    a = write(udir / "alpha.md", "Alpha!")
-    df = reg().frame()
-    assert list(df.columns) == list(FRAME_COLUMNS) == ["name", "source", "path", "model", "description", "chars"]
-    assert df.to_dict("records") == [
-        {"name": "alpha", "source": "user", "path": str(a.resolve()), "model": None, "description": "", "chars": 6},
-        {
-            "name": "beta",
-            "source": "project",
-            "path": str(b.resolve()),
-            "model": "claude-haiku-4-5",
-            "description": "B agent",
-            "chars": 12,
-        },
-    ]
-    assert str(df["chars"].dtype) == "int64"
-
-
-def test_frame_of_empty_registry_has_the_columns(reg) -> None:
-    df = reg().frame()
-    assert list(df.columns) == list(FRAME_COLUMNS) and len(df) == 0
-
-
 # ---------------------------------------------------------------------------- caching
 
 
@@ -583,7 +558,7 @@ def test_second_lookup_does_not_reparse_and_edits_are_picked_up(reg, pagents: Pa
     registry = reg()
     assert registry.get("c").system == "version one"
     assert registry.get("c").system == "version one"
-    assert registry.names() == ["c"] and len(registry.frame()) == 1
+    assert registry.names() == ["c"] and len(list(registry)) == 1
     assert parse_counter == [str(path)]
 
     write(path, md("version two, longer", name="c"))  # size changes

@@ -37,17 +37,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import agent_files
 from .agent_files import MAX_DEFINITION_BYTES, MODEL_ALIASES, NAME_PATTERN, DefinitionProblem, realpath
 from .errors import AgentDefinitionError, UnknownAgentError
 
-if TYPE_CHECKING:  # pragma: no cover
-    import pandas as pd
-
 __all__ = [
-    "FRAME_COLUMNS",
     "MAX_DEFINITION_BYTES",
     "MODEL_ALIASES",
     "NAME_PATTERN",
@@ -57,7 +53,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-FRAME_COLUMNS = ("name", "source", "path", "model", "description", "chars")
 
 # (message, file version) pairs already logged, shared by every registry in the process
 # so that a notebook creating registries repeatedly does not repeat the same warning.
@@ -197,21 +192,6 @@ class AgentRegistry:
         where = "cwd" if self._cwd is None else str(self._cwd)
         return f"<AgentRegistry {where}: {len(self)} agents, {len(self.problems())} problems>"
 
-    def frame(self) -> pd.DataFrame:
-        """One row per usable agent, sorted by name: name, source, path, model, description, chars."""
-        import pandas as pd
-
-        defs = list(self)
-        text = {  # object columns keep None as None (pandas 3 would turn it into NaN)
-            "name": [d.name for d in defs],
-            "source": [d.source for d in defs],
-            "path": [None if d.path is None else str(d.path) for d in defs],
-            "model": [d.model for d in defs],
-            "description": [d.description for d in defs],
-        }
-        columns: dict[str, Any] = {k: pd.Series(v, dtype=object) for k, v in text.items()}
-        columns["chars"] = pd.Series([len(d.system) for d in defs], dtype="int64")
-        return pd.DataFrame(columns, columns=list(FRAME_COLUMNS))
 
     def reload(self) -> None:
         """Forget every parsed file: the next lookup reads them all again."""

@@ -30,6 +30,7 @@ from ..core.errors import ClaudeForceError
 from ..core.options import RunOptions
 from ..core.settings import DEFAULT_MODEL, Settings
 from ..engine.background import BackgroundJob
+from ..views.agent_list import agent_list
 from ..views.compare import comparison_frame
 from .display import StreamView, compare_html, extract_code, provenance
 from .interpolate import interpolate
@@ -277,7 +278,7 @@ class AgentMagics(Magics):
         print("Cell magics: %%agent AGENT [options] (see %%agent?), %%compare -a A,B [-m M1,M2]")
 
     def _cmd_list(self, rest: list[str]) -> Any:
-        return self.orchestrator.registry.frame()
+        return agent_list(self.orchestrator.registry)
 
     def _by(self, rest: list[str], default: str = "agent") -> str:
         if not rest:
