@@ -15,7 +15,8 @@ import pytest
 
 from claude_force_nb.store import ledger as ledger_mod
 from claude_force_nb.store.cache import CachedResponse, ResponseCache
-from claude_force_nb.store.ledger import COLUMNS, MIGRATIONS, Ledger, current_session_id, migrate
+from claude_force_nb.store.ledger import COLUMNS, MIGRATIONS, Ledger, current_session_id
+from claude_force_nb.store.migrations import migrate
 from claude_force_nb.core.results import AgentResult, Usage
 from claude_force_nb.core.settings import Settings
 
@@ -183,7 +184,7 @@ def test_old_ledger_is_migrated_without_losing_rows(settings):
     home.mkdir(mode=0o700)
     conn = sqlite3.connect(settings.ledger_path, isolation_level=None)
     try:
-        assert migrate(conn, migrations=MIGRATIONS[:1]) == ["m001_calls"]
+        assert migrate(conn, MIGRATIONS[:1]) == ["m001_calls"]
         conn.execute(
             "INSERT INTO calls(ts, session_id, agent, model, cached, input_tokens, output_tokens, cost_usd, "
             "saved_usd, latency_s, ok, error_type, request_id, cache_key) "
@@ -211,7 +212,7 @@ def test_old_ledger_is_migrated_without_losing_rows(settings):
 def test_migrate_is_idempotent(settings, ledger):
     conn = sqlite3.connect(settings.ledger_path, isolation_level=None)
     try:
-        assert migrate(conn) == []
+        assert migrate(conn, MIGRATIONS) == []
     finally:
         conn.close()
 

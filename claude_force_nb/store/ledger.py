@@ -4,11 +4,8 @@ The ledger lives in ``ledger.sqlite3`` next to (never inside) the cache, so clea
 cache never loses cost history. Several kernels may write at once (WAL, busy timeout,
 one connection per thread, reopened after ``fork``).
 
-Schema changes are named, ordered migration functions (as in simonw/llm): ``migrate``
-records each applied name in ``_migrations(name, applied_at)`` and runs the missing
-ones, all inside one ``BEGIN IMMEDIATE`` transaction so two kernels opening an old
-ledger at once cannot both apply a migration. Add a migration by appending a function
-to ``MIGRATIONS``; never edit or reorder applied ones.
+Schema changes are named, ordered migration functions (``MIGRATIONS``), applied by
+``store.migrations.migrate`` when a connection opens.
 """
 
 from __future__ import annotations
@@ -18,12 +15,13 @@ import os
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._sqlite import ConnectionPool, is_corruption, retry_locked, write_transaction
+from ._sqlite import ConnectionPool, is_corruption, write_transaction
+from .migrations import Migration, migrate, migration
 from ..core.errors import ClaudeForceError, ConfigurationError
 from ..core.results import AgentResult
 from ..core.settings import Settings, ensure_private_dir
@@ -31,7 +29,7 @@ from ..core.settings import Settings, ensure_private_dir
 if TYPE_CHECKING:  # pragma: no cover
     import pandas
 
-__all__ = ["COLUMNS", "MIGRATIONS", "Ledger", "current_session_id", "migrate"]
+__all__ = ["COLUMNS", "MIGRATIONS", "Ledger", "current_session_id"]
 
 TASK_HEAD_CHARS = 200
 
@@ -71,17 +69,10 @@ if hasattr(os, "register_at_fork"):
 
 # --------------------------------------------------------------------------- migrations
 
-Migration = Callable[[sqlite3.Connection], None]
 MIGRATIONS: list[Migration] = []
 
 
-def migration(fn: Migration) -> Migration:
-    """Register ``fn`` as the next migration (returns it unchanged)."""
-    MIGRATIONS.append(fn)
-    return fn
-
-
-@migration
+@migration(MIGRATIONS)
 def m001_calls(conn: sqlite3.Connection) -> None:
     conn.execute(
         """CREATE TABLE calls(
@@ -104,60 +95,28 @@ def m001_calls(conn: sqlite3.Connection) -> None:
     )
 
 
-@migration
+@migration(MIGRATIONS)
 def m002_prompt_cache_tokens(conn: sqlite3.Connection) -> None:
     for column in ("cache_write_5m_tokens", "cache_write_1h_tokens", "cache_read_tokens"):
         conn.execute(f"ALTER TABLE calls ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
 
 
-@migration
+@migration(MIGRATIONS)
 def m003_offline_attempts_task(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE calls ADD COLUMN offline INTEGER NOT NULL DEFAULT 0")
     conn.execute("ALTER TABLE calls ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1")
     conn.execute("ALTER TABLE calls ADD COLUMN task_head TEXT NOT NULL DEFAULT ''")
 
 
-@migration
+@migration(MIGRATIONS)
 def m004_indexes(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX IF NOT EXISTS calls_ts ON calls(ts)")
     conn.execute("CREATE INDEX IF NOT EXISTS calls_session ON calls(session_id, ts)")
     conn.execute("CREATE INDEX IF NOT EXISTS calls_agent ON calls(agent, ts)")
 
 
-def _applied(conn: sqlite3.Connection) -> set[str] | None:
-    try:
-        return {row[0] for row in conn.execute("SELECT name FROM _migrations")}
-    except sqlite3.OperationalError as exc:
-        if "no such table" in str(exc):
-            return None
-        raise
-
-
-def migrate(conn: sqlite3.Connection, *, migrations: Iterable[Migration] | None = None) -> list[str]:
-    """Apply the missing migrations (default: all of MIGRATIONS, in order); return their names."""
-    todo = list(MIGRATIONS if migrations is None else migrations)
-    applied = _applied(conn)
-    if applied is not None and all(m.__name__ in applied for m in todo):
-        return []                                  # fast path: no write lock taken
-
-    def run() -> list[str]:
-        done: list[str] = []
-        with write_transaction(conn):
-            conn.execute("CREATE TABLE IF NOT EXISTS _migrations(name TEXT PRIMARY KEY, applied_at REAL)")
-            already = _applied(conn) or set()      # re-read under the lock: another process may have won
-            for fn in todo:
-                if fn.__name__ in already:
-                    continue
-                fn(conn)
-                conn.execute("INSERT INTO _migrations(name, applied_at) VALUES (?, ?)", (fn.__name__, time.time()))
-                done.append(fn.__name__)
-        return done
-
-    return retry_locked(run)
-
-
 def _setup(conn: sqlite3.Connection) -> None:
-    migrate(conn)
+    migrate(conn, MIGRATIONS)
 
 
 # --------------------------------------------------------------------------- the ledger
