@@ -4,7 +4,6 @@ itself have their own test_cache_*.py modules.)"""
 
 from __future__ import annotations
 
-import math
 import threading
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 
 from claude_force_nb.core.results import Usage
 from claude_force_nb.core.settings import Settings
-from claude_force_nb.store.cache import CachedResponse, ResponseCache, rowid_of
+from claude_force_nb.store.cache import ENTRY_COLUMNS, CachedResponse, ResponseCache, rowid_of
 
 from .cache_fixtures import (  # noqa: F401 (fixtures; write_schema1_cache for tests/test_concurrency.py)
     BASE_REQUEST,
@@ -60,7 +59,7 @@ def test_a_row_moved_off_its_key_is_never_served_is_reported_and_can_be_deleted(
     assert cache.get(a) is None
     assert cache.get(b).text == "answer b"            # still b's own answer: the signature binds b
     assert sorted(cache.verify()) == sorted([a, "junk"])
-    assert cache.entries().empty
+    assert cache.entries() == []
     assert cache.delete(a) is True                    # found by scanning
     assert cache.delete(b) is True                    # the row get(b) serves, whatever its key column says
     assert cache.delete("junk") is False
@@ -231,39 +230,27 @@ def test_stats_exact(cache, settings, clock):
     assert (cache.stats()["entries"], cache.stats()["bytes"]) == (0, 0)
 
 
-def test_entries_frame(cache, clock):
-    import pandas as pd
-
-    empty = cache.entries()
-    expected = {
-        "key": "str", "agent": "str", "model": "str", "created": "datetime64[ns, UTC]",
-        "expires": "datetime64[ns, UTC]", "size": "int64", "hits": "int64", "cost_usd": "float64",
-        "task": "str", "answer": "str",
-    }
-
-    def kinds(frame):
-        out = {}
-        for name, dtype in frame.dtypes.items():
-            out[name] = "str" if pd.api.types.is_string_dtype(dtype) else str(dtype)
-        return out
-
-    assert list(empty.columns) == list(expected) and kinds(empty) == expected and len(empty) == 0
+def test_entries_are_plain_rows_of_what_get_serves(cache, clock):
+    assert cache.entries() == []
     k1, k2 = cache.key_for({"model": "1"}), cache.key_for({"model": "2"})
     cache.put(k1, response(text="First line of answer\nmore", cost_usd=None, agent=None))
     clock.now = T0 + 5
     cache.put(k2, response(task_head="Explain X"))
     cache.get(k1)
-    cache.get(k1)
-    frame = cache.entries()
-    assert kinds(frame) == expected
-    assert list(frame.index) == [k2, k1]                           # newest first, full keys in the index
-    assert list(frame["key"]) == [k2[:12], k1[:12]]
-    first = frame.loc[k1]
-    assert (first["hits"], first["answer"], first["task"]) == (2, "First line of answer", "Review this function")
-    assert math.isnan(first["cost_usd"]) and pd.isna(first["agent"])
-    assert first["created"] == pd.Timestamp(T0, unit="s", tz="UTC")
-    assert frame.loc[k2, "expires"] == pd.Timestamp(T0 + 5 + 7 * 24 * 3600, unit="s", tz="UTC")
-    assert frame.loc[k2, "cost_usd"] == 0.0123 and frame.loc[k2, "task"] == "Explain X"
+    cache.get(k1)                                                  # this process's hits are written first
+    rows = cache.entries()
+    assert [list(row) for row in rows] == [list(ENTRY_COLUMNS)] * 2
+    size = rows[0]["size"]
+    assert rows == [                                               # newest first, full keys
+        {"cache_key": k2, "agent": "code-reviewer", "model": "claude-sonnet-4-6-20260101", "created": T0 + 5,
+         "expires": T0 + 5 + 7 * 24 * 3600, "size": size, "hits": 0, "cost_usd": 0.0123, "task": "Explain X",
+         "answer": "The answer is 42."},
+        {"cache_key": k1, "agent": None, "model": "claude-sonnet-4-6-20260101", "created": T0,
+         "expires": T0 + 7 * 24 * 3600, "size": rows[1]["size"], "hits": 2, "cost_usd": None,
+         "task": "Review this function", "answer": "First line of answer"},
+    ]
+    assert size + rows[1]["size"] == cache.stats()["bytes"]
+    assert all(isinstance(value, (str, int, float, type(None))) for row in rows for value in row.values())
 
 
 # --------------------------------------------------------------------------- threads, deferred writes

@@ -144,4 +144,5 @@ def test_connections_reopened_and_counts_kept_apart_after_fork(cache):
     assert proc.exitcode == 0
     assert cache.get(cache.key_for({"model": "from-child"})).text == "child"
     assert cache.get(key) is not None                       # the parent's connection still works
-    assert cache.entries().loc[key, "hits"] == 3            # parent 2 + child 1: none counted twice
+    hits = {row["cache_key"]: row["hits"] for row in cache.entries()}
+    assert hits[key] == 3                                   # parent 2 + child 1: none counted twice

@@ -78,4 +78,4 @@ def test_closed_cache(settings):
     with pytest.raises(CacheError, match="was closed: create a new instance"):
         c.get("v1:" + "0" * 64)
     with pytest.raises(CacheError, match="was closed"):
-        c.stats()
+        c.entries()

@@ -5,7 +5,9 @@ cache never loses cost history. Several kernels may write at once (WAL, busy tim
 one connection per thread, reopened after ``fork``).
 
 Schema changes are named, ordered migration functions (``MIGRATIONS``), applied by
-``store.migrations.migrate`` when a connection opens.
+``store.migrations.migrate`` when a connection opens. ``COLUMNS`` is the one description of
+the calls table that readers use: ``rows()`` returns it, ``views.reports.runs`` derives its
+dtypes from it.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import uuid
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ._sqlite import ConnectionPool, is_corruption, write_transaction
 from .migrations import Migration, migrate, migration
@@ -26,24 +28,19 @@ from ..core.errors import ClaudeForceError, ConfigurationError
 from ..core.results import AgentResult
 from ..core.settings import Settings, ensure_private_dir
 
-if TYPE_CHECKING:  # pragma: no cover
-    import pandas
-
 __all__ = ["COLUMNS", "MIGRATIONS", "Ledger", "current_session_id"]
 
 TASK_HEAD_CHARS = 200
 
-# Column order of rows() and frame() (the table's physical order follows its migrations).
-COLUMNS: tuple[str, ...] = (
-    "id", "ts", "session_id", "agent", "model", "cached",
-    "input_tokens", "output_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens", "cache_read_tokens",
-    "cost_usd", "saved_usd", "latency_s", "ok", "error_type", "request_id", "cache_key",
-    "offline", "attempts", "task_head",
-)
-_INT_COLUMNS = ("id", "cached", "input_tokens", "output_tokens", "cache_write_5m_tokens",
-                "cache_write_1h_tokens", "cache_read_tokens", "ok", "offline", "attempts")
-_FLOAT_COLUMNS = ("cost_usd", "saved_usd", "latency_s")
-_STR_COLUMNS = ("session_id", "agent", "model", "error_type", "request_id", "cache_key", "task_head")
+# The calls table as readers see it, in rows() order: column -> the Python type of its values
+# (flags are bool, stored as 0/1; NULL where unknown). The file's own column order follows
+# the migrations.
+COLUMNS: dict[str, type] = {
+    "id": int, "ts": float, "session_id": str, "agent": str, "model": str, "cached": bool,
+    "input_tokens": int, "output_tokens": int, "cache_write_5m_tokens": int, "cache_write_1h_tokens": int,
+    "cache_read_tokens": int, "cost_usd": float, "saved_usd": float, "latency_s": float, "ok": bool,
+    "error_type": str, "request_id": str, "cache_key": str, "offline": bool, "attempts": int, "task_head": str,
+}
 
 # --------------------------------------------------------------------------- session id
 
@@ -210,13 +207,17 @@ class Ledger:
             "task_head": _first_line(task),
         }
 
-    def _query(
+    def rows(
         self,
-        since: float | datetime | None,
-        agent: str | Iterable[str] | None,
-        model: str | Iterable[str] | None,
-        session: str | Iterable[str] | None,
-    ) -> list[tuple[Any, ...]]:
+        *,
+        since: float | datetime | None = None,
+        agent: str | Iterable[str] | None = None,
+        model: str | Iterable[str] | None = None,
+        session: str | Iterable[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Calls as dicts (COLUMNS order, raw values), oldest first. ``since`` is a unix time or
+        a datetime (a naive datetime is local time, as ``datetime.timestamp`` reads it); the
+        other filters take one value or several."""
         where: list[str] = []
         params: list[Any] = []
         if since is not None:
@@ -230,43 +231,7 @@ class Ledger:
         sql = f"SELECT {', '.join(COLUMNS)} FROM calls"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        return self._conn().execute(sql + " ORDER BY id", params).fetchall()
-
-    def rows(
-        self,
-        *,
-        since: float | datetime | None = None,
-        agent: str | Iterable[str] | None = None,
-        model: str | Iterable[str] | None = None,
-        session: str | Iterable[str] | None = None,
-    ) -> list[dict[str, Any]]:
-        """Calls as dicts (COLUMNS order), oldest first. ``since`` is a unix time or a datetime
-        (a naive datetime is local time, as ``datetime.timestamp`` reads it); the other filters
-        take one value or several."""
-        return [dict(zip(COLUMNS, row)) for row in self._query(since, agent, model, session)]
-
-    def frame(self, **filters: Any) -> pandas.DataFrame:
-        """``rows(**filters)`` as a DataFrame: raw columns, ts as datetime64[ns, UTC]."""
-        import pandas as pd
-
-        data = self._query(filters.pop("since", None), filters.pop("agent", None),
-                           filters.pop("model", None), filters.pop("session", None))
-        if filters:
-            raise TypeError(f"unknown filter(s): {', '.join(sorted(filters))}")
-        columns = list(zip(*data)) if data else [[] for _ in COLUMNS]
-        series: dict[str, Any] = {}
-        for name, values in zip(COLUMNS, columns):
-            if name == "ts":
-                series[name] = pd.to_datetime(pd.Series(values, dtype="float64"), unit="s", utc=True).astype(
-                    "datetime64[ns, UTC]"
-                )
-            elif name in _INT_COLUMNS:
-                series[name] = pd.Series(values, dtype="int64")
-            elif name in _FLOAT_COLUMNS:
-                series[name] = pd.Series([math.nan if v is None else v for v in values], dtype="float64")
-            else:
-                series[name] = pd.Series(values, dtype=str)
-        return pd.DataFrame(series, columns=list(COLUMNS))
+        return [dict(zip(COLUMNS, row)) for row in self._conn().execute(sql + " ORDER BY id", params)]
 
     def __len__(self) -> int:
         return int(self._conn().execute("SELECT COUNT(*) FROM calls").fetchone()[0])

@@ -16,6 +16,6 @@ Design notes and measurements: facts/cache-design.md.
 from .keyfile import load_or_create_key_file
 from .keys import canonical_json, rowid_of
 from .payload import CachedResponse
-from .store import ResponseCache
+from .store import ENTRY_COLUMNS, ResponseCache
 
-__all__ = ["CachedResponse", "ResponseCache", "canonical_json", "load_or_create_key_file", "rowid_of"]
+__all__ = ["ENTRY_COLUMNS", "CachedResponse", "ResponseCache", "canonical_json", "load_or_create_key_file", "rowid_of"]

@@ -25,7 +25,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ...core.settings import Settings, ensure_private_dir
 from . import table
@@ -35,10 +35,14 @@ from .keys import NOT_A_KEY, check_key, rowid_if_key, rowid_of
 from .payload import TASK_HEAD_CHARS, CachedResponse, ForeignPayload, decode, encode
 from .signing import Signer
 
-if TYPE_CHECKING:  # pragma: no cover
-    import pandas
+__all__ = ["ENTRY_COLUMNS", "ResponseCache"]
 
-__all__ = ["ResponseCache"]
+# The rows entries() returns: column -> the Python type of its values (None where unknown).
+ENTRY_COLUMNS: dict[str, type] = {
+    "cache_key": str, "agent": str, "model": str, "created": float, "expires": float, "size": int,
+    "hits": int, "cost_usd": float, "task": str, "answer": str,
+}
+
 
 def _first_line(text: str) -> str:
     stripped = text.strip()
@@ -276,60 +280,30 @@ class ResponseCache:
             "writes_enabled": self._file.writes_enabled,
         }
 
-    def entries(self) -> pandas.DataFrame:
-        """One row per valid entry, most recent first; the index holds the full keys.
-
-        Columns: key (12-char prefix), agent, model, created, expires (datetime64[ns, UTC]),
-        size, hits (int64), cost_usd (float64), task, answer (first lines). Rows that fail
-        verification or were signed under another secret are left out.
-        """
-        import pandas as pd
-
-        self._file.write_hits()       # this process's hit counts first
+    def entries(self) -> list[dict[str, Any]]:
+        """One dict per entry ``get`` would serve (``ENTRY_COLUMNS``), most recent first:
+        ``task`` and ``answer`` are first lines, ``created``/``expires`` unix times, ``hits``
+        counts every process's hits written so far (this process's are written first).
+        Rows that fail verification, or were signed under another secret, are left out.
+        ``views.reports.cache_contents`` gives them as a DataFrame."""
+        self._file.write_hits()
         scanned = self._file.run(lambda conn: conn.execute(
             f"SELECT {table.SCANNED}, size, hits FROM entries ORDER BY created DESC, id DESC").fetchall())
-        cols: dict[str, list[Any]] = {c: [] for c in
-                                      ("key", "agent", "model", "created", "expires", "size", "hits", "cost_usd", "task", "answer")}
-        full_keys = []
+        rows = []
         for rowid, raw_key, kid, payload, sig, size, hits in scanned:
             key = self._served(rowid, raw_key, kid, payload, sig)
             if key is None:
                 continue
             try:
-                r = decode(payload)
+                response = decode(payload)
             except ValueError:          # ForeignPayload included: another version's row
                 continue
-            full_keys.append(key)
-            cols["key"].append(key[:12])
-            cols["agent"].append(r.agent)
-            cols["model"].append(r.model)
-            cols["created"].append(r.created)
-            cols["expires"].append(math.nan if r.expires is None else r.expires)
-            cols["size"].append(size)
-            cols["hits"].append(hits)
-            cols["cost_usd"].append(math.nan if r.cost_usd is None else r.cost_usd)
-            cols["task"].append(r.task_head)
-            cols["answer"].append(_first_line(r.text))
-
-        def when(values: list[float]) -> Any:
-            return pd.to_datetime(pd.Series(values, dtype="float64"), unit="s", utc=True).astype("datetime64[ns, UTC]")
-
-        frame = pd.DataFrame(
-            {
-                "key": pd.Series(cols["key"], dtype=str),
-                "agent": pd.Series(cols["agent"], dtype=str),
-                "model": pd.Series(cols["model"], dtype=str),
-                "created": when(cols["created"]),
-                "expires": when(cols["expires"]),
-                "size": pd.Series(cols["size"], dtype="int64"),
-                "hits": pd.Series(cols["hits"], dtype="int64"),
-                "cost_usd": pd.Series(cols["cost_usd"], dtype="float64"),
-                "task": pd.Series(cols["task"], dtype=str),
-                "answer": pd.Series(cols["answer"], dtype=str),
-            }
-        )
-        frame.index = pd.Index(full_keys, dtype=str, name="cache_key")
-        return frame
+            rows.append({
+                "cache_key": key, "agent": response.agent, "model": response.model, "created": response.created,
+                "expires": response.expires, "size": size, "hits": hits, "cost_usd": response.cost_usd,
+                "task": response.task_head, "answer": _first_line(response.text),
+            })
+        return rows
 
     # ------------------------------------------------------------------ lifecycle
 
