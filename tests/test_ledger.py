@@ -1,4 +1,4 @@
-"""Ledger: one row per call (hits, misses, failures), filters, frames, migrations, sessions."""
+"""Ledger: one row per call (hits, misses, failures), filters, the column list, migrations, sessions."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ import pytest
 
 from claude_force_nb.store import ledger as ledger_mod
 from claude_force_nb.store.cache import CachedResponse, ResponseCache
-from claude_force_nb.store.ledger import COLUMNS, MIGRATIONS, Ledger, current_session_id, migrate
+from claude_force_nb.store.ledger import COLUMNS, MIGRATIONS, Ledger, current_session_id
+from claude_force_nb.store.migrations import migrate
 from claude_force_nb.core.results import AgentResult, Usage
 from claude_force_nb.core.settings import Settings
 
@@ -108,7 +109,6 @@ def test_unknown_cost_is_null(ledger):
     ledger.record(AgentResult(agent="a", model="mystery-model", cost_usd=None), ts=1.0)
     ledger.record(AgentResult(agent="a", model="mystery-model", cost_usd=math.nan), ts=2.0)
     assert [r["cost_usd"] for r in ledger.rows()] == [None, None]
-    assert ledger.frame()["cost_usd"].isna().all()
 
 
 def test_default_timestamp_is_now(ledger):
@@ -139,30 +139,20 @@ def test_filters(ledger):
     assert ids(session=ledger.session_id) == [1, 2, 3]
     assert ids(session="othersession") == [4]
     assert ids(agent="nobody") == []
-    assert list(ledger.frame(agent="code-reviewer")["id"]) == [1, 3]
     with pytest.raises(TypeError):
-        ledger.frame(colour="red")
+        ledger.rows(colour="red")
 
 
-def test_frame_dtypes(ledger):
-    import pandas as pd
-
-    def kinds(frame):
-        return {name: "str" if pd.api.types.is_string_dtype(dtype) else str(dtype) for name, dtype in frame.dtypes.items()}
-
-    expected = {name: "str" for name in COLUMNS}
-    expected.update({name: "int64" for name in ("id", "cached", "input_tokens", "output_tokens",
-                                                "cache_write_5m_tokens", "cache_write_1h_tokens",
-                                                "cache_read_tokens", "ok", "offline", "attempts")})
-    expected.update({"ts": "datetime64[ns, UTC]", "cost_usd": "float64", "saved_usd": "float64", "latency_s": "float64"})
-    empty = ledger.frame()
-    assert list(empty.columns) == list(COLUMNS) and kinds(empty) == expected and empty.empty
-    ledger.record(HIT, ts=1_700_000_000.25)
+def test_rows_hold_the_types_columns_declares(ledger):
+    ledger.record(HIT, task="t", ts=1_700_000_000.25)
     ledger.record(FAILURE, ts=1_700_000_001.0)
-    frame = ledger.frame()
-    assert kinds(frame) == expected
-    assert frame["ts"].iloc[0] == pd.Timestamp(1_700_000_000.25, unit="s", tz="UTC")
-    assert list(frame["ok"]) == [1, 0] and list(frame["error_type"].isna()) == [True, False]
+    rows = ledger.rows()
+    assert all(list(row) == list(COLUMNS) for row in rows)
+    for row in rows:
+        for name, value in row.items():
+            kind = int if COLUMNS[name] is bool else COLUMNS[name]       # flags are stored as 0/1
+            assert value is None or type(value) is kind, (name, value)
+    assert [(r["ok"], r["error_type"]) for r in rows] == [(1, None), (0, "overloaded_error")]
 
 
 def test_final_schema_matches_expected(ledger):
@@ -175,6 +165,8 @@ def test_final_schema_matches_expected(ledger):
         conn.close()
     assert columns == EXPECTED
     assert set(COLUMNS) == set(EXPECTED)
+    sql_type = {int: "INTEGER", bool: "INTEGER", float: "REAL", str: "TEXT"}
+    assert {name: sql_type[kind] for name, kind in COLUMNS.items()} == EXPECTED
     assert applied == [m.__name__ for m in MIGRATIONS]
 
 
@@ -183,7 +175,7 @@ def test_old_ledger_is_migrated_without_losing_rows(settings):
     home.mkdir(mode=0o700)
     conn = sqlite3.connect(settings.ledger_path, isolation_level=None)
     try:
-        assert migrate(conn, migrations=MIGRATIONS[:1]) == ["m001_calls"]
+        assert migrate(conn, MIGRATIONS[:1]) == ["m001_calls"]
         conn.execute(
             "INSERT INTO calls(ts, session_id, agent, model, cached, input_tokens, output_tokens, cost_usd, "
             "saved_usd, latency_s, ok, error_type, request_id, cache_key) "
@@ -211,7 +203,7 @@ def test_old_ledger_is_migrated_without_losing_rows(settings):
 def test_migrate_is_idempotent(settings, ledger):
     conn = sqlite3.connect(settings.ledger_path, isolation_level=None)
     try:
-        assert migrate(conn) == []
+        assert migrate(conn, MIGRATIONS) == []
     finally:
         conn.close()
 

@@ -1,4 +1,4 @@
-"""reports.*: exact totals against hand-built ledgers, dtypes, empty ledgers, styling."""
+"""reports.*: exact totals against hand-built ledgers, dtypes, empty ledgers, the cache, styling."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ import pandas as pd
 import pytest
 
 from claude_force_nb import reports
-from claude_force_nb.store.ledger import Ledger
 from claude_force_nb.core.results import AgentResult, Usage
+from claude_force_nb.core.settings import Settings
+from claude_force_nb.store.cache import CachedResponse, ResponseCache
+from claude_force_nb.store.ledger import COLUMNS, Ledger
 
 DAY1 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 DAY2 = DAY1 + 86_400
@@ -49,10 +51,35 @@ def test_runs_has_proper_dtypes(filled):
     assert math.isnan(frame["cost_usd"].iloc[4])
 
 
+def kinds(frame: pd.DataFrame) -> dict[str, str]:
+    return {name: "str" if pd.api.types.is_string_dtype(dtype) else str(dtype) for name, dtype in frame.dtypes.items()}
+
+
+def test_runs_columns_and_dtypes_follow_the_ledgers_column_list(ledger):
+    expected = {name: "str" for name in COLUMNS if name != "id"}
+    expected.update({name: "int64" for name in ("input_tokens", "output_tokens", "cache_write_5m_tokens",
+                                                "cache_write_1h_tokens", "cache_read_tokens", "attempts")})
+    expected.update({name: "bool" for name in ("cached", "ok", "offline")})
+    expected.update({"ts": "datetime64[ns, UTC]", "agent": "category", "model": "category",
+                     "cost_usd": "float64", "saved_usd": "float64", "latency_s": "float64"})
+    assert list(reports.RUN_COLUMNS) == [name for name in COLUMNS if name != "id"]     # one schema: the ledger's
+    empty = reports.runs(ledger=ledger)
+    assert list(empty.columns) == [name for name in COLUMNS if name != "id"] and kinds(empty) == expected
+    assert empty.empty and empty.index.name == "id"
+    add(ledger, 1_700_000_000.25, "coder", "claude-haiku-4-5", cached=True)
+    add(ledger, 1_700_000_001.0, "coder", "claude-haiku-4-5", ok=False, cost=None)
+    frame = reports.runs(ledger=ledger)
+    assert kinds(frame) == expected and list(frame.index) == [1, 2]
+    assert frame["ts"].iloc[0] == pd.Timestamp(1_700_000_000.25, unit="s", tz="UTC")
+    assert list(frame["ok"]) == [True, False] and list(frame["cached"]) == [True, False]
+    assert list(frame["error_type"].isna()) == [True, False] and math.isnan(frame["cost_usd"].iloc[1])
+
+
 def test_runs_filters(filled):
     assert len(reports.runs(agent="coder", ledger=filled)) == 3
     assert len(reports.runs(model="claude-sonnet-4-6", ledger=filled)) == 2
     assert len(reports.runs(since="2026-01-02", ledger=filled)) == 2
+    assert list(reports.runs(agent="writer", ledger=filled).index) == [3, 4]
 
 
 def test_costs_by_agent_are_exact(filled):
@@ -101,3 +128,60 @@ def test_bad_grouping_names_the_choices(ledger):
 def test_styled_formats_money_percent_and_bold_total(filled):
     html = reports.styled(reports.costs(ledger=filled)).to_html()
     assert "$0.0438" in html and "33.3%" in html and "font-weight: bold" in html
+
+
+CACHE_KINDS = {
+    "key": "str", "agent": "str", "model": "str", "created": "datetime64[ns, UTC]",
+    "expires": "datetime64[ns, UTC]", "size": "int64", "hits": "int64", "cost_usd": "float64",
+    "task": "str", "answer": "str", "age": "timedelta64[ns]", "ttl_left": "timedelta64[ns]",
+}
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def cached(text: str, **kw) -> CachedResponse:
+    fields = dict(text=text, stop_reason="end_turn", usage=Usage(11, 22), model="claude-sonnet-4-6-20260101",
+                  cost_usd=0.0123, agent="code-reviewer", task_head="Review this function")
+    return CachedResponse(**{**fields, **kw})
+
+
+def test_cache_contents_is_a_typed_frame_of_the_entries(tmp_path):
+    t0 = 1_000_000.0
+    clock = Clock(t0)
+    home = tmp_path / "home"
+    settings = Settings(data_dir=home, secrets_dir=home / "secrets", cache_secret=b"reports-test-secret")
+    with ResponseCache(settings, clock=clock) as cache:
+        empty = reports.cache_contents(cache=cache)
+        assert list(empty.columns) == list(CACHE_KINDS) and kinds(empty) == CACHE_KINDS and len(empty) == 0
+        k1, k2 = cache.key_for({"model": "1"}), cache.key_for({"model": "2"})
+        cache.put(k1, cached("First line of answer\nmore", cost_usd=None, agent=None))
+        clock.now = t0 + 5
+        cache.put(k2, cached("The answer", task_head="Explain X"))
+        cache.get(k1)
+        cache.get(k1)
+        frame = reports.cache_contents(cache=cache)
+    assert kinds(frame) == CACHE_KINDS
+    assert list(frame.index) == [k2, k1] and frame.index.name == "cache_key"     # newest first, full keys
+    assert list(frame["key"]) == [k2[:12], k1[:12]]
+    first = frame.loc[k1]
+    assert (first["hits"], first["answer"], first["task"]) == (2, "First line of answer", "Review this function")
+    assert math.isnan(first["cost_usd"]) and pd.isna(first["agent"])
+    assert first["created"] == pd.Timestamp(t0, unit="s", tz="UTC")
+    assert frame.loc[k2, "expires"] == pd.Timestamp(t0 + 5 + 7 * 24 * 3600, unit="s", tz="UTC")
+    assert frame.loc[k2, "cost_usd"] == 0.0123 and frame.loc[k2, "task"] == "Explain X"
+    assert (frame["ttl_left"] == frame["expires"] - frame["created"] - frame["age"]).all()
+
+
+def test_cache_contents_opens_and_closes_the_default_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLAUDE_FORCE_CACHE_SECRET", "reports-test-secret")
+    with ResponseCache(Settings.from_env()) as cache:
+        key = cache.key_for({"model": "m"})
+        cache.put(key, cached("hello"))
+    frame = reports.cache_contents()
+    assert list(frame.index) == [key] and frame.loc[key, "answer"] == "hello"

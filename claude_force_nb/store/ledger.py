@@ -4,11 +4,10 @@ The ledger lives in ``ledger.sqlite3`` next to (never inside) the cache, so clea
 cache never loses cost history. Several kernels may write at once (WAL, busy timeout,
 one connection per thread, reopened after ``fork``).
 
-Schema changes are named, ordered migration functions (as in simonw/llm): ``migrate``
-records each applied name in ``_migrations(name, applied_at)`` and runs the missing
-ones, all inside one ``BEGIN IMMEDIATE`` transaction so two kernels opening an old
-ledger at once cannot both apply a migration. Add a migration by appending a function
-to ``MIGRATIONS``; never edit or reorder applied ones.
+Schema changes are named, ordered migration functions (``MIGRATIONS``), applied by
+``store.migrations.migrate`` when a connection opens. ``COLUMNS`` is the one description of
+the calls table that readers use: ``rows()`` returns it, ``views.reports.runs`` derives its
+dtypes from it.
 """
 
 from __future__ import annotations
@@ -18,34 +17,30 @@ import os
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ._sqlite import ConnectionPool, is_corruption, retry_locked, write_transaction
+from ._sqlite import ConnectionPool, is_corruption, write_transaction
+from .migrations import Migration, migrate, migration
 from ..core.errors import ClaudeForceError, ConfigurationError
 from ..core.results import AgentResult
 from ..core.settings import Settings, ensure_private_dir
 
-if TYPE_CHECKING:  # pragma: no cover
-    import pandas
-
-__all__ = ["COLUMNS", "MIGRATIONS", "Ledger", "current_session_id", "migrate"]
+__all__ = ["COLUMNS", "MIGRATIONS", "Ledger", "current_session_id"]
 
 TASK_HEAD_CHARS = 200
 
-# Column order of rows() and frame() (the table's physical order follows its migrations).
-COLUMNS: tuple[str, ...] = (
-    "id", "ts", "session_id", "agent", "model", "cached",
-    "input_tokens", "output_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens", "cache_read_tokens",
-    "cost_usd", "saved_usd", "latency_s", "ok", "error_type", "request_id", "cache_key",
-    "offline", "attempts", "task_head",
-)
-_INT_COLUMNS = ("id", "cached", "input_tokens", "output_tokens", "cache_write_5m_tokens",
-                "cache_write_1h_tokens", "cache_read_tokens", "ok", "offline", "attempts")
-_FLOAT_COLUMNS = ("cost_usd", "saved_usd", "latency_s")
-_STR_COLUMNS = ("session_id", "agent", "model", "error_type", "request_id", "cache_key", "task_head")
+# The calls table as readers see it, in rows() order: column -> the Python type of its values
+# (flags are bool, stored as 0/1; NULL where unknown). The file's own column order follows
+# the migrations.
+COLUMNS: dict[str, type] = {
+    "id": int, "ts": float, "session_id": str, "agent": str, "model": str, "cached": bool,
+    "input_tokens": int, "output_tokens": int, "cache_write_5m_tokens": int, "cache_write_1h_tokens": int,
+    "cache_read_tokens": int, "cost_usd": float, "saved_usd": float, "latency_s": float, "ok": bool,
+    "error_type": str, "request_id": str, "cache_key": str, "offline": bool, "attempts": int, "task_head": str,
+}
 
 # --------------------------------------------------------------------------- session id
 
@@ -71,17 +66,10 @@ if hasattr(os, "register_at_fork"):
 
 # --------------------------------------------------------------------------- migrations
 
-Migration = Callable[[sqlite3.Connection], None]
 MIGRATIONS: list[Migration] = []
 
 
-def migration(fn: Migration) -> Migration:
-    """Register ``fn`` as the next migration (returns it unchanged)."""
-    MIGRATIONS.append(fn)
-    return fn
-
-
-@migration
+@migration(MIGRATIONS)
 def m001_calls(conn: sqlite3.Connection) -> None:
     conn.execute(
         """CREATE TABLE calls(
@@ -104,60 +92,28 @@ def m001_calls(conn: sqlite3.Connection) -> None:
     )
 
 
-@migration
+@migration(MIGRATIONS)
 def m002_prompt_cache_tokens(conn: sqlite3.Connection) -> None:
     for column in ("cache_write_5m_tokens", "cache_write_1h_tokens", "cache_read_tokens"):
         conn.execute(f"ALTER TABLE calls ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
 
 
-@migration
+@migration(MIGRATIONS)
 def m003_offline_attempts_task(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE calls ADD COLUMN offline INTEGER NOT NULL DEFAULT 0")
     conn.execute("ALTER TABLE calls ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1")
     conn.execute("ALTER TABLE calls ADD COLUMN task_head TEXT NOT NULL DEFAULT ''")
 
 
-@migration
+@migration(MIGRATIONS)
 def m004_indexes(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX IF NOT EXISTS calls_ts ON calls(ts)")
     conn.execute("CREATE INDEX IF NOT EXISTS calls_session ON calls(session_id, ts)")
     conn.execute("CREATE INDEX IF NOT EXISTS calls_agent ON calls(agent, ts)")
 
 
-def _applied(conn: sqlite3.Connection) -> set[str] | None:
-    try:
-        return {row[0] for row in conn.execute("SELECT name FROM _migrations")}
-    except sqlite3.OperationalError as exc:
-        if "no such table" in str(exc):
-            return None
-        raise
-
-
-def migrate(conn: sqlite3.Connection, *, migrations: Iterable[Migration] | None = None) -> list[str]:
-    """Apply the missing migrations (default: all of MIGRATIONS, in order); return their names."""
-    todo = list(MIGRATIONS if migrations is None else migrations)
-    applied = _applied(conn)
-    if applied is not None and all(m.__name__ in applied for m in todo):
-        return []                                  # fast path: no write lock taken
-
-    def run() -> list[str]:
-        done: list[str] = []
-        with write_transaction(conn):
-            conn.execute("CREATE TABLE IF NOT EXISTS _migrations(name TEXT PRIMARY KEY, applied_at REAL)")
-            already = _applied(conn) or set()      # re-read under the lock: another process may have won
-            for fn in todo:
-                if fn.__name__ in already:
-                    continue
-                fn(conn)
-                conn.execute("INSERT INTO _migrations(name, applied_at) VALUES (?, ?)", (fn.__name__, time.time()))
-                done.append(fn.__name__)
-        return done
-
-    return retry_locked(run)
-
-
 def _setup(conn: sqlite3.Connection) -> None:
-    migrate(conn)
+    migrate(conn, MIGRATIONS)
 
 
 # --------------------------------------------------------------------------- the ledger
@@ -251,13 +207,17 @@ class Ledger:
             "task_head": _first_line(task),
         }
 
-    def _query(
+    def rows(
         self,
-        since: float | datetime | None,
-        agent: str | Iterable[str] | None,
-        model: str | Iterable[str] | None,
-        session: str | Iterable[str] | None,
-    ) -> list[tuple[Any, ...]]:
+        *,
+        since: float | datetime | None = None,
+        agent: str | Iterable[str] | None = None,
+        model: str | Iterable[str] | None = None,
+        session: str | Iterable[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Calls as dicts (COLUMNS order, raw values), oldest first. ``since`` is a unix time or
+        a datetime (a naive datetime is local time, as ``datetime.timestamp`` reads it); the
+        other filters take one value or several."""
         where: list[str] = []
         params: list[Any] = []
         if since is not None:
@@ -271,43 +231,7 @@ class Ledger:
         sql = f"SELECT {', '.join(COLUMNS)} FROM calls"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        return self._conn().execute(sql + " ORDER BY id", params).fetchall()
-
-    def rows(
-        self,
-        *,
-        since: float | datetime | None = None,
-        agent: str | Iterable[str] | None = None,
-        model: str | Iterable[str] | None = None,
-        session: str | Iterable[str] | None = None,
-    ) -> list[dict[str, Any]]:
-        """Calls as dicts (COLUMNS order), oldest first. ``since`` is a unix time or a datetime
-        (a naive datetime is local time, as ``datetime.timestamp`` reads it); the other filters
-        take one value or several."""
-        return [dict(zip(COLUMNS, row)) for row in self._query(since, agent, model, session)]
-
-    def frame(self, **filters: Any) -> pandas.DataFrame:
-        """``rows(**filters)`` as a DataFrame: raw columns, ts as datetime64[ns, UTC]."""
-        import pandas as pd
-
-        data = self._query(filters.pop("since", None), filters.pop("agent", None),
-                           filters.pop("model", None), filters.pop("session", None))
-        if filters:
-            raise TypeError(f"unknown filter(s): {', '.join(sorted(filters))}")
-        columns = list(zip(*data)) if data else [[] for _ in COLUMNS]
-        series: dict[str, Any] = {}
-        for name, values in zip(COLUMNS, columns):
-            if name == "ts":
-                series[name] = pd.to_datetime(pd.Series(values, dtype="float64"), unit="s", utc=True).astype(
-                    "datetime64[ns, UTC]"
-                )
-            elif name in _INT_COLUMNS:
-                series[name] = pd.Series(values, dtype="int64")
-            elif name in _FLOAT_COLUMNS:
-                series[name] = pd.Series([math.nan if v is None else v for v in values], dtype="float64")
-            else:
-                series[name] = pd.Series(values, dtype=str)
-        return pd.DataFrame(series, columns=list(COLUMNS))
+        return [dict(zip(COLUMNS, row)) for row in self._conn().execute(sql + " ORDER BY id", params)]
 
     def __len__(self) -> int:
         return int(self._conn().execute("SELECT COUNT(*) FROM calls").fetchone()[0])

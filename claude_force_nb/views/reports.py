@@ -9,22 +9,21 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ..core.settings import Settings
+from ..store.cache import ENTRY_COLUMNS, ResponseCache
+from ..store.ledger import COLUMNS as LEDGER_COLUMNS
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ..store.cache import ResponseCache
     from ..store.ledger import Ledger
 
 __all__ = ["cache_contents", "costs", "runs", "stats", "styled"]
 
+# dtypes of runs(), derived from the ledger's one description of its table (id is the index)
 RUN_COLUMNS = {
-    "ts": "datetime64[ns, UTC]", "session_id": "string", "agent": "category", "model": "category",
-    "cached": "bool", "ok": "bool", "input_tokens": "int64", "output_tokens": "int64",
-    "cache_write_5m_tokens": "int64", "cache_write_1h_tokens": "int64", "cache_read_tokens": "int64",
-    "cost_usd": "float64", "saved_usd": "float64", "latency_s": "float64", "attempts": "int64",
-    "error_type": "string", "request_id": "string", "cache_key": "string", "offline": "bool",
-    "task_head": "string",
+    name: "datetime64[ns, UTC]" if name == "ts" else "category" if name in ("agent", "model")
+    else {int: "int64", float: "float64", bool: "bool", str: "string"}[kind]
+    for name, kind in LEDGER_COLUMNS.items() if name != "id"
 }
 GROUPINGS = ("agent", "model", "day", "session")
 TOTAL = "TOTAL"
@@ -44,13 +43,14 @@ def runs(
     *,
     ledger: Ledger | None = None,
 ) -> pd.DataFrame:
-    """One row per ledger call (hits, misses, failures), oldest first, with proper dtypes."""
+    """One row per ledger call (hits, misses, failures), oldest first, indexed by id, with the
+    dtypes of RUN_COLUMNS (flags as bool, agent and model as categories, ts in UTC)."""
     import pandas as pd
 
     if isinstance(since, str):
         since = pd.Timestamp(since, tz="UTC").to_pydatetime()
     rows = _ledger(ledger).rows(since=since, agent=agent, model=model, session=session)
-    frame = pd.DataFrame.from_records(rows, columns=["id", *RUN_COLUMNS])
+    frame = pd.DataFrame.from_records(rows, columns=list(LEDGER_COLUMNS))
     frame["ts"] = pd.to_datetime(frame["ts"].astype("float64"), unit="s", utc=True).astype("datetime64[ns, UTC]")
     for column, dtype in RUN_COLUMNS.items():
         if column != "ts":
@@ -123,18 +123,34 @@ def stats(by: str = "agent", *, ledger: Ledger | None = None) -> pd.DataFrame:
 
 
 def cache_contents(*, cache: ResponseCache | None = None) -> pd.DataFrame:
-    """The cache's entries with their age and remaining time to live."""
-    import pandas as pd
+    """The entries ``get`` would serve, most recent first, indexed by full cache key.
 
-    from ..store.cache import ResponseCache
+    Columns: key (12-char prefix), agent, model, created, expires (datetime64[ns, UTC]), size,
+    hits, cost_usd (NaN: unknown price), task and answer (first lines), then age and ttl_left
+    (timedeltas from now)."""
+    import pandas as pd
 
     owned = cache is None
     cache = cache or ResponseCache(Settings.from_env())
     try:
-        frame = cache.entries()
+        rows = cache.entries()
     finally:
         if owned:
             cache.close()
+
+    def column(name: str) -> pd.Series:
+        values = [row[name] for row in rows]
+        if name in ("created", "expires"):
+            seconds = pd.Series(values, dtype="float64")
+            return pd.to_datetime(seconds, unit="s", utc=True).astype("datetime64[ns, UTC]")
+        return pd.Series(values, dtype={int: "int64", float: "float64", str: str}[ENTRY_COLUMNS[name]])
+
+    keys = [row["cache_key"] for row in rows]
+    frame = pd.DataFrame({
+        "key": pd.Series([key[:12] for key in keys], dtype=str),
+        **{name: column(name) for name in ENTRY_COLUMNS if name != "cache_key"},
+    })
+    frame.index = pd.Index(keys, dtype=str, name="cache_key")
     now = pd.Timestamp.now(tz="UTC")
     frame["age"] = now - frame["created"]
     frame["ttl_left"] = frame["expires"] - now
