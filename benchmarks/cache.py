@@ -195,7 +195,8 @@ def main() -> int:
                               "max_tokens": 1024}) for i in range(N)]
         payloads = [encode(r, time.time(), None) for r in responses]
         now = time.time()
-        dicts = [{**dataclasses.asdict(r), "created": now, "expires": now + 7 * 86400} for r in responses]
+        dicts = [{**r._asdict(), "usage": dataclasses.asdict(r.usage), "created": now, "expires": now + 7 * 86400}
+                 for r in responses]
         print(f"# {N} entries, text {len(responses[0].text)} chars, payload ~{len(payloads[0])} B; "
               f"Python {sys.version.split()[0]}, SQLite {sqlite3.sqlite_version}, diskcache {diskcache.__version__}; "
               f"timer overhead {overhead} ns subtracted")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ...core.results import Usage
 
@@ -27,9 +27,10 @@ TASK_HEAD_CHARS = 200
 _OPTIONAL = ("agent", "request_id", "task_head")     # may be None (task_head None is stored as "")
 
 
-@dataclass(frozen=True)
-class CachedResponse:
-    """A complete response as stored in the cache (``created``/``expires`` are set by put)."""
+class CachedResponse(NamedTuple):
+    """A complete response as stored in the cache (``created``/``expires`` are set by put).
+
+    A named tuple: immutable, and built in one step on every hit."""
 
     text: str
     stop_reason: str
@@ -93,7 +94,7 @@ def decode(payload: bytes) -> CachedResponse:
         raise ValueError("payload strings run past its end")
     usage = Usage(input_tokens=i, output_tokens=o, cache_write_5m_tokens=w5, cache_write_1h_tokens=w1,
                   cache_read_tokens=cr)
-    return CachedResponse(      # the fields in order: positional arguments save ~0.3 µs a hit
+    return CachedResponse(      # the fields in order
         body[head_end:],                                        # text
         body[rid_end:stop_end],                                 # stop_reason
         usage,
