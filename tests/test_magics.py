@@ -319,6 +319,17 @@ def test_config_refuses_a_bad_setting_and_keeps_the_old_value(ip, server, value,
     assert "Offline answer" in last_output(cap).data["text/markdown"]
 
 
+def test_a_bad_setting_in_the_ipython_configuration_stops_load_ext_with_one_line(ip, server):
+    ip.run_line_magic("unload_ext", "claude_force_nb")
+    ip.config.AgentMagics.max_concurrent = 0
+    with pytest.raises(UsageError, match=r"^AgentMagics\.max_concurrent=0 is out of range: use a whole number of 1 or "
+                                         r"more\. It is set in the IPython configuration \(c\.AgentMagics\.\.\.\): fix or remove it\.$"):
+        ip.run_line_magic("load_ext", "claude_force_nb")
+    ip.config.AgentMagics.max_concurrent = 2
+    ip.run_line_magic("load_ext", "claude_force_nb")
+    assert magics_of(ip).max_concurrent == 2
+
+
 @pytest.mark.parametrize("trait,value,message", [
     ("budget_usd", float("nan"), "AgentMagics.budget_usd=nan is not a budget"),
     ("max_tokens", 0, "AgentMagics.max_tokens=0 is out of range"),

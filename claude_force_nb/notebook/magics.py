@@ -292,7 +292,10 @@ def load(ipython: Any) -> None:
     """Register one AgentMagics instance for this shell."""
     if id(ipython) in _loaded:
         return
-    magics = AgentMagics(shell=ipython)
+    try:
+        magics = AgentMagics(shell=ipython)
+    except TraitError as exc:  # c.AgentMagics.* in ipython_config.py or a profile
+        raise UsageError(f"{exc} It is set in the IPython configuration (c.AgentMagics...): fix or remove it.") from None
     ipython.register_magics(magics)
     _loaded[id(ipython)] = magics
 
