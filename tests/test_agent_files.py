@@ -17,8 +17,10 @@ from claude_force_nb.core.agent_files import (
     parse_definition,
     read_text,
     realpath,
+    suggest_name,
 )
-from claude_force_nb.core.errors import AgentDefinitionError
+from claude_force_nb.core.agents import AgentRegistry
+from claude_force_nb.core.errors import AgentDefinitionError, UnknownAgentError
 
 
 def parse(text: str, stem: str = "stem", **kwargs: object) -> dict[str, object]:
@@ -109,7 +111,7 @@ def test_claude_json_entries_and_their_problems(tmp_path: Path) -> None:
     assert parse_claude_json(path, "L") == [
         JsonAgent("ok", "agents/ok.md", "Reviews", "a, b"),
         JsonAgent(None, error="L: agent name 'bad name' is not allowed: use 1-64 letters, digits, '.', '_' "
-                              "or '-', starting with a letter or digit."),
+                              "or '-', starting with a letter or digit, e.g. 'bad-name'."),
         JsonAgent("nofile", error='L: agent \'nofile\' has no "file": add "file": "agents/nofile.md" '
                                   "(relative to the .claude directory)."),
         JsonAgent("baddesc", error="L: agent 'baddesc': \"description\" must be a string."),
@@ -123,3 +125,43 @@ def test_claude_json_entries_and_their_problems(tmp_path: Path) -> None:
     path.write_text('{"agents": ')
     with pytest.raises(DefinitionProblem, match="L: is not valid JSON .* at line 1 column 12"):
         parse_claude_json(path, "L")
+
+
+@pytest.mark.parametrize("text,name", [
+    ("ünï", "uni"), ("my agent", "my-agent"), ("-dash-", "dash"), ("Crème brûlée!", "Creme-brulee"),
+    ("数据", "my-agent"), ("x" * 80, "x" * 64), ("ok.name_1", "ok.name_1"),
+])
+def test_the_suggested_name_passes_the_rule(text, name):
+    assert suggest_name(text) == name
+
+
+def test_a_rejected_name_is_never_the_suggested_fix(tmp_path: Path):
+    agents = tmp_path / ".claude" / "agents"
+    agents.mkdir(parents=True)
+    (agents / "ünï.md").write_text("You are unicode.\n", encoding="utf-8")
+    registry = AgentRegistry(tmp_path, user_dir=tmp_path / "none", include_builtin=False)
+    [problem_line] = registry.problems()
+    assert problem_line.endswith("'ünï' is not a valid agent name: use 1-64 letters, digits, '.', '_' or '-', starting "
+                                 "with a letter or digit (rename the file to uni.md, or set 'name: uni' in its front matter).")
+    with pytest.raises(UnknownAgentError) as unknown:
+        registry.get("ünï")
+    assert "add one as .claude/agents/uni.md ('ünï' cannot name an agent" in str(unknown.value)
+    assert "ünï.md" not in str(unknown.value)
+    front = problem("---\nname: ünï\n---\nbody")
+    assert str(front).endswith("agent name 'ünï' is not allowed: use 1-64 letters, digits, '.', '_' or '-', starting "
+                               "with a letter or digit, e.g. 'uni'.")
+
+
+def test_a_symlink_loop_is_named_as_one(tmp_path: Path):
+    agents = tmp_path / ".claude" / "agents"
+    agents.mkdir(parents=True)
+    (agents / "loop.md").symlink_to("loop.md")
+    (agents / "a.md").symlink_to("b.md")
+    (agents / "b.md").symlink_to("a.md")
+    registry = AgentRegistry(tmp_path, user_dir=tmp_path / "none", include_builtin=False)
+    for name in ("loop", "a", "b"):
+        with pytest.raises(AgentDefinitionError) as info:
+            registry.get(name)
+        assert str(info.value) == (f"{agents / (name + '.md')}: is a symlink loop (following it never reaches a file): "
+                                   f"point the link at a real file or remove it.")
+    assert all("check its permissions" not in p for p in registry.problems())

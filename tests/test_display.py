@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import threading
+
+import anthropic
+import httpx2
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
 from claude_force_nb.core.results import AgentResult, Usage
+from claude_force_nb.engine import runner
+from claude_force_nb.engine.pacing import Pacer
 from claude_force_nb.notebook.display import (
     CURSOR,
     StreamView,
@@ -16,7 +24,11 @@ from claude_force_nb.notebook.display import (
     extract_code,
     provenance,
     result_bundle,
+    thinking_bundle,
 )
+from claude_force_nb.notebook.pacing import PacingWatch, pacing_summary
+
+from . import clocks
 
 OK = AgentResult(agent="coder", model="claude-haiku-4-5", text="Use `x < y` & more", usage=Usage(100, 20),
                  cost_usd=0.0012, latency_s=1.25, stop_reason="end_turn", request_id="req_1", cache_key="v1:abc")
@@ -121,3 +133,80 @@ def test_compare_html_has_one_escaped_column_per_run():
     assert markup.count("<div style='font-weight: bold'>") == 2
     assert "Use `x &lt; y` &amp; more" in markup and "Error: prompt is too long &lt;here&gt;" in markup
     assert markup.startswith("<div style='display: flex;")
+
+
+# -- pacing shown while a cell waits ---------------------------------------------------------
+
+def until(predicate, timeout: float = 5.0) -> bool:
+    """Wait (on an Event, in short steps) until ``predicate()`` holds; False after ``timeout``."""
+    step = threading.Event()
+    for _ in range(int(timeout / 0.01)):
+        if predicate():
+            return True
+        step.wait(0.01)
+    return predicate()
+
+
+def rate_limited(pacer: Pacer, retry_after_ms: int = 2000) -> None:
+    """One attempt through ``pacer`` answered 429 with ``retry-after-ms`` (on the runner loop, where pacers live)."""
+    async def attempt() -> None:
+        response = httpx2.Response(429, headers={"retry-after-ms": str(retry_after_ms)},
+                                   request=httpx2.Request("POST", "http://x"))
+        with contextlib.suppress(anthropic.RateLimitError):
+            async with pacer.slot(10, 10):
+                raise anthropic.RateLimitError("rate limited", response=response, body=None)
+
+    runner.run_sync(attempt())
+
+
+def test_thinking_line_says_how_the_run_is_paced():
+    assert thinking_bundle("a<b>", "m") == {"text/markdown": "*a&lt;b&gt; (m) is thinking…*", "text/plain": "a<b> is thinking…"}
+    assert thinking_bundle("a", "m", "paced: 429, resuming in 1.2s")["text/markdown"] == (
+        "*a (m) is thinking… (paced: 429, resuming in 1.2s)*")
+
+
+def test_stream_view_says_when_the_run_is_paced_until_the_answer_starts(shell):
+    clock = clocks.FakeClock()
+    pacer = Pacer(8, clock=clock, wall_clock=clock.wall, sleep=clock.sleep)
+    rate_limited(pacer)
+
+    def last(cap) -> str:
+        return cap.outputs[-1].data["text/markdown"]
+
+    with capture_output() as cap:
+        view = StreamView("coder", "claude-haiku-4-5", pacing=pacer.stats)
+        assert until(lambda: last(cap) == "*coder (claude-haiku-4-5) is thinking… (paced: 429, resuming in 2.0s)*")
+        clock.advance(2.5)  # the pause is over
+        assert until(lambda: last(cap) == "*coder (claude-haiku-4-5) is thinking…*")
+        view.on_text("Use ")
+        rate_limited(pacer)  # paced again, but the answer has started: the cell shows the answer
+        for _ in range(3):
+            runner.run_sync(asyncio.sleep(0))
+        assert last(cap) == "Use " + CURSOR
+        view.finish(OK)
+    assert cap.outputs[-1].data == result_bundle(OK)
+    assert [o.data["text/markdown"] for o in cap.outputs].count("*coder (claude-haiku-4-5) is thinking…*") == 2
+
+
+def test_a_stopped_watch_shows_nothing_more():
+    clock = clocks.FakeClock()
+    pacer = Pacer(8, clock=clock, wall_clock=clock.wall, sleep=clock.sleep)
+    shown: list[str | None] = []
+    watch = PacingWatch(pacer.stats, shown.append, every_s=0.0)
+    rate_limited(pacer)
+    assert until(lambda: shown == ["paced: 429, resuming in 2.0s"])
+    watch.stop()
+    clock.advance(5)
+    for _ in range(5):
+        runner.run_sync(asyncio.sleep(0))
+    assert shown == ["paced: 429, resuming in 2.0s"]
+    watch.stop()  # twice is fine
+
+
+def test_pacing_summary_names_every_counter():
+    clock = clocks.FakeClock()
+    pacer = Pacer(4, clock=clock, wall_clock=clock.wall, sleep=clock.sleep)
+    rate_limited(pacer, 1500)
+    assert pacing_summary(pacer.stats()) == (
+        "Pacing: paced: 429, resuming in 1.5s\n"
+        "429 (rate limited): 1 · 529 (overloaded): 0 · waited 0.0 s · concurrency 4 of 4 (0 in flight)")

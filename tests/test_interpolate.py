@@ -46,3 +46,36 @@ def test_the_magics_module_still_exports_it():
     from claude_force_nb.notebook import magics
 
     assert magics.interpolate is interpolate and "interpolate" in magics.__all__
+
+
+class Unprintable:
+    def __str__(self) -> str:
+        raise RuntimeError("cannot show myself\nat all")
+
+
+class BadMessage(Exception):
+    def __str__(self) -> str:
+        raise ValueError("even my message fails")
+
+
+class WorseThanUnprintable:
+    def __str__(self) -> str:
+        raise BadMessage()
+
+
+def test_a_value_whose_str_raises_is_refused_in_one_line():
+    with pytest.raises(UsageError) as info:
+        interpolate("Explain {b}", {"b": Unprintable()})
+    assert str(info.value) == ("Cannot fill in {b}: RuntimeError: cannot show myself. "
+                               "Write {{b}} to send it literally, or use --no-interpolate.")
+    with pytest.raises(UsageError, match=r"^Cannot fill in \{b\}: BadMessage: \(its message cannot be shown\)\. "):
+        interpolate("{b}", {"b": WorseThanUnprintable()})
+
+
+def test_a_value_holding_a_lone_surrogate_is_refused_with_where_it_is():
+    with pytest.raises(UsageError) as info:
+        interpolate("Files: {names[1]}", {"names": ["ok.txt", "ok\ncaf\udce9.txt"]})
+    assert str(info.value) == (
+        "The value of {names[1]} holds a lone surrogate '\\udce9' at line 2, column 4: it cannot be sent as UTF-8 "
+        "text. Remove it, or decode the data it came from with its real encoding. "
+        "Write {{names[1]}} to send it literally, or use --no-interpolate.")

@@ -100,3 +100,29 @@ def test_user_errors_show_one_line_without_traceback(kernel, server):
     errors = [m["content"] for m in reply.of_type("error")]
     shown = text + "".join("".join(e["traceback"]) for e in errors)
     assert "Did you mean 'code-reviewer'" in shown and "Traceback" not in shown
+
+
+def _shown(reply) -> str:
+    """Everything a cell printed: streams and error tracebacks."""
+    text = "".join(m["content"].get("text", "") for m in reply.of_type("stream"))
+    return text + "".join("".join(m["content"]["traceback"]) for m in reply.of_type("error"))
+
+
+def test_config_shows_a_refused_setting_as_one_line_and_cells_still_run(kernel, server):
+    reply = kernel.run("%config AgentMagics.max_concurrent = 0")
+    lines = _shown(reply).splitlines()
+    assert len(lines) == 1 and lines[0].endswith(
+        "AgentMagics.max_concurrent=0 is out of range: use a whole number of 1 or more.")
+    assert "Traceback" not in _shown(reply)
+    assert kernel.run("%%agent assistant\nStill answered?", timeout=30).ok
+    assert server.request_count == 1
+
+
+def test_a_lone_surrogate_from_a_variable_is_refused_before_sending(kernel, server):
+    assert kernel.run('name = "caf\\udce9"').ok
+    reply = kernel.run("%%agent assistant\nAbout {name}", timeout=30)
+    assert reply.content["ename"] == "UsageError"
+    shown = _shown(reply)
+    assert "The value of {name} holds a lone surrogate '\\udce9' at line 1, column 4" in shown
+    assert "Traceback" not in shown and "thinking" not in "".join(reply.markdown())
+    assert server.request_count == 0

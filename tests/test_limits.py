@@ -55,7 +55,7 @@ def test_unlimited_acquire_never_waits():
 def test_budget_guard_counts_in_flight_reservations():
     guard = BudgetGuard(1.0)
     first = guard.reserve(0.6, "m")
-    with pytest.raises(BudgetExceededError, match="\\$0.4000 is left"):
+    with pytest.raises(BudgetExceededError, match="\\$0.40 is left"):
         guard.reserve(0.5, "m")
     guard.settle(first, 0.1)
     assert guard.spent_usd == 0.1 and guard.reserve(0.5, "m") == 0.5

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -10,6 +11,7 @@ import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
+from traitlets import TraitError
 
 from claude_force_nb.testing import Fault
 
@@ -200,7 +202,7 @@ def test_cache_subcommands(ip, server):
 def test_budget_subcommand(ip, server):
     with capture_output() as cap:
         ip.run_line_magic("agent", "budget 0.000001")
-    assert "Budget: $0.00" in cap.stdout
+    assert cap.stdout == "Budget: $0.000001; spent this kernel: $0.00\n"
     with pytest.raises(UsageError, match="Budget"):
         cell(ip, "agent assistant", "too expensive")
     assert server.request_count == 0
@@ -259,7 +261,7 @@ def test_environment_defaults_reach_the_magics(ip, server, monkeypatch):
     monkeypatch.setenv("CLAUDE_FORCE_BUDGET_USD", "0.000001")
     ip.run_line_magic("unload_ext", "claude_force_nb")
     ip.run_line_magic("load_ext", "claude_force_nb")
-    with pytest.raises(UsageError, match=r"Budget \$0.00"):
+    with pytest.raises(UsageError, match=r"Budget \$0.000001 would be exceeded"):
         cell(ip, "agent assistant", "refused by the environment's budget")
     with capture_output():
         ip.run_line_magic("agent", "budget off")
@@ -298,3 +300,142 @@ def test_a_bug_in_a_background_run_shows_its_traceback_in_the_cell(ip, server, m
 def test_unbalanced_quote_is_a_usage_error(ip):
     with pytest.raises(UsageError, match="check the quotes"):
         ip.run_line_magic("agent", 'budget "5')
+
+
+# -- settings and budgets refused with one line ---------------------------------------------
+
+@pytest.mark.parametrize("value,message", [
+    ("0", "AgentMagics.max_concurrent=0 is out of range: use a whole number of 1 or more."),
+    ("-1", "AgentMagics.max_concurrent=-1 is out of range: use a whole number of 1 or more."),
+])
+def test_config_refuses_a_bad_setting_and_keeps_the_old_value(ip, server, value, message):
+    magics = magics_of(ip)
+    ip.run_line_magic("config", "AgentMagics.max_concurrent = 3")
+    ip.run_line_magic("config", f"AgentMagics.max_concurrent = {value}")  # IPython prints the TraitError's line
+    assert magics.max_concurrent == 3 and magics.orchestrator.settings.max_concurrent == 3
+    with pytest.raises(TraitError, match=f"^{message}$"):
+        magics.max_concurrent = int(value)
+    _, cap = cell(ip, "agent assistant", "still answered")
+    assert "Offline answer" in last_output(cap).data["text/markdown"]
+
+
+def test_a_bad_setting_in_the_ipython_configuration_stops_load_ext_with_one_line(ip, server):
+    ip.run_line_magic("unload_ext", "claude_force_nb")
+    ip.config.AgentMagics.max_concurrent = 0
+    with pytest.raises(UsageError, match=r"^AgentMagics\.max_concurrent=0 is out of range: use a whole number of 1 or "
+                                         r"more\. It is set in the IPython configuration \(c\.AgentMagics\.\.\.\): fix or remove it\.$"):
+        ip.run_line_magic("load_ext", "claude_force_nb")
+    ip.config.AgentMagics.max_concurrent = 2
+    ip.run_line_magic("load_ext", "claude_force_nb")
+    assert magics_of(ip).max_concurrent == 2
+
+
+@pytest.mark.parametrize("trait,value,message", [
+    ("budget_usd", float("nan"), "AgentMagics.budget_usd=nan is not a budget"),
+    ("max_tokens", 0, "AgentMagics.max_tokens=0 is out of range"),
+    ("default_model", "claude haiku", "AgentMagics.default_model='claude haiku' is not a model id"),
+])
+def test_every_setting_trait_has_the_settings_rule(ip, trait, value, message):
+    with pytest.raises(TraitError, match=message):
+        setattr(magics_of(ip), trait, value)
+    assert getattr(magics_of(ip), trait) is None
+
+
+@pytest.mark.parametrize("word", ["nan", "-5", "inf", "$-0.01"])
+def test_budget_that_is_not_an_amount_is_refused(ip, server, word):
+    with capture_output():
+        ip.run_line_magic("agent", "budget 2")
+    with pytest.raises(UsageError, match=rf"^Budget '{re.escape(word)}' is not a budget \(it must be 0 or more, and finite\)"):
+        ip.run_line_magic("agent", f"budget {word}")
+    assert magics_of(ip).orchestrator.budget.budget_usd == 2.0
+
+
+def test_small_budget_is_shown_with_its_digits(ip, server):
+    with capture_output() as cap:
+        ip.run_line_magic("agent", "budget 0.001")
+    assert cap.stdout.startswith("Budget: $0.001;")
+
+
+def test_compare_rows_refused_by_the_budget_show_their_own_model(ip, server):
+    with capture_output():
+        ip.run_line_magic("agent", "budget 0.00001")
+    frame, _ = cell(ip, "compare -a assistant -m claude-haiku-4-5,claude-opus-4-6", "too dear")
+    assert frame["model"].tolist() == ["claude-haiku-4-5", "claude-opus-4-6"]
+    assert frame["error"].str.startswith("Budget $0.00001 would be exceeded").all() and server.request_count == 0
+
+
+# -- user mistakes: one line, nothing sent ---------------------------------------------------
+
+@pytest.mark.parametrize("line,match", [
+    ("costs --by nonsense", r"^Cannot group by 'nonsense': use one of agent, model, day, session, e\.g\. `%agent costs --by model`\.$"),
+    ("stats --by nonsense", r"^Cannot group by 'nonsense': use one of agent, model, day, session"),
+    ("costs --by", r"^Usage: %agent costs \[--by agent\|model\|day\|session\] \(got '--by'\)\.$"),
+    ("list extra", r"^%agent list takes no arguments \(got 'extra'\): use `%agent list`\.$"),
+    ("runs extra", r"^%agent runs takes no arguments"),
+    ("cancel now", r"^%agent cancel takes no arguments"),
+    ("cache stats now", r"^Usage: %agent cache \[stats\|list\|clear\|verify\|prune\] \(got 'stats now'\)\.$"),
+    ("budget 1 2", r"^Usage: %agent budget \[USD\|off\] \(got '1 2'\)\.$"),
+])
+def test_subcommand_mistakes_are_one_line(ip, server, line, match):
+    with pytest.raises(UsageError, match=match):
+        ip.run_line_magic("agent", line)
+
+
+@pytest.mark.parametrize("line,match", [
+    ("agent assistant -o class", r"^-o: 'class' is a Python keyword, so no variable can have that name: use e\.g\. 'class_'\.$"),
+    ("agent assistant -o 1abc", r"^-o: '1abc' is not a usable variable name: use letters, digits and _, not starting with a digit"),
+    ("agent assistant -o 'a b'", r"^-o: 'a b' is not a usable variable name"),
+    ("compare -a assistant -o for", r"^-o: 'for' is a Python keyword"),
+    ("compare -a ,", r"^-a ',' names no agent: give comma-separated names, e\.g\. -a assistant,code-reviewer\.$"),
+    ("compare -a assistant -m ' , '", r"^-m ' , ' names no model: give comma-separated names"),
+    ("agent assistant -t -inf", r"^temperature=-inf is out of range: use a number from 0 to 1\.$"),
+    ("compare -a assistant -t -inf", r"^temperature=-inf is out of range"),
+])
+def test_flag_mistakes_are_one_line_and_nothing_is_sent(ip, server, line, match):
+    with pytest.raises(UsageError, match=match):
+        cell(ip, line, "task")
+    assert server.request_count == 0
+
+
+def test_a_lone_surrogate_is_refused_with_where_it_is(ip, server):
+    with pytest.raises(UsageError, match=r"^The cell holds a lone surrogate '\\udce9' at line 2, column 4: it cannot be sent"):
+        cell(ip, "agent assistant", "first line\ncaf\udce9 au lait")
+    ip.user_ns["name"] = "caf\udce9"
+    with pytest.raises(UsageError, match=r"^The value of \{name\} holds a lone surrogate '\\udce9' at line 1, column 4: .*"
+                                         r"Write \{\{name\}\} to send it literally, or use --no-interpolate\.$"):
+        cell(ip, "agent assistant", "About {name}")
+    assert server.request_count == 0 and magics_of(ip).orchestrator.ledger.rows() == []
+    ip.user_ns.pop("name")
+
+
+def test_a_value_whose_str_fails_is_refused_in_one_line(ip, server):
+    class Unprintable:
+        def __str__(self) -> str:
+            raise ValueError("no text for you\nsecond line")
+
+    ip.user_ns["b"] = Unprintable()
+    with pytest.raises(UsageError, match=r"^Cannot fill in \{b\}: ValueError: no text for you\. Write \{\{b\}\}"):
+        cell(ip, "agent assistant", "Explain {b}")
+    assert server.request_count == 0
+    ip.user_ns.pop("b")
+
+
+# -- pacing shown where the user waits -------------------------------------------------------
+
+def test_a_paced_cell_says_so_and_agent_pacing_shows_the_counters(ip, server):
+    server.fail_next(429, retry_after_ms=15_000)  # a long pause: the test cancels once it is shown
+    magics = magics_of(ip)
+    with capture_output() as cap:
+        ip.run_cell_magic("agent", "assistant --bg", "wait for the rate limit")
+        assert server.wait_for(lambda s: any(
+            "paced: 429, resuming in" in o.data.get("text/markdown", "") for o in list(cap.outputs)), timeout=TIMEOUT)
+        assert magics.cancel_all() == 1 and magics.wait_background(TIMEOUT)
+    paced = next(o.data for o in cap.outputs if "paced: 429" in o.data.get("text/markdown", ""))
+    assert re.fullmatch(r"\*assistant \(claude-sonnet-4-6\) is thinking… \(paced: 429, resuming in \d+\.\ds\)\*",
+                        paced["text/markdown"])
+    assert cap.outputs[-1].data["text/markdown"] == "**Error:** Cancelled."
+    with capture_output() as cap:
+        ip.run_line_magic("agent", "pacing")
+    first, second = cap.stdout.splitlines()
+    assert first.startswith("Pacing: paced: 429, resuming in")
+    assert second == "429 (rate limited): 1 · 529 (overloaded): 0 · waited 0.0 s · concurrency 8 of 8 (0 in flight)"

@@ -10,7 +10,7 @@ import pytest
 
 from claude_force_nb.core.agent_files import DefinitionProblem, parse_definition
 from claude_force_nb.core.agents import AgentDefinition
-from claude_force_nb.core.errors import InvalidInputError
+from claude_force_nb.core.errors import ConfigurationError, InvalidInputError
 from claude_force_nb.core.options import (
     MAX_OUTPUT_TOKENS,
     RunOptions,
@@ -112,8 +112,28 @@ def test_resolve_takes_the_call_then_the_agent_then_settings() -> None:
     assert given.resolve(agent, s) == given  # temperature 0 is a choice, not "unset"
 
 
-def test_resolve_refuses_a_bad_default_with_the_same_message() -> None:
-    with pytest.raises(InvalidInputError, match=r"^max_tokens=0 is out of range: use a whole number from 1 to 128,000\.$"):
-        RunOptions().resolve(AgentDefinition("b", "sys"), settings(max_tokens=0))
-    with pytest.raises(InvalidInputError, match="Malformed model id 'bad model'"):
-        RunOptions().resolve(AgentDefinition("b", "sys"), settings(default_model="bad model"))
+def test_a_bad_default_is_refused_where_it_is_set_with_the_same_rule() -> None:
+    with pytest.raises(ConfigurationError, match=r"^Settings\.max_tokens=0 is out of range: use a whole number from 1 to 128,000\.$"):
+        settings(max_tokens=0)
+    with pytest.raises(ConfigurationError, match=r"^Settings\.default_model='bad model' is not a model id"):
+        settings(default_model="bad model")
+
+
+def test_a_lone_surrogate_is_found_with_its_line_and_column() -> None:
+    from claude_force_nb.core.options import surrogate_problem
+
+    assert surrogate_problem("all fine: ü 数 🙂", "The task") is None
+    assert surrogate_problem("a\nbc\ud800", "The task") == (
+        "The task holds a lone surrogate '\\ud800' at line 2, column 3: it cannot be sent as UTF-8 text. "
+        "Remove it, or decode the data it came from with its real encoding.")
+    with pytest.raises(InvalidInputError, match=r"^The system text holds a lone surrogate '\\udcff' at line 1, column 1"):
+        RunOptions(system="\udcff")
+
+
+def test_a_lone_surrogate_in_a_task_is_refused_before_sending(make_orch, server) -> None:
+    orch = make_orch()
+    with pytest.raises(InvalidInputError, match=r"^The task holds a lone surrogate '\\udce9' at line 1, column 4"):
+        orch.run_sync("assistant", "caf\udce9")
+    [result] = orch.run_many_sync([("assistant", "caf\udce9")])
+    assert result.error_type == "InvalidInputError" and "lone surrogate" in result.error
+    assert server.request_count == 0

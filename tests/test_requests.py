@@ -95,8 +95,8 @@ def test_bad_tasks_are_refused_with_the_fix(task: object, message: str) -> None:
 
 
 def test_bad_resolved_options_are_refused_before_a_body_exists() -> None:
-    with pytest.raises(InvalidInputError, match="max_tokens=0 is out of range"):
-        build_call(AGENT, "t", RunOptions(), settings(max_tokens=0))
+    with pytest.raises(InvalidInputError, match="max_tokens=-1 is out of range"):  # Settings refuse it themselves
+        build_call(AgentDefinition("a", "s", max_tokens=-1), "t", RunOptions(), settings())
 
 
 def test_long_agent_definition_gets_prompt_cache_control(orch, server, tmp_path):

@@ -142,3 +142,15 @@ def test_buttons_while_running_and_cancel_stops_the_request(console, server):
 
 def test_cancel_with_nothing_running_is_harmless(console):
     assert console.cancel() is False
+
+
+def test_status_line_says_when_the_run_is_paced(console, server):
+    server.fail_next(429, retry_after_ms=15_000)  # long: the test cancels once the status line says so
+    console.task.value = "Paced"
+    future = console.run()
+    assert server.wait_for(lambda s: "paced: 429, resuming in" in console.status.value, timeout=TIMEOUT)
+    assert console.status.value.startswith('<span style="color: #a60;">Running assistant on ')
+    console.cancel()
+    concurrent.futures.wait([future], timeout=TIMEOUT)
+    assert future.cancelled() and "Cancelled." in console.status.value
+    assert console.answer.outputs[0]["data"]["text/markdown"].startswith("*Cancelled")

@@ -94,3 +94,23 @@ def test_export_goes_to_the_ipython_user_namespace(compare, monkeypatch):
     assert shell.user_ns == {"comparison": frame}
     monkeypatch.setattr(IPython, "get_ipython", lambda: None)
     assert compare.export() is False and "No IPython session" in compare.status.value
+
+
+def test_status_line_says_when_the_comparison_is_paced(compare, server):
+    server.fail_next(429, retry_after_ms=15_000)  # long: the test cancels once the status line says so
+    compare.agents.value = ("assistant", "python-expert")
+    compare.models.value = ("claude-haiku-4-5",)
+    compare.task.value = "Paced"
+    future = compare.run()
+    assert server.wait_for(lambda s: "done… (paced: 429, resuming in" in compare.status.value, timeout=TIMEOUT)
+    assert "1/2 done… (paced: 429, resuming in" in compare.status.value  # the other call was answered
+    compare.cancel()
+    concurrent.futures.wait([future], timeout=TIMEOUT)
+    assert future.cancelled() and "Cancelled" in compare.status.value
+
+
+def test_export_names_what_is_wrong_with_the_name(compare):
+    compare.frame = pd.DataFrame({"a": [1]})
+    compare.namespace = {}
+    compare.export_name.value = "class"
+    assert compare.export() is False and "&#x27;class&#x27; is a Python keyword" in compare.status.value

@@ -28,10 +28,12 @@ file; malformed front matter or values of the wrong type; an empty prompt; a mal
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
 import stat
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,10 +53,12 @@ __all__ = [
     "JsonAgent",
     "check_file",
     "is_valid_name",
+    "os_problem",
     "parse_claude_json",
     "parse_definition",
     "read_text",
     "realpath",
+    "suggest_name",
 ]
 
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
@@ -105,6 +109,26 @@ def is_valid_name(name: object) -> bool:
     return isinstance(name, str) and _NAME_RE.fullmatch(name) is not None
 
 
+def suggest_name(text: str) -> str:
+    """A name that passes the rule, as close to ``text`` as it allows: 'ünï' -> 'uni', 'my agent' -> 'my-agent'."""
+    plain = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", plain).strip("-_.")[:64]
+    return name if is_valid_name(name) else "my-agent"
+
+
+def _name_fix(name: str) -> str:
+    return f"{NAME_RULE}, e.g. {suggest_name(name)!r}"
+
+
+def os_problem(label: str, exc: OSError, action: str = "be read") -> str:
+    """One line for a file or directory the OS refused, naming the likely fix."""
+    if exc.errno == errno.ELOOP:
+        return f"{label}: is a symlink loop (following it never reaches a file): point the link at a real file or remove it."
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return f"{label}: cannot {action} ({exc.strerror}): check its permissions."
+    return f"{label}: cannot {action} ({exc.strerror or exc}): check that it exists and is readable."
+
+
 def realpath(path: Path) -> Path:
     return Path(os.path.realpath(path))
 
@@ -125,7 +149,7 @@ def check_file(path: Path, root_real: Path, label: str) -> tuple[Path, tuple[Any
             f"{label}: does not exist ({real}): create it, or fix the path or dangling symlink."
         ) from None
     except OSError as exc:
-        raise DefinitionProblem(f"{label}: cannot be read ({exc.strerror}): check its permissions.") from None
+        raise DefinitionProblem(os_problem(label, exc)) from None
     if not stat.S_ISREG(st.st_mode):
         raise DefinitionProblem(f"{label}: is not a regular file: an agent definition must be a text file.")
     if st.st_size > MAX_DEFINITION_BYTES:
@@ -142,7 +166,7 @@ def read_text(real: Path, label: str) -> str:
         with open(real, "rb") as fh:
             data = fh.read(MAX_DEFINITION_BYTES + 1)
     except OSError as exc:
-        raise DefinitionProblem(f"{label}: cannot be read ({exc.strerror}): check its permissions.") from None
+        raise DefinitionProblem(os_problem(label, exc)) from None
     if len(data) > MAX_DEFINITION_BYTES:  # grew after the stat
         raise DefinitionProblem(f"{label}: is over the 1 MiB limit for an agent definition: shorten the prompt.")
     try:
@@ -256,13 +280,14 @@ def parse_definition(
         raw_name = meta.get("name")
         if raw_name is None:
             if stem_claim is None:
+                fixed = suggest_name(stem)
                 raise DefinitionProblem(
-                    f"{label}: {stem!r} is not a valid agent name: {NAME_RULE} (rename the file or "
-                    f"set 'name:' in its front matter)."
+                    f"{label}: {stem!r} is not a valid agent name: {NAME_RULE} (rename the file to "
+                    f"{fixed}.md, or set 'name: {fixed}' in its front matter)."
                 )
             name = stem
         elif not is_valid_name(raw_name):
-            what = "must be text: put it in quotes" if not isinstance(raw_name, str) else NAME_RULE
+            what = "must be text: put it in quotes" if not isinstance(raw_name, str) else _name_fix(raw_name)
             raise DefinitionProblem(f"{label}: agent name {raw_name!r} is not allowed: {what}.", claim)
         else:
             name = raw_name
@@ -306,7 +331,7 @@ def parse_claude_json(real: Path, label: str) -> list[JsonAgent]:
     out: list[JsonAgent] = []
     for name, spec in agents.items():
         if not is_valid_name(name):
-            out.append(JsonAgent(None, error=f"{label}: agent name {name!r} is not allowed: {NAME_RULE}."))
+            out.append(JsonAgent(None, error=f"{label}: agent name {name!r} is not allowed: {_name_fix(name)}."))
             continue
         if not isinstance(spec, dict) or not isinstance(spec.get("file"), str) or not spec["file"].strip():
             out.append(

@@ -165,7 +165,9 @@ class AgentRegistry:
         index = self._scan()
         entry = index.entries.get(name)
         if entry is None:
-            raise UnknownAgentError(name, difflib.get_close_matches(name, index.valid_names(), n=3, cutoff=0.5))
+            close = difflib.get_close_matches(name, index.valid_names(), n=3, cutoff=0.5)
+            create_as = name if agent_files.is_valid_name(name) else agent_files.suggest_name(name)
+            raise UnknownAgentError(name, close, create_as=create_as)
         if entry.definition is None:
             raise AgentDefinitionError(entry.error)
         return entry.definition
@@ -306,7 +308,7 @@ class AgentRegistry:
         except (FileNotFoundError, NotADirectoryError):
             return []
         except OSError as exc:
-            return [_Entry(None, str(directory), error=f"{directory}: cannot be listed ({exc.strerror}): check its permissions.")]
+            return [_Entry(None, str(directory), error=agent_files.os_problem(str(directory), exc, "be listed"))]
         root_real = realpath(directory)
         out = []
         for fname in files:

@@ -70,7 +70,7 @@ class InvalidInputError(ClaudeForceError, ValueError):
 class UnknownAgentError(InvalidInputError, LookupError):
     """No agent of that name; the message lists close matches."""
 
-    def __init__(self, name: str, suggestions: list[str] | None = None) -> None:
+    def __init__(self, name: str, suggestions: list[str] | None = None, *, create_as: str | None = None) -> None:
         self.name = name
         self.suggestions = list(suggestions or [])
         hint = (
@@ -78,9 +78,11 @@ class UnknownAgentError(InvalidInputError, LookupError):
             if self.suggestions
             else ""
         )
+        create_as = create_as or name  # a valid name when ``name`` itself could not name an agent
+        renamed = "" if create_as == name else f" ({name!r} cannot name an agent: letters, digits, '.', '_', '-')"
         super().__init__(
             f"Unknown agent {name!r}.{hint} List agents with `%agent list` or "
-            f"AgentRegistry().names(); add one as .claude/agents/{name}.md."
+            f"AgentRegistry().names(); add one as .claude/agents/{create_as}.md{renamed}."
         )
 
 

@@ -25,8 +25,10 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "MAX_OUTPUT_TOKENS",
     "RunOptions",
+    "flag_problem",
     "max_tokens_problem",
     "model_problem",
+    "surrogate_problem",
     "temperature_problem",
 ]
 
@@ -34,6 +36,7 @@ __all__ = [
 # with the 128k output limit). The API refuses more; refusing it here names the fix.
 MAX_OUTPUT_TOKENS = 128_000
 _MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}$")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def model_problem(value: object) -> str | None:
@@ -69,13 +72,35 @@ def temperature_problem(value: object) -> str | None:
     return None
 
 
-def _system_problem(value: object) -> str | None:
-    if value is None or isinstance(value, str):
+def surrogate_problem(text: str, what: str) -> str | None:
+    """Where ``text`` holds a lone surrogate (which no UTF-8 request can carry), with the fix; None if nowhere.
+
+    Lone surrogates come from bytes decoded with ``errors="surrogateescape"`` (file names,
+    ``os.environ``, some readers) or from JSON ``"\\udXXX"`` escapes. ``what`` names the text,
+    e.g. "The task".
+    """
+    found = _SURROGATE.search(text)
+    if found is None:
         return None
-    return f"system must be text, not {type(value).__name__}: pass a str of extra instructions, or None."
+    before = text[: found.start()]
+    line = before.count("\n") + 1
+    column = found.start() - (before.rfind("\n") + 1) + 1
+    return (
+        f"{what} holds a lone surrogate {found.group()!r} at line {line}, column {column}: it cannot be "
+        f"sent as UTF-8 text. Remove it, or decode the data it came from with its real encoding."
+    )
 
 
-def _flag_problem(name: str, *, optional: bool = False) -> Callable[[object], str | None]:
+def _system_problem(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        return f"system must be text, not {type(value).__name__}: pass a str of extra instructions, or None."
+    return surrogate_problem(value, "The system text")
+
+
+def flag_problem(name: str, *, optional: bool = False) -> Callable[[object], str | None]:
+    """The check of a True/False option (``optional``: None is allowed too)."""
     allowed = "True, False or None (None: Settings decides)" if optional else "True or False"
 
     def problem(value: object) -> str | None:
@@ -139,7 +164,7 @@ _CHECKS: dict[str, Callable[[object], str | None]] = {
     "max_tokens": max_tokens_problem,
     "temperature": temperature_problem,
     "system": _system_problem,
-    "use_cache": _flag_problem("use_cache"),
-    "refresh": _flag_problem("refresh"),
-    "stream": _flag_problem("stream", optional=True),
+    "use_cache": flag_problem("use_cache"),
+    "refresh": flag_problem("refresh"),
+    "stream": flag_problem("stream", optional=True),
 }

@@ -8,28 +8,158 @@ separate ``secrets/`` directory so it never sits next to the data it signs.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigurationError, InsecurePathError
+from .options import MAX_OUTPUT_TOKENS, flag_problem, max_tokens_problem, model_problem
 
-__all__ = ["DEFAULT_MODEL", "Settings", "ensure_private_dir"]
+__all__ = ["DEFAULT_MODEL", "Settings", "budget_problem", "ensure_private_dir", "setting_problem"]
 
 DEFAULT_MODEL = "claude-sonnet-4-6"
 APP = "claude-force-nb"
 
 
-def _env_float(name: str) -> float | None:
+def _env_budget(name: str) -> float | None:
     raw = os.environ.get(name)
     if raw in (None, ""):
         return None
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
         raise ConfigurationError(f"{name}={raw!r} is not a number: set it to e.g. 5.0 or unset it.") from None
+    if budget_problem(value) is not None:
+        raise ConfigurationError(f"{name}={raw!r} is not a budget: set it to an amount in USD of 0 or more, or unset it.")
+    return value
+
+
+# -- the one rule each setting follows ----------------------------------------------------
+# Each check returns why a value cannot be used, with the fix, or None. Settings put
+# "Settings." in front; the notebook's %config traits put "AgentMagics." (same rules).
+
+Check = Callable[[object], str | None]
+
+
+def _whole(name: str, low: int, *, optional: bool = False) -> Check:
+    unset = ", or None for no limit" if optional else ""
+
+    def problem(value: object) -> str | None:
+        if optional and value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"{name}={value!r} is not a whole number: use one of {low} or more{unset}."
+        if value < low:
+            return f"{name}={value!r} is out of range: use a whole number of {low} or more{unset}."
+        return None
+
+    return problem
+
+
+def _seconds(name: str, *, zero: bool) -> Check:
+    least = "0 or more" if zero else "more than 0"
+
+    def problem(value: object) -> str | None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"{name}={value!r} is not a number: use a number of seconds, {least}."
+        if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+            return f"{name}={value!r} is out of range: use a finite number of seconds, {least}."
+        return None
+
+    return problem
+
+
+def budget_problem(value: object) -> str | None:
+    """Why ``value`` cannot be a budget in USD, with the fix; None if it can (None: no budget)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"budget_usd={value!r} is not a number: use an amount in USD such as 5.0, or None for no budget."
+    if not math.isfinite(value) or value < 0:
+        return f"budget_usd={value!r} is not a budget: use an amount in USD of 0 or more, or None for no budget."
+    return None
+
+
+def _text(name: str, *, optional: bool) -> Check:
+    def problem(value: object) -> str | None:
+        if (optional and value is None) or isinstance(value, str):
+            return None
+        return f"{name} must be text{' or None' if optional else ''}, not {type(value).__name__}."
+
+    return problem
+
+
+def _max_tokens(value: object) -> str | None:
+    if value is None:
+        return f"max_tokens=None is not a whole number: use one from 1 to {MAX_OUTPUT_TOKENS:,}."
+    return max_tokens_problem(value)
+
+
+def _model(value: object) -> str | None:
+    if value in (None, "") or model_problem(value) is not None:
+        return f"default_model={value!r} is not a model id: use an id such as 'claude-sonnet-4-6'."
+    return None
+
+
+def _path(name: str) -> Check:
+    def problem(value: object) -> str | None:
+        if isinstance(value, (str, os.PathLike)) and str(value):
+            return None
+        return f"{name}={value!r} is not a path: pass a pathlib.Path or a str."
+
+    return problem
+
+
+def _secret(value: object) -> str | None:
+    if value is None or (isinstance(value, bytes) and value):
+        return None
+    return "cache_secret must be non-empty bytes, or None to use the key file."
+
+
+def _names(value: object) -> str | None:
+    if isinstance(value, frozenset) and all(isinstance(n, str) for n in value):
+        return None
+    return f"cache_exclude={value!r} is not a set of agent names: pass e.g. frozenset({{'code-reviewer'}})."
+
+
+_SETTING_CHECKS: dict[str, Check] = {
+    "api_key": _text("api_key", optional=True),
+    "base_url": _text("base_url", optional=True),
+    "offline": flag_problem("offline"),
+    "data_dir": _path("data_dir"),
+    "secrets_dir": _path("secrets_dir"),
+    "cache_secret": _secret,
+    "default_model": _model,
+    "max_tokens": _max_tokens,
+    "max_concurrent": _whole("max_concurrent", 1),
+    "timeout_s": _seconds("timeout_s", zero=False),
+    "connect_timeout_s": _seconds("connect_timeout_s", zero=False),
+    "max_attempts": _whole("max_attempts", 1),
+    "retry_base_wait_s": _seconds("retry_base_wait_s", zero=True),
+    "retry_max_wait_s": _seconds("retry_max_wait_s", zero=True),
+    "stream": flag_problem("stream"),
+    "circuit_failures": _whole("circuit_failures", 1),
+    "circuit_reset_s": _seconds("circuit_reset_s", zero=True),
+    "requests_per_minute": _whole("requests_per_minute", 1, optional=True),
+    "tokens_per_minute": _whole("tokens_per_minute", 1, optional=True),
+    "budget_usd": budget_problem,
+    "max_task_chars": _whole("max_task_chars", 1),
+    "cache_enabled": flag_problem("cache_enabled"),
+    "cache_ttl_s": _seconds("cache_ttl_s", zero=False),
+    "cache_max_bytes": _whole("cache_max_bytes", 1),
+    "cache_max_entry_bytes": _whole("cache_max_entry_bytes", 1),
+    "cache_exclude": _names,
+}
+
+
+def setting_problem(name: str, value: object) -> str | None:
+    """Why ``value`` cannot be the setting ``name``, with the fix (None: it can, or it has no rule)."""
+    check = _SETTING_CHECKS.get(name)
+    return None if check is None else check(value)
 
 
 def _truthy(raw: str | None) -> bool:
@@ -74,7 +204,11 @@ def ensure_private_dir(path: Path) -> Path:
 
 @dataclass(frozen=True)
 class Settings:
-    """Configuration for the orchestrator, cache and ledger. Immutable; derive with ``replace``."""
+    """Configuration for the orchestrator, cache and ledger. Immutable; derive with ``replace``.
+
+    Every value is checked when the Settings are made (``replace`` included): a bad one is
+    refused with a ConfigurationError that names the setting and the fix.
+    """
 
     api_key: str | None = field(default=None, repr=False)
     base_url: str | None = None
@@ -105,6 +239,13 @@ class Settings:
     cache_max_entry_bytes: int = 5 * 1024 * 1024
     cache_exclude: frozenset[str] = frozenset()
 
+    def __post_init__(self) -> None:
+        if isinstance(self.cache_exclude, (set, list, tuple)):  # any collection of names will do
+            object.__setattr__(self, "cache_exclude", frozenset(self.cache_exclude))
+        for f in dataclasses.fields(self):
+            if (message := setting_problem(f.name, getattr(self, f.name))) is not None:
+                raise ConfigurationError(f"Settings.{message}")
+
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
         """Settings from the environment (ANTHROPIC_*, CLAUDE_FORCE_*), then ``overrides``."""
@@ -118,7 +259,7 @@ class Settings:
             values["cache_secret"] = secret.encode()
         if model := os.environ.get("CLAUDE_FORCE_MODEL"):
             values["default_model"] = model
-        if (budget := _env_float("CLAUDE_FORCE_BUDGET_USD")) is not None:
+        if (budget := _env_budget("CLAUDE_FORCE_BUDGET_USD")) is not None:
             values["budget_usd"] = budget
         values.update(overrides)
         return cls(**values)

@@ -4,20 +4,46 @@ Both live on the runner loop. The rate limiter keeps a sliding 60 s window so a 
 never exceeds the configured minute quota (pacing.Pacer consults it before every
 attempt); the budget guard refuses a call whose worst-case cost could cross the budget
 before anything is sent. The budget is money, not time: it needs no clock.
+
+The worst case must hold for any text, so the budget counts one input token per UTF-8
+byte of the system text and the task (:func:`input_token_bound`): a token covers at
+least one byte, and a character outside the tokenizer's vocabulary (a rare ideograph,
+an emoji) is split into its bytes, so even one token per character is not a bound.
+For English this is about four times the real count, for CJK about three times; the
+difference is only held while the call is in flight (its real cost is then counted).
+``count_tokens`` would be exact but costs a round trip per call, and is rate limited.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 
 from ..core.errors import BudgetExceededError, InvalidInputError
+from ..core.settings import budget_problem
 
-__all__ = ["BudgetGuard", "RateLimiter"]
+__all__ = ["BudgetGuard", "RateLimiter", "format_usd", "input_token_bound"]
 
 WINDOW_S = 60.0
+# Tokens the API adds around a request's texts (role markers, the system block): a few;
+# this is a generous ceiling for a request with one system text and one user message.
+REQUEST_OVERHEAD_TOKENS = 32
+
+
+def input_token_bound(*texts: str) -> int:
+    """The most input tokens a request made of ``texts`` can count: one per UTF-8 byte, plus overhead."""
+    return REQUEST_OVERHEAD_TOKENS + sum(len(t.encode("utf-8", "surrogatepass")) for t in texts)
+
+
+def format_usd(amount: float) -> str:
+    """Dollars to the cent, or with the decimals it takes to show three significant
+    digits of a smaller amount: "$5.00", "$0.05", "$0.001", "$0.0125"."""
+    decimals = 2 if amount == 0 or abs(amount) >= 1 else max(2, 2 - math.floor(math.log10(abs(amount))))
+    whole, _, fraction = f"{amount:,.{decimals}f}".partition(".")
+    return f"${whole}.{fraction.rstrip('0').ljust(2, '0')}"
 
 
 class RateLimiter:
@@ -92,12 +118,23 @@ class RateLimiter:
 
 
 class BudgetGuard:
-    """Tracks spend and refuses calls whose worst case would cross ``budget_usd``."""
+    """Tracks spend and refuses calls whose worst case would cross ``budget_usd``
+    (None: no budget; anything else must be a finite amount of 0 or more)."""
 
     def __init__(self, budget_usd: float | None = None) -> None:
         self.budget_usd = budget_usd
         self.spent_usd = 0.0
         self.reserved_usd = 0.0
+
+    @property
+    def budget_usd(self) -> float | None:
+        return self._budget_usd
+
+    @budget_usd.setter
+    def budget_usd(self, value: float | None) -> None:
+        if (problem := budget_problem(value)) is not None:  # NaN would silently turn the guard off
+            raise InvalidInputError(problem)
+        self._budget_usd = value
 
     def reserve(self, worst_case_usd: float | None, model: str) -> float:
         """Hold ``worst_case_usd`` for an in-flight call; raise if it could cross the budget."""
@@ -105,15 +142,15 @@ class BudgetGuard:
             return 0.0
         if worst_case_usd is None:
             raise BudgetExceededError(
-                f"A budget of ${self.budget_usd:.2f} is set but {model!r} has no price, so the call "
+                f"A budget of {format_usd(self.budget_usd)} is set but {model!r} has no price, so the call "
                 f"cannot be checked: add the model to prices.json or unset the budget."
             )
         committed = self.spent_usd + self.reserved_usd
         if committed + worst_case_usd > self.budget_usd + 1e-12:
             left = max(0.0, self.budget_usd - committed)
             raise BudgetExceededError(
-                f"Budget ${self.budget_usd:.2f} would be exceeded: this call may cost up to "
-                f"${worst_case_usd:.4f} and ${left:.4f} is left. Raise it with `%agent budget USD` "
+                f"Budget {format_usd(self.budget_usd)} would be exceeded: this call may cost up to "
+                f"{format_usd(worst_case_usd)} and {format_usd(left)} is left. Raise it with `%agent budget USD` "
                 f"(or Settings.budget_usd), lower max_tokens, or use a cheaper model."
             )
         self.reserved_usd += worst_case_usd

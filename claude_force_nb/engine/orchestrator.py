@@ -32,7 +32,7 @@ from ..core.results import AgentResult
 from ..core.settings import Settings
 from ..store.cache import ResponseCache
 from ..store.ledger import Ledger
-from .limits import BudgetGuard
+from .limits import BudgetGuard, input_token_bound
 from .pacing import Pacer
 from .persistence import PersistenceWriter
 from .requests import Call, build_call
@@ -228,6 +228,7 @@ class Orchestrator:
         on_text = common.pop("on_text", None)
 
         async def one(i: int, item: Any) -> AgentResult:
+            model = self.settings.default_model  # what a refused job shows, until its own model is known
             try:
                 try:
                     job = Job.coerce(item)
@@ -239,9 +240,10 @@ class Orchestrator:
                 options = RunOptions.from_kwargs(**{**common, **own})
                 if job.agent not in resolved:
                     resolved[job.agent] = self.registry.get(job.agent)
+                model = options.resolve(resolved[job.agent], self.settings).model or model
                 result = await self._run(resolved[job.agent], job.task, options, on_text)
             except ClaudeForceError as exc:
-                result = outcomes.refused(_agent_named_in(item), exc, model=self.settings.default_model,
+                result = outcomes.refused(_agent_named_in(item), exc, model=model,
                                           offline=self.offline)
             if on_result is not None:
                 on_result(i, result)
@@ -296,7 +298,7 @@ class Orchestrator:
                     return result
         if not self.offline and not self.settings.api_key:
             raise MissingAPIKeyError()
-        worst_case = self.prices.worst_case(call.model, call.estimated_input_tokens, call.max_tokens)
+        worst_case = self.prices.worst_case(call.model, input_token_bound(call.system, call.task), call.max_tokens)
         reserved = self.budget.reserve(worst_case, call.model)
         result: AgentResult | None = None
         try:

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..core.agents import AgentDefinition
 from ..core.errors import InvalidInputError
-from ..core.options import RunOptions
+from ..core.options import RunOptions, surrogate_problem
 from ..core.settings import Settings
 
 __all__ = ["PROMPT_CACHE_MIN_CHARS", "Call", "build_call", "check_task"]
@@ -66,6 +66,8 @@ def check_task(task: object, max_chars: int) -> str:
         raise InvalidInputError(f"The task must be text, not {type(task).__name__}: pass a str.")
     if not task.strip():
         raise InvalidInputError("The task is empty: put the request in the cell body (or pass task=...).")
+    if (problem := surrogate_problem(task, "The task")) is not None:  # json.dumps would fail mid-send
+        raise InvalidInputError(problem)
     if len(task) > max_chars:
         raise InvalidInputError(
             f"The task is {len(task):,} characters; the limit is {max_chars:,}. "

@@ -11,14 +11,18 @@ import re
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from IPython.display import DisplayHandle, display
 
 from ..core.results import AgentResult
+from .pacing import PacingWatch
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..engine.pacing import PacingStats
 
 __all__ = ["CURSOR", "StreamView", "TextStream", "badge_html", "compare_html", "extract_code", "provenance",
-           "result_bundle"]
+           "result_bundle", "thinking_bundle"]
 
 UPDATE_EVERY_S = 0.1
 CURSOR = " ▌"
@@ -103,30 +107,64 @@ class TextStream:
             return "".join(self._chunks)
 
 
-class StreamView:
-    """A display handle that fills in as deltas arrive and ends with the badge."""
+def thinking_bundle(agent: str, model: str, pacing: str | None = None) -> dict[str, str]:
+    """The line a cell shows until the answer starts, with the pacing that holds it back, if any."""
+    note = f" ({pacing})" if pacing else ""
+    return {"text/markdown": f"*{html.escape(agent)} ({html.escape(model)}) is thinking…{html.escape(note)}*",
+            "text/plain": f"{agent} is thinking…{note}"}
 
-    def __init__(self, agent: str, model: str, fmt: str = "markdown", *, stream: TextStream | None = None) -> None:
+
+class StreamView:
+    """A display handle that fills in as deltas arrive and ends with the badge.
+
+    With ``pacing`` (the orchestrator's ``pacer.stats``), the "thinking…" line also says
+    when the run is paced ("paced: 429, resuming in 1.2s") until the answer starts.
+    Every method may be called from the runner thread; nothing drawn after ``finish`` or
+    ``fail`` can replace what they drew.
+    """
+
+    def __init__(self, agent: str, model: str, fmt: str = "markdown", *, stream: TextStream | None = None,
+                 pacing: Callable[[], PacingStats] | None = None) -> None:
         self.fmt = fmt
+        self.agent, self.model = agent, model
         self.stream = stream if stream is not None else TextStream()
-        self.handle: DisplayHandle = display(
-            {"text/markdown": f"*{html.escape(agent)} ({html.escape(model)}) is thinking…*",
-             "text/plain": f"{agent} is thinking…"},
-            raw=True,
-            display_id=True,
-        )
+        self._lock = threading.Lock()
+        self._thinking, self._done = True, False
+        self.handle: DisplayHandle = display(thinking_bundle(agent, model), raw=True, display_id=True)
+        self._watch = PacingWatch(pacing, self._show_pacing) if pacing is not None else None
+
+    def _show_pacing(self, line: str | None) -> None:
+        with self._lock:
+            if self._thinking:
+                self.handle.update(thinking_bundle(self.agent, self.model, line), raw=True)
+
+    def stop_pacing(self) -> None:
+        """Stop saying how the run is paced (the answer started, or the cell is done)."""
+        if self._watch is not None:
+            self._watch.stop()
 
     def on_text(self, delta: str) -> None:
         """Called for every delta (from the runner thread); redraws at most every 0.1 s."""
         text = self.stream.add(delta)
         if text is not None:
-            self.handle.update({"text/markdown": text + CURSOR, "text/plain": text}, raw=True)
+            self.stop_pacing()
+            with self._lock:
+                if self._done:
+                    return
+                self._thinking = False
+                self.handle.update({"text/markdown": text + CURSOR, "text/plain": text}, raw=True)
+
+    def _final(self, data: dict[str, str], metadata: dict[str, Any] | None = None) -> None:
+        self.stop_pacing()  # outside the lock: a pacing update in progress ends first
+        with self._lock:
+            self._thinking, self._done = False, True
+            self.handle.update(data, raw=True, metadata=metadata)
 
     def finish(self, result: AgentResult) -> None:
-        self.handle.update(result_bundle(result, self.fmt), raw=True, metadata=provenance(result))
+        self._final(result_bundle(result, self.fmt), provenance(result))
 
     def fail(self, message: str) -> None:
-        self.handle.update({"text/markdown": f"**Error:** {html.escape(message)}", "text/plain": message}, raw=True)
+        self._final({"text/markdown": f"**Error:** {html.escape(message)}", "text/plain": message})
 
 
 def compare_html(results: Sequence[AgentResult]) -> str:

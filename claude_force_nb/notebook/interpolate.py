@@ -12,6 +12,8 @@ from typing import Any
 
 from IPython.core.error import UsageError
 
+from ..core.options import surrogate_problem
+
 __all__ = ["interpolate"]
 
 # {name}, {name.attr}, {name[0]}, {name['key']} ... ; {{name}} is a literal {name}.
@@ -36,19 +38,29 @@ def interpolate(text: str, namespace: dict[str, Any]) -> str:
         root = re.match(r"[A-Za-z_]\w*", expr).group(0)  # type: ignore[union-attr]
         if root not in namespace:
             return token
-        value = namespace[root]
-        for step in _STEP.finditer(expr, len(root)):
-            try:
+        literally = f"Write {{{{{expr}}}}} to send it literally, or use --no-interpolate."
+        try:
+            value = namespace[root]
+            for step in _STEP.finditer(expr, len(root)):
                 if step.group("attr"):
                     value = getattr(value, step.group("attr"))
                 else:
                     index = step.group("index")
                     value = value[int(index) if index[0] not in "'\"" else index[1:-1]]
-            except Exception as exc:
-                raise UsageError(
-                    f"Cannot fill in {token}: {type(exc).__name__}: {exc}. "
-                    f"Write {{{{{expr}}}}} to send it literally, or use --no-interpolate."
-                ) from None
-        return str(value)
+            filled = str(value)
+        except Exception as exc:  # the user's object failed (a property, __getitem__, __str__): not our bug
+            raise UsageError(f"Cannot fill in {token}: {type(exc).__name__}: {_first_line(exc)}. {literally}") from None
+        if (problem := surrogate_problem(filled, f"The value of {token}")) is not None:
+            raise UsageError(f"{problem} {literally}")
+        return filled
 
     return _FIELD.sub(field, text)
+
+
+def _first_line(exc: BaseException) -> str:
+    """An exception's message on one line (a user's __str__ may say anything)."""
+    try:
+        lines = str(exc).strip().splitlines()
+    except Exception:  # an exception whose own __str__ fails
+        return "(its message cannot be shown)"
+    return lines[0] if lines else "(no message)"

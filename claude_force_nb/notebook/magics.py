@@ -3,18 +3,18 @@
 Settings are traitlets, so ``%config AgentMagics.default_model = "claude-haiku-4-5"``
 and ``c.AgentMagics.budget_usd = 5.0`` in ipython_config.py both work.
 
-The magics parse arguments, delegate to the Orchestrator (through the notebook-safe
-runner) and render through display.py. Mistakes a user can make print one line with
-the fix; bugs keep their tracebacks.
+The magics parse arguments (arguments.py), delegate to the Orchestrator (through the
+notebook-safe runner) and render through display.py; ``%agent SUBCOMMAND`` lives in
+subcommands.py. Mistakes a user can make print one line with the fix (a refused
+``%config`` value too: each setting trait follows its Settings rule); bugs keep their
+tracebacks.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
-import dataclasses
 import functools
 import itertools
-import shlex
 import threading
 import traceback
 from collections.abc import Callable
@@ -24,37 +24,23 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.display import HTML, display
-from traitlets import Bool, Float, Int, Unicode, observe
+from traitlets import Bool, Float, Int, TraitError, Unicode, observe, validate
 
 from ..core.errors import ClaudeForceError
 from ..core.options import RunOptions
-from ..core.settings import DEFAULT_MODEL, Settings
+from ..core.settings import DEFAULT_MODEL, Settings, setting_problem
 from ..engine.background import BackgroundJob
-from ..views.agent_list import agent_list
 from ..views.compare import comparison_frame
+from .arguments import comma_list, parse, split, text_for_agent, variable_name
 from .display import StreamView, compare_html, extract_code, provenance
 from .interpolate import interpolate
+from .subcommands import USAGE, Subcommands
 
 if TYPE_CHECKING:
     from ..engine.orchestrator import Orchestrator
     from ..core.results import AgentResult
 
 __all__ = ["AgentMagics", "interpolate", "load", "unload"]
-
-SUBCOMMANDS = ("list", "runs", "costs", "stats", "cache", "budget", "cancel", "console", "compare-ui",
-               "cache-ui", "dashboard", "help")
-
-
-def _split(line: str) -> list[str]:
-    """Shell-style words (IPython's own splitter keeps the quotes)."""
-    try:
-        return shlex.split(line)
-    except ValueError as exc:
-        raise UsageError(f"Cannot parse the magic's arguments ({exc}): check the quotes.") from None
-
-
-def _parse(magic: Any, line: str) -> Any:
-    return magic.parser.parse_args(_split(line))
 
 
 def _friendly(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -64,7 +50,7 @@ def _friendly(method: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(self: AgentMagics, *args: Any, **kwargs: Any) -> Any:
         try:
             return method(self, *args, **kwargs)
-        except ClaudeForceError as exc:
+        except (ClaudeForceError, TraitError) as exc:  # TraitError: a setting refused by its check
             raise UsageError(str(exc)) from None
 
     return wrapper
@@ -82,11 +68,21 @@ class AgentMagics(Magics):
     stream = Bool(None, allow_none=True, help="Stream answers into the cell as they arrive (default True).").tag(config=True)
     interpolate = Bool(True, help="Fill {name} fields in cells from the user namespace.").tag(config=True)
 
+    @validate("default_model", "max_tokens", "max_concurrent", "budget_usd")
+    def _check_setting(self, proposal: Any) -> Any:
+        """The same rule as the Settings field: ``%config AgentMagics.max_concurrent = 0`` is
+        refused with one line (IPython prints it), and the old value stays."""
+        name, value = proposal["trait"].name, proposal["value"]
+        if value is not None and (problem := setting_problem(name, value)) is not None:
+            raise TraitError(f"AgentMagics.{problem}")
+        return value
+
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         self._orch: Orchestrator | None = None  # before super(): loading config fires observers
         self._jobs: set[BackgroundJob[AgentResult]] = set()  # unfinished --bg runs
         self._jobs_lock = threading.Lock()  # jobs leave the set from the runner thread
         self._apps: list[Any] = []  # widget apps opened by %agent console & co.
+        self._subcommands = Subcommands(self)
         super().__init__(shell=shell, **kwargs)
 
     # -- the orchestrator: built on first use, reconfigured (never rebuilt) by %config ----
@@ -144,7 +140,8 @@ class AgentMagics(Magics):
             %%agent code-reviewer -m claude-haiku-4-5
             def add(a, b): return a - b
         """
-        args = _parse(self.agent, line)
+        args = parse(self.agent.parser, line)
+        variable_name(args.out)
         task = self._task(cell, args.no_interpolate)
         orch = self.orchestrator
         definition = orch.registry.get(args.agent)  # fail fast, before anything is shown
@@ -152,7 +149,8 @@ class AgentMagics(Magics):
             model=args.model, max_tokens=args.max_tokens, temperature=args.temperature, system=args.system,
             use_cache=not args.no_cache, refresh=args.refresh, stream=False if args.no_stream else None,
         )
-        view = StreamView(args.agent, run_options.resolve(definition, orch.settings).model, args.format)
+        view = StreamView(args.agent, run_options.resolve(definition, orch.settings).model, args.format,
+                          pacing=orch.pacer.stats)
         options = run_options.as_kwargs()
         if args.bg:
             self._start_background(args, task, options, view)
@@ -165,10 +163,13 @@ class AgentMagics(Magics):
         except KeyboardInterrupt:
             view.fail("Interrupted: the request was cancelled.")
             raise
+        finally:
+            view.stop_pacing()
         self._finish(args, result, view)
 
     def _task(self, cell: str, raw: bool) -> str:
-        task = cell.strip("\n")
+        """The cell's text as it will be sent (refused before anything is shown if it cannot be)."""
+        task = text_for_agent(cell, "The cell").strip("\n")
         if self.interpolate and not raw:
             task = interpolate(task, self.shell.user_ns if self.shell else {})
         return task
@@ -194,6 +195,8 @@ class AgentMagics(Magics):
             except Exception as exc:  # a bug: nobody awaits this job, so its traceback goes into the cell
                 view.fail("".join(traceback.format_exception(exc)))
                 raise
+            finally:
+                view.stop_pacing()
             view.finish(result)
             if args.out:
                 self.shell.user_ns[args.out] = result
@@ -236,15 +239,18 @@ class AgentMagics(Magics):
             %%compare -a python-expert,code-reviewer -m claude-haiku-4-5,claude-sonnet-4-6
             How should I deduplicate rows in a 10 GB CSV?
         """
-        args = _parse(self.compare, line)
+        args = parse(self.compare.parser, line)
+        variable_name(args.out)
         task = self._task(cell, args.no_interpolate)
-        agents = [a.strip() for a in args.agents.split(",") if a.strip()]
-        models: list[str | None] = [m.strip() for m in (args.models or "").split(",") if m.strip()] or [None]
+        agents = comma_list(args.agents, "-a", "agent", "assistant,code-reviewer")
+        models: list[str | None] = [None]  # each agent's own model
+        if args.models is not None:
+            models = list(comma_list(args.models, "-m", "model", "claude-haiku-4-5,claude-sonnet-4-6"))
         orch = self.orchestrator
         for name in agents:
             orch.registry.get(name)
         common = RunOptions(max_tokens=args.max_tokens, temperature=args.temperature, use_cache=not args.no_cache)
-        checked = [dataclasses.replace(common, model=m) for m in models]  # a bad flag fails before any call
+        checked = [RunOptions(model=m) for m in models]  # a bad model fails before any call
         jobs = [{"agent": a, "task": task, "model": o.model} for a, o in itertools.product(agents, checked)]
         results = orch.run_many_sync(jobs, **common.as_kwargs())
         display(HTML(compare_html(results)), metadata={"claude_force_nb": [provenance(r)["claude_force_nb"] for r in results]})
@@ -258,115 +264,13 @@ class AgentMagics(Magics):
     @line_magic("agent")
     @_friendly
     def agent_line(self, line: str) -> Any:
-        """%agent list | runs | costs [--by agent|model|day|session] | stats [--by ...]
-        | cache [stats|list|clear|verify|prune] | budget [USD] | cancel
-        | console | compare-ui | cache-ui | dashboard | help
+        return self._subcommands.run(split(line))
 
-        Subcommands that show tables return DataFrames: ``df = %agent costs --by day``.
-        """
-        words = _split(line)
-        if not words:
-            raise UsageError(f"Usage: %agent SUBCOMMAND — one of {', '.join(SUBCOMMANDS)} (`%agent help`).")
-        command, rest = words[0], words[1:]
-        handler = getattr(self, f"_cmd_{command.replace('-', '_')}", None)
-        if handler is None:
-            raise UsageError(f"Unknown subcommand {command!r}: use one of {', '.join(SUBCOMMANDS)}.")
-        return handler(rest)
+    agent_line.__doc__ = USAGE
 
-    def _cmd_help(self, rest: list[str]) -> None:
-        print(self.agent_line.__doc__)
-        print("Cell magics: %%agent AGENT [options] (see %%agent?), %%compare -a A,B [-m M1,M2]")
-
-    def _cmd_list(self, rest: list[str]) -> Any:
-        return agent_list(self.orchestrator.registry)
-
-    def _by(self, rest: list[str], default: str = "agent") -> str:
-        if not rest:
-            return default
-        if len(rest) == 2 and rest[0] == "--by":
-            return rest[1]
-        raise UsageError("Usage: %agent costs|stats [--by agent|model|day|session]")
-
-    def _cmd_runs(self, rest: list[str]) -> Any:
-        from ..views import reports
-
-        return reports.runs(ledger=self.orchestrator.ledger)
-
-    def _cmd_costs(self, rest: list[str]) -> Any:
-        from ..views import reports
-
-        return reports.costs(by=self._by(rest), ledger=self.orchestrator.ledger)
-
-    def _cmd_stats(self, rest: list[str]) -> Any:
-        from ..views import reports
-
-        return reports.stats(by=self._by(rest), ledger=self.orchestrator.ledger)
-
-    def _cmd_cache(self, rest: list[str]) -> Any:
-        from ..views import reports
-
-        cache = self.orchestrator.cache
-        action = rest[0] if rest else "stats"
-        if action == "stats":
-            return cache.stats()
-        if action == "list":
-            return reports.cache_contents(cache=cache)
-        if action == "clear":
-            print(f"Removed {cache.clear()} cached answers (the ledger is kept).")
-        elif action == "verify":
-            bad = cache.verify()
-            print(f"{len(bad)} entries failed verification" + (f": {', '.join(k[:15] for k in bad)}" if bad else "."))
-            return bad
-        elif action == "prune":
-            print(f"Pruned {cache.prune()} expired or excess entries.")
-        else:
-            raise UsageError("Usage: %agent cache [stats|list|clear|verify|prune]")
-        return None
-
-    def _cmd_budget(self, rest: list[str]) -> None:
-        if rest:
-            try:
-                value = None if rest[0].lower() in ("none", "off") else float(rest[0].lstrip("$"))
-            except ValueError:
-                raise UsageError(f"Budget {rest[0]!r} is not a number: use e.g. `%agent budget 5` or `%agent budget off`.") from None
-            self.budget_usd = value
-            if value is None:  # "off" means off, whatever CLAUDE_FORCE_BUDGET_USD says
-                self.orchestrator.configure(budget_usd=None)
-        guard = self.orchestrator.budget
-        limit = "none" if guard.budget_usd is None else f"${guard.budget_usd:.2f}"
-        print(f"Budget: {limit}; spent this kernel: ${guard.spent_usd:.4f}")
-
-    def _cmd_cancel(self, rest: list[str]) -> None:
-        n = self.cancel_all()
-        print(f"Cancelled {n} background run{'s' if n != 1 else ''}.")
-
-    def _widget(self, name: str, rest: list[str]) -> Any:
-        from . import widgets
-
-        if rest:
-            raise UsageError(f"%agent {name} takes no arguments.")
-        orch = self.orchestrator
-        opened = {
-            "console": lambda: widgets.AgentConsole(orch),
-            "compare-ui": lambda: widgets.CompareView(orch),
-            "cache-ui": lambda: widgets.CacheBrowser(cache=orch.cache),
-            "dashboard": lambda: widgets.CostDashboard(ledger=orch.ledger),
-        }
-        app = opened[name]()
+    def add_app(self, app: Any) -> None:
+        """Keep a widget app opened by ``%agent console`` & co.: cancelled and closed with the extension."""
         self._apps.append(app)
-        return app
-
-    def _cmd_console(self, rest: list[str]) -> Any:
-        return self._widget("console", rest)
-
-    def _cmd_compare_ui(self, rest: list[str]) -> Any:
-        return self._widget("compare-ui", rest)
-
-    def _cmd_cache_ui(self, rest: list[str]) -> Any:
-        return self._widget("cache-ui", rest)
-
-    def _cmd_dashboard(self, rest: list[str]) -> Any:
-        return self._widget("dashboard", rest)
 
     def cancel_all(self) -> int:
         """Cancel every unfinished --bg run and widget run; returns how many were cancelled."""
@@ -388,7 +292,10 @@ def load(ipython: Any) -> None:
     """Register one AgentMagics instance for this shell."""
     if id(ipython) in _loaded:
         return
-    magics = AgentMagics(shell=ipython)
+    try:
+        magics = AgentMagics(shell=ipython)
+    except TraitError as exc:  # c.AgentMagics.* in ipython_config.py or a profile
+        raise UsageError(f"{exc} It is set in the IPython configuration (c.AgentMagics...): fix or remove it.") from None
     ipython.register_magics(magics)
     _loaded[id(ipython)] = magics
 

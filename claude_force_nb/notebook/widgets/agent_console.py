@@ -11,7 +11,8 @@ import ipywidgets as W
 from ...core.errors import ClaudeForceError, InvalidInputError
 from ...core.options import MAX_OUTPUT_TOKENS, RunOptions
 from ...core.results import AgentResult, format_cost
-from ..display import CURSOR, TextStream, badge_html, provenance, result_bundle
+from ..display import CURSOR, TextStream, badge_html, provenance, result_bundle, thinking_bundle
+from ..pacing import PacingWatch
 from ._base import NO_TASK, App, finished, known_models, output, status_line
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -155,11 +156,17 @@ class AgentConsole(App):
         self._set_running(True)
         self._say(f"Running {agent} on {shown_model}…")
         self._stream = stream = _Stream(self.answer)
-        self.answer.outputs = (output({"text/markdown": f"*{html.escape(agent)} ({html.escape(shown_model)}) is thinking…*"}),)
+        self.answer.outputs = (output(thinking_bundle(agent, shown_model)),)
         return self._start(lambda: self._work(agent, task, options, stream), self._cancelled)
 
     async def _work(self, agent: str, task: str, options: dict[str, Any], stream: _Stream) -> AgentResult | None:
         """Runs on the runner loop; everything the user sees is updated here, before returning."""
+        shown_model = options["model"] or "its default model"
+
+        def on_pacing(line: str | None) -> None:
+            self._say(f"Running {agent} on {shown_model}…" + (f" ({line})" if line else ""), "warn" if line else "info")
+
+        watch = PacingWatch(self.orchestrator.pacer.stats, on_pacing)
         try:
             result = await self.orchestrator.run(agent, task, on_text=stream.on_text, **options)
         except ClaudeForceError as exc:  # refused before sending: bad input, budget, no key…
@@ -170,6 +177,8 @@ class AgentConsole(App):
         except Exception as exc:
             self._bug(exc)
             raise
+        finally:
+            watch.stop()
         self.results.append(result)
         self.last_result = result
         self.answer.outputs = (output(result_bundle(result), provenance(result)),)

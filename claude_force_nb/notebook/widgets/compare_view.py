@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import concurrent.futures
-import keyword
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as W
@@ -12,7 +11,9 @@ from ...core.errors import InvalidInputError
 from ...core.options import MAX_OUTPUT_TOKENS, RunOptions
 from ...core.results import AgentResult, format_cost
 from ...views.compare import clip_columns, comparison_frame
+from ..arguments import variable_name_problem
 from ..display import compare_html
+from ..pacing import PacingWatch
 from ._base import NO_TASK, App, finished, html_output, known_models
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -107,18 +108,30 @@ class CompareView(App):
     async def _work(self, jobs: list[dict[str, Any]], use_cache: bool) -> pd.DataFrame:
         """Runs on the runner loop: answers fill in as each finishes, then the table and totals."""
         done: dict[int, AgentResult] = {}
+        pacing: list[str | None] = [None]
+
+        def progress() -> None:
+            paced = f" ({pacing[0]})" if pacing[0] else ""
+            self._say(f"{len(done)}/{len(jobs)} done…{paced}")
 
         def on_result(i: int, result: AgentResult) -> None:
             done[i] = result
             self.answers.value = compare_html([done[k] for k in sorted(done)])
-            self._say(f"{len(done)}/{len(jobs)} done…")
+            progress()
 
+        def on_pacing(line: str | None) -> None:
+            pacing[0] = line
+            progress()
+
+        watch = PacingWatch(self.orchestrator.pacer.stats, on_pacing)
         try:
             results = await self.orchestrator.run_many(jobs, use_cache=use_cache, on_result=on_result)
             frame = comparison_frame(results)
         except Exception as exc:
             self._bug(exc)
             raise
+        finally:
+            watch.stop()
         self.results, self.frame = results, frame
         self.answers.value = compare_html(results)
         shown = clip_columns(frame, ["text"], 120)
@@ -138,8 +151,8 @@ class CompareView(App):
     def export(self) -> bool:
         """Store ``frame`` in the notebook namespace under ``export_name``; True on success."""
         name = self.export_name.value.strip()
-        if not name.isidentifier() or keyword.iskeyword(name):
-            self._say(f"{name!r} is not a valid variable name.", "error")
+        if (problem := variable_name_problem(name)) is not None:
+            self._say(problem, "error")
             return False
         if self.frame is None:
             self._say("Run a comparison first: there is nothing to export.", "warn")

@@ -1,0 +1,169 @@
+"""``%agent SUBCOMMAND``: tables, the cache, the budget, pacing, background runs and the apps.
+
+Each subcommand takes the words after its name and refuses ones it does not use, so a
+typo is never silently ignored. Tables come back as DataFrames
+(``df = %agent costs --by day``); everything else prints one or two lines.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from IPython.core.error import UsageError
+
+from ..core.settings import budget_problem
+from ..engine.limits import format_usd
+from ..views.agent_list import agent_list
+from ..views.reports import GROUPINGS
+from .pacing import pacing_summary
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .magics import AgentMagics
+
+__all__ = ["SUBCOMMANDS", "Subcommands"]
+
+SUBCOMMANDS = ("list", "runs", "costs", "stats", "pacing", "cache", "budget", "cancel", "console", "compare-ui",
+               "cache-ui", "dashboard", "help")
+CACHE_ACTIONS = ("stats", "list", "clear", "verify", "prune")
+APPS = {"console": "AgentConsole", "compare-ui": "CompareView", "cache-ui": "CacheBrowser", "dashboard": "CostDashboard"}
+
+USAGE = """%agent list | runs | costs [--by agent|model|day|session] | stats [--by ...] | pacing
+| cache [stats|list|clear|verify|prune] | budget [USD|off] | cancel
+| console | compare-ui | cache-ui | dashboard | help
+
+Subcommands that show tables return DataFrames: ``df = %agent costs --by day``."""
+
+
+def _no_arguments(command: str, rest: list[str]) -> None:
+    if rest:
+        raise UsageError(f"%agent {command} takes no arguments (got {' '.join(rest)!r}): use `%agent {command}`.")
+
+
+class Subcommands:
+    """The subcommands of one AgentMagics (its orchestrator, background runs and apps)."""
+
+    def __init__(self, magics: AgentMagics) -> None:
+        self.magics = magics
+
+    def run(self, words: list[str]) -> Any:
+        if not words:
+            raise UsageError(f"Usage: %agent SUBCOMMAND — one of {', '.join(SUBCOMMANDS)} (`%agent help`).")
+        command, rest = words[0], words[1:]
+        if command not in SUBCOMMANDS:
+            raise UsageError(f"Unknown subcommand {command!r}: use one of {', '.join(SUBCOMMANDS)}.")
+        if command in APPS:
+            return self.open_app(command, rest)
+        return getattr(self, command.replace("-", "_"))(rest)
+
+    @property
+    def orch(self) -> Any:
+        return self.magics.orchestrator
+
+    def help(self, rest: list[str]) -> None:
+        _no_arguments("help", rest)
+        print(USAGE)
+        print("Cell magics: %%agent AGENT [options] (see %%agent?), %%compare -a A,B [-m M1,M2]")
+
+    def list(self, rest: list[str]) -> Any:
+        _no_arguments("list", rest)
+        return agent_list(self.orch.registry)
+
+    def runs(self, rest: list[str]) -> Any:
+        from ..views import reports
+
+        _no_arguments("runs", rest)
+        return reports.runs(ledger=self.orch.ledger)
+
+    def _by(self, command: str, rest: list[str]) -> str:
+        usage = f"Usage: %agent {command} [--by {'|'.join(GROUPINGS)}]"
+        if not rest:
+            return "agent"
+        if len(rest) != 2 or rest[0] != "--by":
+            raise UsageError(f"{usage} (got {' '.join(rest)!r}).")
+        if rest[1] not in GROUPINGS:
+            raise UsageError(f"Cannot group by {rest[1]!r}: use one of {', '.join(GROUPINGS)}, e.g. `%agent {command} --by model`.")
+        return rest[1]
+
+    def costs(self, rest: list[str]) -> Any:
+        from ..views import reports
+
+        return reports.costs(by=self._by("costs", rest), ledger=self.orch.ledger)
+
+    def stats(self, rest: list[str]) -> Any:
+        from ..views import reports
+
+        by = self._by("stats", rest)
+        paced = self.orch.pacer.stats()
+        if paced.rate_limited or paced.overloaded or paced.waited_s:
+            print(pacing_summary(paced))
+        return reports.stats(by=by, ledger=self.orch.ledger)
+
+    def pacing(self, rest: list[str]) -> None:
+        _no_arguments("pacing", rest)
+        print(pacing_summary(self.orch.pacer.stats()))
+
+    def cache(self, rest: list[str]) -> Any:
+        from ..views import reports
+
+        action = rest[0] if rest else "stats"
+        if action not in CACHE_ACTIONS or len(rest) > 1:
+            raise UsageError(f"Usage: %agent cache [{'|'.join(CACHE_ACTIONS)}] (got {' '.join(rest)!r}).")
+        cache = self.orch.cache
+        if action == "stats":
+            return cache.stats()
+        if action == "list":
+            return reports.cache_contents(cache=cache)
+        if action == "clear":
+            print(f"Removed {cache.clear()} cached answers (the ledger is kept).")
+        elif action == "verify":
+            bad = cache.verify()
+            print(f"{len(bad)} entries failed verification" + (f": {', '.join(k[:15] for k in bad)}" if bad else "."))
+            return bad
+        else:
+            print(f"Pruned {cache.prune()} expired or excess entries.")
+        return None
+
+    def budget(self, rest: list[str]) -> None:
+        if len(rest) > 1:
+            raise UsageError(f"Usage: %agent budget [USD|off] (got {' '.join(rest)!r}).")
+        if rest:
+            value = self._budget_value(rest[0])
+            self.magics.budget_usd = value
+            if value is None:  # "off" means off, whatever CLAUDE_FORCE_BUDGET_USD says
+                self.orch.configure(budget_usd=None)
+        guard = self.orch.budget
+        limit = "none" if guard.budget_usd is None else format_usd(guard.budget_usd)
+        print(f"Budget: {limit}; spent this kernel: {format_usd(guard.spent_usd)}")
+
+    @staticmethod
+    def _budget_value(word: str) -> float | None:
+        if word.lower() in ("none", "off"):
+            return None
+        fix = "use an amount in USD such as `%agent budget 5`, or `%agent budget off`"
+        try:
+            value = float(word.lstrip("$"))
+        except ValueError:
+            raise UsageError(f"Budget {word!r} is not a number: {fix}.") from None
+        if budget_problem(value) is not None:
+            raise UsageError(f"Budget {word!r} is not a budget (it must be 0 or more, and finite): {fix}.")
+        return value
+
+    def cancel(self, rest: list[str]) -> None:
+        _no_arguments("cancel", rest)
+        n = self.magics.cancel_all()
+        print(f"Cancelled {n} background run{'s' if n != 1 else ''}.")
+
+    def open_app(self, command: str, rest: list[str]) -> Any:
+        from . import widgets
+
+        _no_arguments(command, rest)
+        orch = self.orch
+        app_class = getattr(widgets, APPS[command])
+        if command == "cache-ui":
+            app = app_class(cache=orch.cache)
+        elif command == "dashboard":
+            app = app_class(ledger=orch.ledger)
+        else:
+            app = app_class(orch)
+        self.magics.add_app(app)
+        return app
