@@ -10,7 +10,13 @@ import anthropic
 import pytest
 from pydantic import BaseModel, Field
 
-from claude_force_nb.core.errors import InvalidInputError, ToolArgumentsError, ToolDefinitionError, ToolError
+from claude_force_nb.core.errors import (
+    InvalidInputError,
+    ToolArgumentsError,
+    ToolDefinitionError,
+    ToolError,
+    UnknownToolError,
+)
 from claude_force_nb.core.tools import Tool, ToolSet, ToolStep, tool, tool_set
 from claude_force_nb.testing import FakeAnthropicServer
 
@@ -210,7 +216,7 @@ def test_what_cannot_be_a_tool_is_refused_in_one_line(target: object, message: s
     assert isinstance(caught.value, InvalidInputError)
 
 
-@pytest.mark.parametrize("name", ["has space", "dotted.name", "", "x" * 65, "naïve"])
+@pytest.mark.parametrize("name", ["has space", "dotted.name", "", "x" * 65, "naïve", "trailing\n"])
 def test_names_the_api_refuses_are_refused(name: str) -> None:
     with pytest.raises(ToolDefinitionError, match=r"is not allowed: use 1-64 letters, digits, '_' or '-'"):
         tool(numpy_style, name=name)
@@ -297,3 +303,13 @@ def test_a_step_shows_as_the_call_the_model_made() -> None:
         "tool": "top", "arguments": {"n": 3, "tags": ["a"] * 10}, "result_preview": "", "duration_s": 1.5,
         "error": "KeyError: 'north'", "tool_use_id": "toolu_1",
     }
+
+
+def test_an_unknown_tool_name_in_a_flag_or_agent_file_is_one_line_with_suggestions() -> None:
+    error = UnknownToolError("descibe", ["list_variables", "describe", "Read"])
+    assert str(error) == (
+        "Unknown tool 'descibe'. Did you mean 'describe'? Available tools: Read, describe, list_variables. "
+        "Decorate a notebook function with @tool, or use 'notebook' for list_variables and describe."
+    )
+    assert isinstance(error, InvalidInputError) and isinstance(error, LookupError)
+    assert str(UnknownToolError("x")).startswith("Unknown tool 'x'. Available tools: none. ")

@@ -32,6 +32,7 @@ from pydantic_core import CoreSchema
 from .errors import InvalidSchemaError, SchemaMismatchError
 
 __all__ = [
+    "GENERATED",
     "SCHEMA_TOOL_NAME",
     "OutputSchema",
     "SchemaSpec",
@@ -57,10 +58,13 @@ _SPEC_HELP = (
 )
 
 
+GENERATED = "__generated__"  # the class name of models built from a signature or a field list
+
+
 class UntitledJsonSchema(GenerateJsonSchema):
     """Pydantic's JSON schema without the titles it derives from names (``"title": "Score"``
     for ``score``): they tell the model nothing and cost tokens on every request. A model
-    built here (``generated=True`` in the title's place) loses its own made-up title too."""
+    built from a signature or field list (named ``GENERATED``) loses its made-up title too."""
 
     def field_title_should_be_set(self, schema: Any) -> bool:
         return False
@@ -70,9 +74,6 @@ class UntitledJsonSchema(GenerateJsonSchema):
         if result.get("title") == GENERATED:
             del result["title"]
         return result
-
-
-GENERATED = "__generated__"  # the class name of models built from a signature or field list
 
 
 def short_repr(value: object, width: int = 60, items: int = 4) -> str:

@@ -36,7 +36,7 @@ from .schemas import GENERATED, UntitledJsonSchema, short_repr, validation_probl
 
 __all__ = ["TOOL_NAME_PATTERN", "Tool", "ToolSet", "ToolStep", "tool", "tool_set"]
 
-TOOL_NAME_PATTERN = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")  # the Messages API's rule for tools[].name
+TOOL_NAME_PATTERN = re.compile(r"[a-zA-Z0-9_-]{1,64}")  # the API's rule for tools[].name, in full
 _TYPE_HELP = "use str, int, float, bool, list, dict, Literal[...] or a pydantic model"
 
 
@@ -90,10 +90,6 @@ class Tool:
     def __repr__(self) -> str:
         summary = self.description.split("\n", 1)[0]
         return f"<Tool {self.name}: {summary}>" if summary else f"<Tool {self.name}>"
-
-
-@overload
-def tool(function: Callable[..., Any], /) -> Tool: ...
 
 
 @overload
@@ -156,7 +152,7 @@ def tool(
 
 
 def _check_name(name: str) -> None:
-    if not isinstance(name, str) or not TOOL_NAME_PATTERN.match(name):
+    if not isinstance(name, str) or not TOOL_NAME_PATTERN.fullmatch(name):
         raise ToolDefinitionError(
             f"Tool name {name!r} is not allowed: use 1-64 letters, digits, '_' or '-', "
             "and set it with @tool(name=...)."
