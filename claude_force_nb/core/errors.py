@@ -7,21 +7,31 @@
     │   ├── MissingAPIKeyError       no ANTHROPIC_API_KEY and not offline
     │   └── InsecurePathError        a key file or home readable/writable by others
     ├── InvalidInputError (ValueError)   bad task, max_tokens, temperature, model id
-    │   └── UnknownAgentError        with close-match suggestions
+    │   ├── UnknownAgentError        with close-match suggestions
+    │   ├── UnknownToolError         a tool name in a flag or agent file that nothing offers
+    │   ├── ToolDefinitionError      a function that cannot be offered as a tool, a name clash
+    │   └── InvalidSchemaError       a schema= spec that cannot describe structured output
     ├── AgentDefinitionError         a malformed or unsafe agent file
     ├── BudgetExceededError          a call refused before sending: it could cross the budget
     ├── APICallError                 the API call failed (after retries where retried)
     │   ├── RateLimitedError         429 after every retry
     │   ├── CircuitOpenError         failing fast after repeated failures
     │   ├── IncompleteResponseError  a stream that ended without stop_reason
-    │   └── EmptyResponseError       a response with no text content
-    └── CacheError                   the response cache cannot be used
+    │   ├── EmptyResponseError       a response with no text content
+    │   └── SchemaMismatchError      a reply that is not JSON fitting the requested schema
+    ├── CacheError                   the response cache cannot be used
+    └── ToolError                    a tool call failed: the message goes back to the model
+        └── ToolArgumentsError       the model's arguments do not fit the tool's schema
 
 Messages name the problem and the fix in one line: they are shown to notebook users
 as they are, without a traceback. Bugs are never wrapped in these classes.
 """
 
 from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from typing import Any
 
 __all__ = [
     "APICallError",
@@ -36,8 +46,14 @@ __all__ = [
     "InsecurePathError",
     "InvalidInputError",
     "MissingAPIKeyError",
+    "InvalidSchemaError",
     "RateLimitedError",
+    "SchemaMismatchError",
+    "ToolArgumentsError",
+    "ToolDefinitionError",
+    "ToolError",
     "UnknownAgentError",
+    "UnknownToolError",
 ]
 
 
@@ -131,3 +147,44 @@ class EmptyResponseError(APICallError):
 
 class CacheError(ClaudeForceError):
     """The response cache cannot be opened or used."""
+
+
+
+class UnknownToolError(InvalidInputError, LookupError):
+    """A tool name (in ``--tools``, ``tools=`` or an agent file) that nothing offers."""
+
+    def __init__(self, name: str, available: Iterable[str] = ()) -> None:
+        self.name = name
+        self.available = sorted(available)
+        close = difflib.get_close_matches(name, self.available, n=3)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        offered = ", ".join(self.available) or "none"
+        super().__init__(
+            f"Unknown tool {name!r}.{hint} Available tools: {offered}. Decorate a notebook "
+            "function with @tool, or use 'notebook' for list_variables and describe."
+        )
+
+
+class ToolDefinitionError(InvalidInputError):
+    """A function cannot be offered as a tool (no types, *args...), or two tools share a name."""
+
+
+class InvalidSchemaError(InvalidInputError):
+    """A ``schema=`` value that cannot describe structured output."""
+
+
+class SchemaMismatchError(APICallError):
+    """The reply is not JSON that fits the requested schema: an error result, never cached."""
+
+    def __init__(self, message: str, **details: Any) -> None:
+        details.setdefault("error_type", "schema_mismatch")
+        super().__init__(message, **details)
+
+
+class ToolError(ClaudeForceError):
+    """Raised by a tool to report a failure to the model: the message is sent as the tool's
+    result (with ``is_error``), without an exception type in front."""
+
+
+class ToolArgumentsError(ToolError, ValueError):
+    """The model's arguments do not fit the tool's input schema; the message says what to fix."""
