@@ -31,7 +31,6 @@ import re
 import threading
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
 from .faults import Fault
 from .prompt import count_input_tokens, question, system_blocks

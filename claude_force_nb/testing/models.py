@@ -16,7 +16,7 @@ capabilities are illustrative: the fake promises their shape and order, not Anth
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -44,7 +44,7 @@ class ModelInfo:
     retires_at: str | None = None
     structured_outputs: bool = True
     """Whether ``output_config.format`` (native structured output) is accepted."""
-    line: str | None = field(default=None)
+    line: str | None = None
 
     def body(self) -> dict[str, Any]:
         """The API's ModelInfo object."""
@@ -59,7 +59,9 @@ class ModelInfo:
             "line": self.line,
             "max_input_tokens": self.max_input_tokens,
             "max_tokens": self.max_tokens,
-            "capabilities": _capabilities(self.structured_outputs, modern=self.max_tokens >= 32_000),
+            # Models with at most 8K output tokens (Claude 3 Haiku and 3.5 Haiku) predate thinking,
+            # server tools, citations and PDF input.
+            "capabilities": _capabilities(self.structured_outputs, modern=self.max_tokens > 8_192),
         }
 
 

@@ -191,8 +191,9 @@ class FakeAnthropicServer(ServerMetrics):
 
         For a model the product has no price for, or one released after this fake was written.
         """
-        model = ModelInfo(model_id, display_name or model_id, created_now(), tuple(aliases), max_tokens,
-                          max_input_tokens, lifecycle, structured_outputs=structured_outputs)
+        model = ModelInfo(model_id, display_name or model_id, created_now(), aliases=tuple(aliases),
+                          max_tokens=max_tokens, max_input_tokens=max_input_tokens, lifecycle=lifecycle,
+                          structured_outputs=structured_outputs)
         self.models.add(model)
         return model
 

@@ -42,19 +42,27 @@ def custom_tools(body: dict) -> list[dict]:
     return [t for t in body.get("tools") or [] if isinstance(t, dict) and t.get("type", "custom") == "custom"]
 
 
+def _blocks(message: Any) -> list[dict]:
+    """A message's content blocks (none for string content)."""
+    content = message.get("content") if isinstance(message, dict) else None
+    return [b for b in content if isinstance(b, dict)] if isinstance(content, list) else []
+
+
 def tool_results(body: dict) -> list[tuple[str, str, bool]]:
-    """``(tool name, result text, is_error)`` for each ``tool_result`` of the last user message."""
+    """``(tool name, result text, is_error)`` for each ``tool_result`` of the last user message;
+    the name comes from the matching ``tool_use`` of the message before it."""
     messages = body.get("messages") or []
-    index = next((i for i in range(len(messages) - 1, -1, -1)
-                  if isinstance(messages[i], dict) and messages[i].get("role") == "user"), None)
-    content = messages[index].get("content") if index is not None else None
-    if not isinstance(content, list):
+    users = [i for i, m in enumerate(messages) if isinstance(m, dict) and m.get("role") == "user"]
+    if not users:
         return []
-    previous = messages[index - 1].get("content") if index and isinstance(messages[index - 1], dict) else None
-    names = {b.get("id"): b.get("name") for b in previous if isinstance(b, dict)} if isinstance(previous, list) else {}
-    return [(str(names.get(b.get("tool_use_id"), "tool")), " ".join(" ".join(content_texts(b.get("content"))).split()),
-             b.get("is_error") is True)
-            for b in content if isinstance(b, dict) and b.get("type") == "tool_result"]
+    last = users[-1]
+    names = {b.get("id"): b.get("name") for b in _blocks(messages[last - 1])} if last else {}
+    results = []
+    for block in _blocks(messages[last]):
+        if block.get("type") == "tool_result":
+            text = " ".join(" ".join(content_texts(block.get("content"))).split())
+            results.append((str(names.get(block.get("tool_use_id"), "tool")), text, block.get("is_error") is True))
+    return results
 
 
 def _mentioned(tools: list[dict], text: str) -> list[dict]:
