@@ -15,6 +15,7 @@ import anthropic
 import pytest
 
 from claude_force_nb.testing import FakeAnthropicServer
+from claude_force_nb.testing.models import ModelCatalog
 
 MODEL = "claude-sonnet-4-6"
 HAIKU = "claude-haiku-4-5"
@@ -34,6 +35,7 @@ def server(_module_server: FakeAnthropicServer):
     srv.batch_delay_s = 0.0
     srv.clear_script()
     srv.reset_metrics()
+    srv.models = ModelCatalog()
     yield srv
     srv.clear_script()
 

@@ -51,5 +51,19 @@ def test_help_lists_the_flags():
     out = subprocess.run([sys.executable, "-m", "claude_force_nb.testing", "--help"], capture_output=True,
                          text=True, check=True).stdout
     for flag in ("--latency", "--chunk-delay", "--rpm", "--tpm", "--itpm", "--otpm", "--overload",
-                 "--overload-status", "--overload-for"):
+                 "--overload-status", "--overload-for", "--model"):
         assert flag in out
+
+
+def test_model_flag_serves_more_models():
+    proc = serve("--model", "claude-imaginary-9", "--model", "claude-house-1")
+    try:
+        url = proc.stdout.readline().strip()
+        with anthropic.Anthropic(api_key="k", base_url=url, max_retries=0) as client:
+            reply = client.messages.create(model="claude-imaginary-9", max_tokens=50, messages=msgs("hi"))
+            assert reply.model == "claude-imaginary-9"
+            assert client.models.retrieve("claude-house-1").id == "claude-house-1"
+            with pytest.raises(anthropic.NotFoundError):
+                client.messages.create(model="claude-imaginary-10", max_tokens=50, messages=msgs("hi"))
+    finally:
+        assert stop(proc) == 0

@@ -55,7 +55,7 @@ def test_agent_cell_streams_and_ends_with_badge_and_provenance(ip, server):
     md = out.data["text/markdown"]
     assert "Offline answer" in md and "assistant · claude-haiku-4-5" in md and "in /" in md
     meta = out.metadata["claude_force_nb"]
-    assert meta["agent"] == "assistant" and meta["model"] == "claude-haiku-4-5"
+    assert meta["agent"] == "assistant" and meta["model"] == "claude-haiku-4-5-20251001"  # the API's dated id
     assert meta["cache_key"].startswith("v1:") and meta["usage"]["output_tokens"] > 0
     body = server.requests[-1].body
     assert body["messages"][0]["content"] == "What is a p-value?" and body["model"] == "claude-haiku-4-5"
@@ -166,8 +166,8 @@ def test_compare_runs_the_cross_product(ip, server):
     frame, cap = cell(ip, "compare -a assistant,python-expert -m claude-haiku-4-5,claude-sonnet-4-6 -o cmp", "Mean or median?")
     assert server.request_count == 4 and frame is ip.user_ns["cmp"]
     assert list(frame[["agent", "model"]].itertuples(index=False, name=None)) == [
-        ("assistant", "claude-haiku-4-5"), ("assistant", "claude-sonnet-4-6"),
-        ("python-expert", "claude-haiku-4-5"), ("python-expert", "claude-sonnet-4-6")]
+        ("assistant", "claude-haiku-4-5-20251001"), ("assistant", "claude-sonnet-4-6"),
+        ("python-expert", "claude-haiku-4-5-20251001"), ("python-expert", "claude-sonnet-4-6")]
     assert frame["cost_usd"].gt(0).all() and not frame["cached"].any()
     html = cap.outputs[0].data["text/html"]
     assert html.count("claude-sonnet-4-6") >= 2 and "display: flex" in html

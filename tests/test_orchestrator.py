@@ -283,7 +283,8 @@ def test_offline_mode_uses_the_builtin_server(make_orch):
     assert res.ok and res.offline and "Offline answer" in res.text and "offline" in res.footer()
 
 
-def test_unknown_model_costs_none_and_warns_once(orch):
+def test_unknown_model_costs_none_and_warns_once(orch, server):
+    server.add_model("claude-imaginary-9")  # served by the API, missing from the price table
     with pytest.warns(UnknownModelWarning, match="claude-imaginary-9"):
         res = orch.run_sync("assistant", "x", model="claude-imaginary-9")
     assert res.ok and res.cost_usd is None and "cost ?" in res.footer()

@@ -15,7 +15,7 @@ def test_browser_lists_filters_and_previews(filled, open_app):
     browser = open_app(widgets.CacheBrowser, filled)
     assert "<b>3</b> entries" in browser.header.value and "<b>0</b> integrity failures" in browser.header.value
     assert list(browser.agent_filter.options) == [widgets.ALL, "assistant", "sql-expert"]
-    assert list(browser.model_filter.options) == [widgets.ALL, "claude-haiku-4-5", "claude-sonnet-4-6"]
+    assert list(browser.model_filter.options) == [widgets.ALL, "claude-haiku-4-5-20251001", "claude-sonnet-4-6"]
     assert len(browser.selector.options) == 3 and browser.selected_key is None and browser.delete_button.disabled
     browser.agent_filter.value = "assistant"
     assert len(browser.selector.options) == 2

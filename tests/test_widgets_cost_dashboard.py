@@ -24,7 +24,7 @@ def test_dashboard_totals_match_the_costs_total_row(filled, open_app):
     assert "<b>4</b> calls" in value and "hit rate <b>25.0%</b>" in value
     assert list(dashboard.costs.index) == ["assistant", "sql-expert", reports.TOTAL]
     dashboard.by.value = "model"
-    assert list(dashboard.costs.index) == ["claude-haiku-4-5", "claude-sonnet-4-6", reports.TOTAL]
+    assert list(dashboard.costs.index) == ["claude-haiku-4-5-20251001", "claude-sonnet-4-6", reports.TOTAL]
     table = dashboard.table.outputs[0]["data"]["text/html"]
     assert "claude-sonnet-4-6" in table and "font-weight: bold" in table
     dashboard.by.value = "day"

@@ -15,6 +15,8 @@ Routes
 ------
 * ``POST /v1/messages`` - JSON, or SSE when ``"stream": true`` (chunked transfer encoding, keep-alive).
 * ``POST /v1/messages/count_tokens`` - ``{"input_tokens": N}``.
+* ``GET /v1/models[?limit=&after_id=&before_id=&lifecycle[]=]``, ``GET /v1/models/{id or alias}`` -
+  the models it serves (``claude_force_nb.testing.models``); ``server.add_model(id)`` adds one.
 * ``POST /v1/messages/batches``, ``GET /v1/messages/batches[?limit=&after_id=&before_id=]``,
   ``GET /v1/messages/batches/{id}``, ``POST /v1/messages/batches/{id}/cancel``,
   ``DELETE /v1/messages/batches/{id}``, ``GET /v1/messages/batches/{id}/results`` (JSONL).
@@ -26,7 +28,18 @@ Every request needs ``Authorization: Bearer <anything>`` or ``x-api-key: <anythi
 ``authentication_error``).  Every response carries a ``request-id: req_<hex>`` header; error bodies are
 ``{"type": "error", "error": {"type": ..., "message": ...}, "request_id": ...}``.
 
-The answer and its token counts are described in ``claude_force_nb.testing.answers``.
+A create body is checked as the API checks it (``claude_force_nb.testing.validation``): an unknown
+or retired model is a 404 ``not_found_error``; unknown fields, out-of-range ``max_tokens`` /
+``temperature``, empty content, unknown block types, bad tools and unanswered or stray
+``tool_result`` blocks are 400 ``invalid_request_error``.  A request naming an alias
+(``claude-haiku-4-5``) is answered with the dated id (``claude-haiku-4-5-20251001``) in ``model``.
+
+The answer and its token counts are described in ``claude_force_nb.testing.answers``: text, or
+``tool_use`` blocks when tools are offered (``claude_force_nb.testing.tools``), or JSON valid
+against an ``output_config`` ``json_schema`` (``claude_force_nb.testing.schemas``)::
+
+    server.script_tools(("describe", {"name": "sales"}), ("list_variables", {}))  # next turn: two calls
+    server.script(Fault(text='{"not": "the schema"}'))                           # a reply that fails it
 
 Task directives
 ---------------
@@ -67,14 +80,15 @@ thread-safe.  ``requests`` records every request to every route; ``request_count
 ``max_in_flight`` only count ``POST /v1/messages``.
 
 ``python -m claude_force_nb.testing [--latency S] [--rpm N --tpm N --itpm N --otpm N]
-[--overload SHARE --overload-status 429|529 --overload-for S]`` serves it standalone.
+[--overload SHARE --overload-status 429|529 --overload-for S] [--model ID ...]`` serves it standalone.
 """
 
 from __future__ import annotations
 
-from .answers import answer_text, count_input_tokens
+from .answers import answer_text
 from .clock import ManualClock
 from .faults import Fault, RecordedRequest
+from .prompt import count_input_tokens
 from .server import FakeAnthropicServer
 
 __all__ = ["FakeAnthropicServer", "Fault", "ManualClock", "RecordedRequest", "answer_text", "count_input_tokens"]

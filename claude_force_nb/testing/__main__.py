@@ -19,6 +19,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--port", type=int, default=0, help="port to listen on (default: any free port)")
     ap.add_argument("--latency", type=float, default=0.0, help="seconds before each response")
     ap.add_argument("--chunk-delay", type=float, default=0.0, help="seconds between stream chunks")
+    ap.add_argument("--model", action="append", default=[], metavar="ID",
+                    help="also serve this model id (repeatable); others are a 404 unless built in")
     limits = ap.add_argument_group("per-minute rate limits (429 rate_limit_error with retry-after beyond them)")
     limits.add_argument("--rpm", type=int, help="requests per minute")
     limits.add_argument("--tpm", type=int, help="tokens (input + output) per minute")
@@ -40,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     server = FakeAnthropicServer(latency_s=args.latency, chunk_delay_s=args.chunk_delay, port=args.port,
                                  requests_per_minute=args.rpm, tokens_per_minute=args.tpm,
                                  input_tokens_per_minute=args.itpm, output_tokens_per_minute=args.otpm)
+    for model_id in args.model:
+        server.add_model(model_id)
     with server:
         if args.overload:
             server.overload(args.overload, status=args.overload_status, duration_s=args.overload_for)

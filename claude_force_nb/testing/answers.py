@@ -1,16 +1,19 @@
-"""The simulated model: validation, token counting, prompt caching and the deterministic answer.
+"""The simulated model: the deterministic answer, prompt caching, and the Message it makes.
 
 The answer text is a pure function of ``model``, ``system`` and ``messages``: a short Markdown
 paragraph that starts with ``**Offline answer** from `MODEL`.``, quotes the start of the last user
-message and adds 2-4 canned sentences.  Then ``stop_sequences`` are honoured (``stop_reason
-"stop_sequence"``) and the text is cut to ``max_tokens`` words (``stop_reason "max_tokens"``).
+message and adds 2-4 canned sentences.  After ``tool_result`` blocks it quotes the results instead
+(``claude_force_nb.testing.tools``); with ``output_config.format`` (``json_schema``) it is JSON: a
+deterministic minimal instance of the schema (``claude_force_nb.testing.schemas``).  A request
+that offers tools may be answered with ``tool_use`` blocks instead (see ``tools``).  Then
+``stop_sequences`` are honoured (``stop_reason "stop_sequence"``) and the output is cut to
+``max_tokens`` tokens (``stop_reason "max_tokens"``, tool calls dropped).
 
 Token accounting (a deliberately simple, documented approximation):
 
-* ``count(request) = max(1, ceil(chars / 4))`` where ``chars`` is the number of characters of every
-  text in ``system`` (string or text blocks) and in ``messages`` (string content, ``text`` blocks,
-  text inside ``tool_result`` blocks, and ``json.dumps(input)`` of ``tool_use`` blocks).
-* ``output_tokens`` = number of whitespace-separated words of the answer text.
+* input: ``claude_force_nb.testing.prompt.count_input_tokens`` (4 characters a token).
+* ``output_tokens`` = number of whitespace-separated words of the answer text, plus
+  ``max(1, ceil(len(json.dumps(input)) / 4))`` for each ``tool_use`` block.
 * Prompt cache: if a ``system`` text block carries ``cache_control`` (``{"type": "ephemeral"}``,
   optionally ``"ttl": "1h"``), the last such block is a breakpoint.  With
   ``P = ceil(chars of the system blocks up to and including it / 4) >= 1024`` the first request with
@@ -28,15 +31,15 @@ import re
 import threading
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
 from .faults import Fault
+from .prompt import count_input_tokens, question, system_blocks
+from .schemas import instance
+from .tools import planned_calls, results_answer, tool_results, tool_use_blocks
 
-__all__ = ["CachePrefix", "PromptCache", "answer_text", "build_message", "count_input_tokens", "directives",
-           "input_usage", "validate"]
+__all__ = ["CachePrefix", "PromptCache", "answer_text", "build_message", "input_usage"]
 
 CACHE_MIN_TOKENS = 1024
-_DIRECTIVE_RE = re.compile(r"\[\[fake:(sleep|refuse|empty|error)(?:=([^\]]*))?\]\]")
 _WORD_RE = re.compile(r"\S+")
 
 _SENTENCES = (
@@ -49,105 +52,38 @@ _SENTENCES = (
 )
 
 
-# ------------------------------------------------------------------------------------------ reading a request
-def _content_texts(content: Any) -> list[str]:
-    """Texts of a message ``content`` (string or block list), recursively for tool results."""
-    if isinstance(content, str):
-        return [content]
-    out: list[str] = []
-    if isinstance(content, list):
-        for block in content:
-            if isinstance(block, str):
-                out.append(block)
-            elif isinstance(block, dict):
-                btype = block.get("type")
-                if btype == "text" and isinstance(block.get("text"), str):
-                    out.append(block["text"])
-                elif btype == "tool_result":
-                    out.extend(_content_texts(block.get("content")))
-                elif btype == "tool_use":
-                    out.append(json.dumps(block.get("input", {}), sort_keys=True))
-    return out
-
-
-def _system_blocks(system: Any) -> list[dict]:
-    if isinstance(system, str):
-        return [{"type": "text", "text": system}] if system else []
-    if isinstance(system, list):
-        return [b for b in system if isinstance(b, dict) and isinstance(b.get("text"), str)]
-    return []
-
-
-def _request_chars(body: dict) -> int:
-    chars = sum(len(b["text"]) for b in _system_blocks(body.get("system")))
-    for msg in body.get("messages") or []:
-        if isinstance(msg, dict):
-            chars += sum(len(t) for t in _content_texts(msg.get("content")))
-    return chars
-
-
-def count_input_tokens(body: dict) -> int:
-    """``max(1, ceil(chars / 4))`` over system and message text (see the module docstring)."""
-    return max(1, math.ceil(_request_chars(body) / 4))
-
-
-def _last_user_text(body: dict) -> str:
-    for msg in reversed(body.get("messages") or []):
-        if isinstance(msg, dict) and msg.get("role") == "user":
-            return "\n".join(_content_texts(msg.get("content")))
-    return ""
-
-
-def directives(body: dict) -> dict[str, str | None]:
-    """The ``[[fake:NAME=VALUE]]`` task directives in the last user message, by name."""
-    return {m.group(1): m.group(2) for m in _DIRECTIVE_RE.finditer(_last_user_text(body))}
-
-
-def validate(body: Any) -> str | None:
-    """Return an error message for an invalid create body, else None."""
-    if not isinstance(body, dict):
-        return "request body must be a JSON object"
-    if not isinstance(body.get("model"), str) or not body["model"]:
-        return "model: Field required"
-    mt = body.get("max_tokens")
-    if isinstance(mt, bool) or not isinstance(mt, int):
-        return "max_tokens: Field required"
-    if mt < 0:
-        return "max_tokens: Input should be greater than or equal to 0"
-    msgs = body.get("messages")
-    if not isinstance(msgs, list) or not msgs:
-        return "messages: at least one message is required"
-    for i, m in enumerate(msgs):
-        if not isinstance(m, dict) or m.get("role") not in ("user", "assistant") or "content" not in m:
-            return f"messages.{i}: each message needs a role (user|assistant) and content"
-    stops = body.get("stop_sequences")
-    if stops is not None and (not isinstance(stops, list) or not all(isinstance(s, str) for s in stops)):
-        return "stop_sequences: Input should be a list of strings"
-    return None
-
-
 # ------------------------------------------------------------------------------------------ the answer
+def _digest(body: dict) -> str:
+    canonical = json.dumps({"model": body.get("model", ""), "system": body.get("system"),
+                            "messages": body.get("messages")}, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
 def answer_text(body: dict) -> str:
     """The deterministic answer for a create body (before stop sequences and ``max_tokens``)."""
     model = body.get("model", "")
-    canonical = json.dumps(
-        {"model": model, "system": body.get("system"), "messages": body.get("messages")},
-        sort_keys=True,
-        ensure_ascii=False,
-        default=str,
-    )
-    digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-    question = " ".join(_DIRECTIVE_RE.sub(" ", _last_user_text(body)).split())
-    question = question.replace('"', "'")
-    if len(question) > 60:
-        question = question[:60].rstrip() + "…"
+    digest = _digest(body)
+    results = tool_results(body)
+    if results:
+        return results_answer(model, results, digest)
+    asked = question(body).replace('"', "'")
+    if len(asked) > 60:
+        asked = asked[:60].rstrip() + "…"
     n = 2 + int(digest[0], 16) % 3  # 2..4 sentences
     start = int(digest[1:3], 16) % len(_SENTENCES)
     extra = [_SENTENCES[(start + i) % len(_SENTENCES)] for i in range(n - 1)]
-    parts = [f"**Offline answer** from `{model}`.", f'You asked: "{question}".' if question else "You asked nothing."]
+    parts = [f"**Offline answer** from `{model}`.", f'You asked: "{asked}".' if asked else "You asked nothing."]
     parts.extend(extra)
     parts.append(f"Fingerprint `{digest[:8]}`.")
     return " ".join(parts)
+
+
+def json_answer(body: dict) -> str | None:
+    """The JSON text for ``output_config.format`` (a ``json_schema``), else None."""
+    fmt = (body.get("output_config") or {}).get("format")
+    if not isinstance(fmt, dict) or fmt.get("type") != "json_schema":
+        return None
+    return json.dumps(instance(fmt.get("schema"), question(body)), ensure_ascii=False)
 
 
 def _cut_words(text: str, n: int) -> str:
@@ -174,40 +110,55 @@ def _first_stop(text: str, stop_sequences: list[str]) -> tuple[int, str] | None:
     return best
 
 
-def _chosen_text(body: dict, fault: Fault | None, found: dict[str, str | None]) -> tuple[str, str, dict | None]:
-    """The text before limits, its stop reason, and ``stop_details``: scripted, refusal, empty or the answer."""
+def _chosen_text(body: dict, fault: Fault | None, found: dict[str, str | None],
+                 calling: bool) -> tuple[str, str, dict | None]:
+    """The text before limits, its stop reason, and ``stop_details``: scripted, refusal, empty (also
+    when only tools are called), JSON for a schema, or the answer."""
     if fault and fault.text is not None:
         return fault.text, "end_turn", None
     if "refuse" in found:
         return "I can't help with that request.", "refusal", {"type": "refusal", "category": None, "explanation": None}
-    if "empty" in found:
+    if "empty" in found or calling:
         return "", "end_turn", None
-    return answer_text(body), "end_turn", None
+    return json_answer(body) or answer_text(body), "end_turn", None
 
 
-def build_message(body: dict, fault: Fault | None, found: dict[str, str | None], usage: dict) -> dict:
-    """The full Message for a valid create body; ``usage`` comes from the prompt cache (input side)."""
-    text, stop_reason, stop_details = _chosen_text(body, fault, found)
+def _tool_tokens(block: dict) -> int:
+    return max(1, math.ceil(len(json.dumps(block["input"])) / 4))
+
+
+def build_message(body: dict, fault: Fault | None, found: dict[str, str | None], usage: dict,
+                  model: str | None = None) -> dict:
+    """The full Message for a valid create body; ``usage`` comes from the prompt cache (input side).
+
+    ``model`` is the id the Message names (the dated id of an alias); default: the requested one.
+    """
+    calls = tool_use_blocks(body, planned_calls(body, fault, found))
+    text, stop_reason, stop_details = _chosen_text(body, fault, found, bool(calls))
     stop_sequence = None
     if text and stop_reason != "refusal":
         first = _first_stop(text, body.get("stop_sequences") or [])
         if first is not None:
-            text = text[: first[0]]
+            text, calls = text[: first[0]], []
             stop_reason, stop_sequence = "stop_sequence", first[1]
-    if _word_count(text) > body["max_tokens"]:
-        text = _cut_words(text, body["max_tokens"])
+    output_tokens = _word_count(text) + sum(_tool_tokens(b) for b in calls)
+    if output_tokens > body["max_tokens"]:
+        text, calls = _cut_words(text, body["max_tokens"]), []
         stop_reason, stop_sequence = "max_tokens", None
+        output_tokens = _word_count(text)
+    elif calls:
+        stop_reason = "tool_use"
     if fault and fault.stop_reason is not None:
         stop_reason = fault.stop_reason
-    usage = dict(usage, output_tokens=_word_count(text))
+    usage = dict(usage, output_tokens=output_tokens)
     if fault and fault.usage:
         usage.update(fault.usage)
     return {
         "id": "msg_" + uuid.uuid4().hex[:24],
         "type": "message",
         "role": "assistant",
-        "model": body["model"],
-        "content": [{"type": "text", "text": text}] if text else [],
+        "model": model or body["model"],
+        "content": ([{"type": "text", "text": text}] if text else []) + calls,
         "stop_reason": stop_reason,
         "stop_sequence": stop_sequence,
         "stop_details": stop_details,
@@ -236,7 +187,7 @@ class PromptCache:
 
     def lookup(self, body: dict) -> CachePrefix | None:
         """The request's cacheable prefix (None below 1024 tokens or without ``cache_control``)."""
-        blocks = _system_blocks(body.get("system"))
+        blocks = system_blocks(body.get("system"))
         marked = [i for i, b in enumerate(blocks) if isinstance(b.get("cache_control"), dict)]
         if not marked:
             return None

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from .answers import directives, validate
-from .errors import default_error_type, error_body, error_message, new_request_id
+from .errors import ErrorReply, default_error_type, error_body, error_message, new_request_id
+from .paging import list_page
+from .prompt import directives
 
 __all__ = ["BatchStore"]
 
@@ -26,6 +27,8 @@ _DAY_S = 86400.0
 
 MessageFor = Callable[[dict, dict[str, str | None]], dict]
 """Builds the Message for valid params and their directives (the server's answer with its prompt cache)."""
+CheckParams = Callable[[Any], "ErrorReply | None"]
+"""The error a request's params get as a create body (the server's validation), or None."""
 
 
 def _iso(ts: float | None) -> str | None:
@@ -34,13 +37,14 @@ def _iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def batch_result(params: Any, message_for: MessageFor) -> dict:
+def batch_result(params: Any, message_for: MessageFor, check: CheckParams) -> dict:
     """One request's ``result`` object: ``succeeded`` with a Message, or ``errored``."""
-    problem = validate(params)
+    problem = check(params)
     if problem is None and params.get("stream") is True:
-        problem = "stream: batch requests cannot stream"
+        problem = ErrorReply(400, message="stream: batch requests cannot stream")
     if problem is not None:
-        return {"type": "errored", "error": error_body("invalid_request_error", problem, new_request_id())}
+        error_type = problem.error_type or default_error_type(problem.status)
+        return {"type": "errored", "error": error_body(error_type, problem.message or "", new_request_id())}
     found = directives(params)
     if "error" in found:
         error_type = default_error_type(_status(found["error"]))
@@ -121,8 +125,10 @@ def _check_requests(body: Any) -> str | None:
 class BatchStore:
     """The batches of one server, thread-safe; ``delay_s`` is how long a batch stays in progress."""
 
-    def __init__(self, clock: Callable[[], float], message_for: MessageFor, delay_s: float = 0.0) -> None:
+    def __init__(self, clock: Callable[[], float], message_for: MessageFor, delay_s: float = 0.0, *,
+                 check: CheckParams) -> None:
         self.delay_s = delay_s
+        self._check = check
         self._clock = clock
         self._message_for = message_for
         self._lock = threading.Lock()
@@ -140,7 +146,7 @@ class BatchStore:
         problem = _check_requests(body)
         if problem is not None:
             return 400, problem
-        results = {r["custom_id"]: batch_result(r["params"], self._message_for) for r in body["requests"]}
+        results = {r["custom_id"]: batch_result(r["params"], self._message_for, self._check) for r in body["requests"]}
         with self._lock:
             self._seq += 1
             batch = _Batch("msgbatch_" + uuid.uuid4().hex[:24], self._seq, self._clock(), results)
@@ -159,29 +165,10 @@ class BatchStore:
 
     def list(self, query: dict[str, list[str]]) -> tuple[int, Any]:
         """Newest first, paged by ``limit`` and ``after_id`` / ``before_id``."""
-        try:
-            limit = max(1, min(int((query.get("limit") or ["20"])[0]), 1000))
-        except ValueError:
-            return 400, "limit: must be an integer"
-        after = (query.get("after_id") or [None])[0]
-        before = (query.get("before_id") or [None])[0]
         with self._lock:
-            items = sorted(self._batches.values(), key=lambda b: b.seq, reverse=True)
-            ids = [b.id for b in items]
-            for anchor in (after, before):
-                if anchor is not None and anchor not in ids:
-                    return 404, f"Batch not found: {anchor}"
-            if after is not None:
-                items = items[ids.index(after) + 1:]
-                page = items[:limit]
-            elif before is not None:
-                items = items[: ids.index(before)]
-                page = items[-limit:]
-            else:
-                page = items[:limit]
-            data = [self._find(b.id).to_json() for b in page]  # type: ignore[union-attr]
-        return 200, {"data": data, "has_more": len(items) > limit,
-                     "first_id": data[0]["id"] if data else None, "last_id": data[-1]["id"] if data else None}
+            ids = [b.id for b in sorted(self._batches.values(), key=lambda b: b.seq, reverse=True)]
+            items = [self._find(i).to_json() for i in ids]  # type: ignore[union-attr]
+        return list_page(items, query, what="Batch")
 
     def cancel(self, batch_id: str) -> tuple[int, Any]:
         """An unfinished batch becomes ``canceling``; an ended one stays as it is."""

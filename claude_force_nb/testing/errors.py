@@ -54,6 +54,8 @@ class ErrorReply:
     message: str | None = None
     """``error.message``; the type's usual message when None."""
     headers: dict[str, str] = field(default_factory=dict)
+    details: dict | None = None
+    """``error.details`` (e.g. ``{"error_code": ...}``, which picks the SDK's finer exception class)."""
 
 
 def default_error_type(status: int) -> str:
@@ -68,9 +70,12 @@ def error_message(error_type: str) -> str:
     return ERROR_MESSAGES.get(error_type, "Error")
 
 
-def error_body(error_type: str, message: str, request_id: str) -> dict:
-    """The JSON error envelope the API sends."""
-    return {"type": "error", "error": {"type": error_type, "message": message}, "request_id": request_id}
+def error_body(error_type: str, message: str, request_id: str, details: dict | None = None) -> dict:
+    """The JSON error envelope the API sends (``error.details`` only when given)."""
+    error: dict = {"type": error_type, "message": message}
+    if details is not None:
+        error["details"] = details
+    return {"type": "error", "error": error, "request_id": request_id}
 
 
 def new_request_id() -> str:

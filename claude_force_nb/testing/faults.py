@@ -20,7 +20,8 @@ class Fault:
         server.script(Fault(status=529, retry_after_ms=10),          # an overloaded_error
                       Fault(body="{oops"),                            # a 200 that is not JSON
                       Fault(status=502, body="<html>Bad gateway</html>", content_type="text/html"),
-                      Fault(stall_s=30))                              # pings only, then nothing
+                      Fault(stall_s=30),                              # pings only, then nothing
+                      Fault(tool_calls=[("describe", {"name": "sales"})]))  # the model calls a tool
     """
 
     status: int | None = None
@@ -50,6 +51,12 @@ class Fault:
     """Override the answer text (stop sequences and ``max_tokens`` still apply)."""
     stop_reason: str | None = None
     """Override the final ``stop_reason``."""
+    tool_calls: list | None = None
+    """Answer with these ``tool_use`` blocks, in order, whatever tools the request offers:
+    ``(name, input)`` pairs or ``{"name": ..., "input": ...}`` dicts, e.g.
+    ``[("describe", {"name": "sales"}), ("list_variables", {})]`` (several calls in one turn).
+    With ``text`` set too, the text block comes first.  ``[]`` answers with text even when the
+    request forces a tool."""
     body: str | bytes | None = None
     """Send exactly this body instead of the answer, with status ``status`` (default 200): e.g.
     ``"{oops"`` (a 200 that is not JSON) or an HTML page (with ``content_type="text/html"``).  For a

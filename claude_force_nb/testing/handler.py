@@ -2,7 +2,7 @@
 
 A ``/v1/messages`` request goes through, in order: the scripted fault's delay (or reset, or raw
 body), a list of checks that may answer with an error (scripted status, overload, missing auth,
-bad JSON, invalid body, ``[[fake:error=N]]``), the answer and the rate limits, then delivery:
+bad JSON, an invalid body or unknown model (``testing.validation``), ``[[fake:error=N]]``), the answer and the rate limits, then delivery:
 stalled, streamed, truncated or plain JSON.  Every response to it carries the rate-limit headers.
 While the server is down (``drop``), connections are reset before any of this.
 """
@@ -16,9 +16,9 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
-from .answers import count_input_tokens, directives, validate
 from .errors import ErrorReply, new_request_id, retry_headers
 from .faults import Fault, RecordedRequest
+from .prompt import count_input_tokens, directives
 from .streaming import SSE_CONTENT_TYPE, PingTicker, SseWriter, stream_message
 from .transport import BaseHandler, Disconnected, Stopping
 
@@ -39,6 +39,8 @@ class MessagesCall:
     fault: Fault | None
     found: dict[str, str | None]
     """The task directives in the last user message."""
+    beta: bool = False
+    """Sent to the beta endpoint (``?beta=true``, as ``client.beta.messages`` does) or with ``anthropic-beta``."""
 
     @property
     def stream(self) -> bool:
@@ -83,8 +85,7 @@ def _unreadable(fake: FakeAnthropicServer, call: MessagesCall) -> ErrorReply | N
 
 
 def _invalid(fake: FakeAnthropicServer, call: MessagesCall) -> ErrorReply | None:
-    problem = validate(call.body)
-    return ErrorReply(400, message=problem) if problem else None
+    return fake.check(call.body, beta=call.beta)
 
 
 def _directive_error(fake: FakeAnthropicServer, call: MessagesCall) -> ErrorReply | None:
@@ -104,11 +105,15 @@ def _count_tokens(fake: FakeAnthropicServer, ids: dict[str, str], query: dict[st
     if not isinstance(body, dict) or not isinstance(body.get("model"), str) or not isinstance(
             body.get("messages"), list) or not body["messages"]:
         return 400, "count_tokens needs model and messages"
+    if fake.models.serving(body["model"]) is None:
+        return 404, f"model: {body['model']}"
     return 200, {"input_tokens": count_input_tokens(body)}
 
 
 _ROUTES: list[tuple[str, re.Pattern[str], Route]] = [
     ("POST", re.compile(r"/v1/messages/count_tokens"), _count_tokens),
+    ("GET", re.compile(r"/v1/models"), lambda f, ids, q, body: f.models.list(q)),
+    ("GET", re.compile(r"/v1/models/(?P<id>[^/]+)"), lambda f, ids, q, body: f.models.retrieve(ids["id"])),
     ("POST", re.compile(r"/v1/messages/batches"), lambda f, ids, q, body: f.batches.create(body)),
     ("GET", re.compile(r"/v1/messages/batches"), lambda f, ids, q, body: f.batches.list(q)),
     ("GET", re.compile(r"/v1/messages/batches/(?P<id>[^/]+)"), lambda f, ids, q, b: f.batches.get(ids["id"])),
@@ -175,7 +180,8 @@ class Handler(BaseHandler):
         try:
             if self.on_messages:
                 with self.fake._messages_in_flight():
-                    self._messages(self._call(body, bad_json, headers, request_id))
+                    beta = "anthropic-beta" in headers or "true" in parse_qs(url.query).get("beta", [])
+                    self._messages(self._call(body, bad_json, headers, request_id, beta))
             elif not authorized(headers):
                 self.send_error_envelope(401, request_id, message="invalid x-api-key")
             elif bad_json:
@@ -185,9 +191,9 @@ class Handler(BaseHandler):
         except (Disconnected, Stopping):
             self.close_connection = True
 
-    def _call(self, body: Any, bad_json: bool, headers: dict[str, str], request_id: str) -> MessagesCall:
+    def _call(self, body: Any, bad_json: bool, headers: dict[str, str], request_id: str, beta: bool) -> MessagesCall:
         found = directives(body) if isinstance(body, dict) and not bad_json else {}
-        return MessagesCall(body, bad_json, headers, request_id, self.fake._next_fault(), found)
+        return MessagesCall(body, bad_json, headers, request_id, self.fake._next_fault(), found, beta)
 
     # ------------------------------------------------------------------------------ /v1/messages
     def _messages(self, call: MessagesCall) -> None:
@@ -204,7 +210,8 @@ class Handler(BaseHandler):
             message, prefix = self.fake._compose(call.body, fault, call.found)
             error = self.fake._admit(message, prefix)
         if error is not None:
-            self.send_error_envelope(error.status, call.request_id, error.error_type, error.message, error.headers)
+            self.send_error_envelope(error.status, call.request_id, error.error_type, error.message, error.headers,
+                                     error.details)
         elif fault and fault.stall_s is not None:
             self._stall(call, message, fault.stall_s)
         elif call.stream:

@@ -15,7 +15,10 @@ from .faults import Fault
 from .handler import Handler
 from .limits import RateLimits
 from .metrics import ServerMetrics
+from .models import ModelCatalog, ModelInfo, created_now
+from .prompt import count_input_tokens
 from .transport import HTTPServer
+from .validation import check_body
 
 __all__ = ["FakeAnthropicServer"]
 
@@ -33,6 +36,8 @@ class FakeAnthropicServer(ServerMetrics):
       ``output_tokens_per_minute``: per-minute limits (None = unlimited); over one, a request gets
       429 ``rate_limit_error`` with ``retry-after``, and every ``/v1/messages`` response carries
       the ``anthropic-ratelimit-*`` headers.  See ``claude_force_nb.testing.limits`` for the model.
+    * ``models``: the ids (and aliases) it serves, ``claude_force_nb.testing.models``; any other
+      model is a 404 ``not_found_error``.  ``add_model`` serves one more.
     """
 
     def __init__(self, *, latency_s: float = 0.0, chunk_delay_s: float = 0.0, host: str = "127.0.0.1",
@@ -45,7 +50,9 @@ class FakeAnthropicServer(ServerMetrics):
         self.ping_interval_s = ping_interval_s
         self.clock = clock
         self.prompt_cache = PromptCache()
-        self.batches = BatchStore(clock, lambda params, found: self._answer(params, None, found), batch_delay_s)
+        self.models = ModelCatalog()
+        self.batches = BatchStore(clock, lambda params, found: self._answer(params, None, found), batch_delay_s,
+                                  check=self.check)
         self.rate_limits = RateLimits(
             clock, requests_per_minute=requests_per_minute, tokens_per_minute=tokens_per_minute,
             input_tokens_per_minute=input_tokens_per_minute, output_tokens_per_minute=output_tokens_per_minute)
@@ -151,6 +158,13 @@ class FakeAnthropicServer(ServerMetrics):
         with self._lock:
             self._faults.extend(faults)
 
+    def script_tools(self, *calls: tuple[str, dict] | dict) -> None:
+        """Queue one turn that calls these tools, in order: ``script_tools(("describe", {"name": "sales"}))``.
+
+        Shorthand for ``script(Fault(tool_calls=list(calls)))``; call it again for the next turn.
+        """
+        self.script(Fault(tool_calls=list(calls)))
+
     def fail_next(self, status: int, times: int = 1, **kw: Any) -> None:
         """Shorthand for ``script(*[Fault(status=status, **kw)] * times)``."""
         self.script(*[Fault(status=status, **kw) for _ in range(times)])
@@ -168,6 +182,24 @@ class FakeAnthropicServer(ServerMetrics):
     def _next_fault(self) -> Fault | None:
         with self._lock:
             return self._faults.pop(0) if self._faults else None
+
+    # ------------------------------------------------------------------------------ models
+    def add_model(self, model_id: str, *, aliases: tuple[str, ...] = (), display_name: str | None = None,
+                  max_tokens: int = 64_000, max_input_tokens: int = 200_000, structured_outputs: bool = True,
+                  lifecycle: str = "active") -> ModelInfo:
+        """Serve ``model_id`` (and its ``aliases``, answered with ``model_id``) from now on.
+
+        For a model the product has no price for, or one released after this fake was written.
+        """
+        model = ModelInfo(model_id, display_name or model_id, created_now(), aliases=tuple(aliases),
+                          max_tokens=max_tokens, max_input_tokens=max_input_tokens, lifecycle=lifecycle,
+                          structured_outputs=structured_outputs)
+        self.models.add(model)
+        return model
+
+    def check(self, body: Any, *, beta: bool = False) -> ErrorReply | None:
+        """The error the API would answer a create ``body`` with (see ``testing.validation``), or None."""
+        return check_body(body, self.models, count_input_tokens, beta=beta)
 
     # ------------------------------------------------------------------------------ conditions
     def set_rate_limits(self, *, requests_per_minute: int | None = None, tokens_per_minute: int | None = None,
@@ -291,7 +323,9 @@ class FakeAnthropicServer(ServerMetrics):
     def _compose(self, body: dict, fault: Fault | None, found: dict[str, str | None]) -> tuple[dict, CachePrefix | None]:
         """The Message for a valid body, and its cacheable prefix (not remembered yet)."""
         prefix = self.prompt_cache.lookup(body)
-        return build_message(body, fault, found, input_usage(body, prefix)), prefix
+        model = self.models.find(body["model"])
+        message = build_message(body, fault, found, input_usage(body, prefix), model.id if model else None)
+        return message, prefix
 
     def _admit(self, message: dict, prefix: CachePrefix | None) -> ErrorReply | None:
         """Charge the rate limits for ``message`` (or refuse it); an admitted prefix is now cached."""

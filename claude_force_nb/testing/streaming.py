@@ -1,9 +1,13 @@
 """Server-sent events: a finished Message replayed as the API's exact streaming event sequence.
 
-``message_start`` (usage with ``output_tokens: 1``), ``content_block_start``, ``ping``, text deltas
-of three words each, ``content_block_stop``, ``message_delta`` (stop reason and cumulative usage),
-``message_stop``.  Events are written as HTTP/1.1 chunks and batched into one socket write until the
-next pause (``chunk_delay_s``), so a fast stream costs one write.
+``message_start`` (usage with ``output_tokens: 1``), then for each content block
+``content_block_start``, its deltas and ``content_block_stop`` (a ``ping`` follows the first
+``content_block_start``), then ``message_delta`` (stop reason and cumulative usage) and
+``message_stop``.  A text block streams ``text_delta`` events of three words each; a ``tool_use``
+block starts with ``"input": {}`` and streams its input as ``input_json_delta`` fragments of
+``partial_json`` (16 characters each) that join into the input's JSON.  Events are written as
+HTTP/1.1 chunks and batched into one socket write until the next pause (``chunk_delay_s``), so a
+fast stream costs one write.
 """
 
 from __future__ import annotations
@@ -105,39 +109,58 @@ def _delta_event(message: dict) -> dict:
     return {"type": "message_delta", "delta": delta, "usage": usage}
 
 
-def _text_delta(chunk: str) -> dict:
-    return {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": chunk}}
+_JSON_CHUNK = 16
+
+
+def _block_events(index: int, block: dict) -> list[tuple[bool, str, dict]]:
+    """``(is_delta, event name, data)`` for one content block, from its start to its stop."""
+    if block["type"] == "tool_use":
+        start = dict(block, input={})
+        arguments = json.dumps(block["input"])
+        deltas = [{"type": "input_json_delta", "partial_json": arguments[i:i + _JSON_CHUNK]}
+                  for i in range(0, len(arguments), _JSON_CHUNK)]
+    else:
+        start = {"type": "text", "text": ""}
+        deltas = [{"type": "text_delta", "text": chunk} for chunk in stream_chunks(block["text"])]
+    events = [(False, "content_block_start", {"type": "content_block_start", "index": index, "content_block": start})]
+    events += [(True, "content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
+               for delta in deltas]
+    events.append((False, "content_block_stop", {"type": "content_block_stop", "index": index}))
+    return events
 
 
 def stream_message(sse: SseWriter, message: dict, fault: Fault | None, pause: Callable[[], None] | None) -> None:
     """Write ``message`` as a stream; ``pause`` (if any) runs between deltas after a flush.
 
-    A fault with ``stream_error`` or ``truncate`` stops after half of the deltas: the first sends
-    ``event: error`` then ends the body, the second just ends it (no ``message_delta``).
+    A fault with ``stream_error`` or ``truncate`` stops after half of the deltas (at least one):
+    the first sends ``event: error`` then ends the body, the second just ends it (no
+    ``message_delta``).
     """
     sse.event("message_start", _start_event(message))
-    text = message["content"][0]["text"] if message["content"] else None
-    chunks = stream_chunks(text) if text else []
+    events = [event for index, block in enumerate(message["content"]) for event in _block_events(index, block)]
+    events.insert(1 if events else 0, (False, "ping", {"type": "ping"}))
+    deltas = sum(1 for is_delta, _, _ in events if is_delta)
     broken = bool(fault and (fault.stream_error or fault.truncate))
-    sent = chunks[: max(1, len(chunks) // 2)] if broken else chunks
-    if text is not None:
-        sse.event("content_block_start", {"type": "content_block_start", "index": 0,
-                                          "content_block": {"type": "text", "text": ""}})
-    sse.event("ping", {"type": "ping"})
-    for i, chunk in enumerate(sent):
-        if i and pause is not None:
+    keep = max(1, deltas // 2) if broken else deltas
+    sent = 0
+    for is_delta, name, data in events:
+        if is_delta:
+            if sent == keep:
+                break
+            if sent and pause is not None:
+                sse.flush()
+                pause()
+            sent += 1
+        elif broken and sent == keep and name == "content_block_stop":
+            break
+        elif name == "content_block_stop" and pause is not None and sent == deltas and deltas:
             sse.flush()
             pause()
-        sse.event("content_block_delta", _text_delta(chunk))
+        sse.event(name, data)
     if fault and fault.stream_error:
         error = {"type": fault.stream_error, "message": fault.message or error_message(fault.stream_error)}
         sse.event("error", {"type": "error", "error": error})
     elif not broken:
-        if pause is not None and chunks:
-            sse.flush()
-            pause()
-        if text is not None:
-            sse.event("content_block_stop", {"type": "content_block_stop", "index": 0})
         sse.event("message_delta", _delta_event(message))
         sse.event("message_stop", {"type": "message_stop"})
     sse.end()

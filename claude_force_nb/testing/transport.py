@@ -167,10 +167,12 @@ class BaseHandler(BaseHTTPRequestHandler):
         self.send_bytes(status, json.dumps(obj).encode("utf-8"), request_id, "application/json", extra)
 
     def send_error_envelope(self, status: int, request_id: str, error_type: str | None = None,
-                            message: str | None = None, extra: dict[str, str] | None = None) -> None:
+                            message: str | None = None, extra: dict[str, str] | None = None,
+                            details: dict | None = None) -> None:
         """An API error: the envelope with the status's usual type and message unless given."""
         etype = error_type or default_error_type(status)
-        self.send_json(status, error_body(etype, message or error_message(etype), request_id), request_id, extra)
+        body = error_body(etype, message or error_message(etype), request_id, details)
+        self.send_json(status, body, request_id, extra)
 
     # ------------------------------------------------------------------------------ waiting
     def hold(self, remaining: Callable[[], float], on_poll: Callable[[], None] | None = None) -> None:
