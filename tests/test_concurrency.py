@@ -61,7 +61,7 @@ GET_ONE = PRELUDE + textwrap.dedent(
     """
     with ResponseCache(settings) as cache:
         got = cache.get(cache.key_for(request("persist")))
-    print(json.dumps(None if got is None else {**got.__dict__, "usage": got.usage.to_dict()}))
+    print(json.dumps(None if got is None else {**got._asdict(), "usage": got.usage.to_dict()}))
     """
 )
 
