@@ -22,7 +22,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ._sqlite import ConnectionPool, is_corruption, write_transaction
+from ._pool import ConnectionPool
+from ._sqlite import is_corruption, write_transaction
 from .migrations import Migration, migrate, migration
 from ..core.errors import ClaudeForceError, ConfigurationError
 from ..core.results import AgentResult

@@ -18,8 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .._pool import ConnectionPool
 from .._sqlite import (
-    ConnectionPool,
     is_corruption,
     is_disk_full,
     is_locked,
