@@ -41,6 +41,7 @@ COLUMNS: dict[str, type] = {
     "input_tokens": int, "output_tokens": int, "cache_write_5m_tokens": int, "cache_write_1h_tokens": int,
     "cache_read_tokens": int, "cost_usd": float, "saved_usd": float, "latency_s": float, "ok": bool,
     "error_type": str, "request_id": str, "cache_key": str, "offline": bool, "attempts": int, "task_head": str,
+    "rate_limited": int, "overloaded": int, "paced_s": float,
 }
 
 # --------------------------------------------------------------------------- session id
@@ -113,6 +114,14 @@ def m004_indexes(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX IF NOT EXISTS calls_agent ON calls(agent, ts)")
 
 
+@migration(MIGRATIONS)
+def m005_pacing(conn: sqlite3.Connection) -> None:
+    """What the call met on the way: 429s, 529s, and seconds it waited for pacing or retry-after."""
+    conn.execute("ALTER TABLE calls ADD COLUMN rate_limited INTEGER NOT NULL DEFAULT 0")
+    conn.execute("ALTER TABLE calls ADD COLUMN overloaded INTEGER NOT NULL DEFAULT 0")
+    conn.execute("ALTER TABLE calls ADD COLUMN paced_s REAL NOT NULL DEFAULT 0")
+
+
 def _setup(conn: sqlite3.Connection) -> None:
     migrate(conn, MIGRATIONS)
 
@@ -130,6 +139,15 @@ def _as_list(value: str | Iterable[str] | None) -> list[str] | None:
     if isinstance(value, str):
         return [value]
     return list(value)
+
+
+def _count(result: AgentResult, name: str) -> int:
+    return int(getattr(result, name, 0) or 0)
+
+
+def _seconds(result: AgentResult, name: str) -> float:
+    value = float(getattr(result, name, 0.0) or 0.0)
+    return value if math.isfinite(value) else 0.0
 
 
 class Ledger:
@@ -206,6 +224,9 @@ class Ledger:
             "offline": int(bool(result.offline)),
             "attempts": int(result.attempts),
             "task_head": _first_line(task),
+            "rate_limited": _count(result, "rate_limited"),
+            "overloaded": _count(result, "overloaded"),
+            "paced_s": _seconds(result, "paced_s"),
         }
 
     def rows(

@@ -98,7 +98,9 @@ def costs(by: str = "agent", since: Any = None, *, ledger: Ledger | None = None)
 
 
 def stats(by: str = "agent", *, ledger: Ledger | None = None) -> pd.DataFrame:
-    """Calls, error rate, latency p50/p95/max, output tokens per second and retries."""
+    """Calls, error rate, latency p50/p95/max, output tokens per second, retries, and what
+    pacing cost: ``rate_limited`` (429s met), ``overloaded`` (529s met) and ``paced_s``
+    (seconds spent waiting for pacing or retry-after), summed per group."""
     import pandas as pd
 
     frame = runs(ledger=ledger)
@@ -112,14 +114,19 @@ def stats(by: str = "agent", *, ledger: Ledger | None = None) -> pd.DataFrame:
         "latency_p95_s": grouped["latency_s"].quantile(0.95),
         "latency_max_s": grouped["latency_s"].max(),
         "retries": grouped["attempts"].apply(lambda s: int((s - 1).clip(lower=0).sum())),
+        "rate_limited": grouped["rate_limited"].sum(),
+        "overloaded": grouped["overloaded"].sum(),
+        "paced_s": grouped["paced_s"].sum(),
     })
     live_key = key.loc[live.index]
     out_per_s = live["output_tokens"].groupby(live_key).sum() / live["latency_s"].groupby(live_key).sum()
     table["tokens_per_s"] = out_per_s.reindex(table.index)
     table["error_rate"] = table["errors"] / table["calls"]
     table.index = pd.Index(table.index, name=by)
-    return table[["calls", "errors", "error_rate", "latency_p50_s", "latency_p95_s", "latency_max_s",
-                  "tokens_per_s", "retries"]].astype({"calls": "int64", "errors": "int64", "retries": "int64"})
+    table = table[["calls", "errors", "error_rate", "latency_p50_s", "latency_p95_s", "latency_max_s",
+                   "tokens_per_s", "retries", "rate_limited", "overloaded", "paced_s"]]
+    counts = {name: "int64" for name in ("calls", "errors", "retries", "rate_limited", "overloaded")}
+    return table.astype({**counts, "paced_s": "float64"})
 
 
 def cache_contents(*, cache: ResponseCache | None = None) -> pd.DataFrame:
