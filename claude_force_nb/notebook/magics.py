@@ -57,6 +57,13 @@ def _parse(magic: Any, line: str) -> Any:
     return magic.parser.parse_args(_split(line))
 
 
+def _noted(frame: Any) -> Any:
+    """A report, after printing its note (what the ledger could not save) if it has one."""
+    if note := frame.attrs.get("note"):
+        print(note)
+    return frame
+
+
 def _friendly(method: Callable[..., Any]) -> Callable[..., Any]:
     """User mistakes (ClaudeForceError) become one printed line instead of a traceback."""
 
@@ -290,17 +297,17 @@ class AgentMagics(Magics):
     def _cmd_runs(self, rest: list[str]) -> Any:
         from ..views import reports
 
-        return reports.runs(ledger=self.orchestrator.ledger)
+        return _noted(reports.runs(ledger=self.orchestrator.ledger))
 
     def _cmd_costs(self, rest: list[str]) -> Any:
         from ..views import reports
 
-        return reports.costs(by=self._by(rest), ledger=self.orchestrator.ledger)
+        return _noted(reports.costs(by=self._by(rest), ledger=self.orchestrator.ledger))
 
     def _cmd_stats(self, rest: list[str]) -> Any:
         from ..views import reports
 
-        return reports.stats(by=self._by(rest), ledger=self.orchestrator.ledger)
+        return _noted(reports.stats(by=self._by(rest), ledger=self.orchestrator.ledger))
 
     def _cmd_cache(self, rest: list[str]) -> Any:
         from ..views import reports

@@ -23,7 +23,7 @@ import threading
 import weakref
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from ..core.errors import CacheError
 from ._sqlite import BUSY_TIMEOUT_MS, INHERITED, reset_after_fork, retry_locked
@@ -36,6 +36,7 @@ MMAP_SIZE = 64 * 1024 * 1024
 JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024   # a WAL grown by one big transaction shrinks back when reset
 
 FileChange = Literal["deleted", "replaced"]
+T = TypeVar("T")
 
 
 def _file_id(path: Path) -> tuple[int, int] | None:
@@ -85,6 +86,17 @@ class ConnectionPool:
         if getattr(local, "token", None) is self._token:
             return local.conn          # hot path: two attribute reads, no syscall
         return self._get_slow()
+
+    def run(self, op: Callable[[sqlite3.Connection], T]) -> T:
+        """``op`` on this thread's connection; once more on a new one when another thread closed
+        it meanwhile (it found the file deleted or replaced: ``check_in_place``)."""
+        conn = self.get()
+        try:
+            return op(conn)
+        except sqlite3.ProgrammingError:
+            if self._closed or getattr(self._local, "token", None) is self._token:
+                raise                  # not closed by another thread: a bug, keep the traceback
+        return op(self.get())
 
     def _get_slow(self) -> sqlite3.Connection:
         if os.getpid() != self._pid:   # a fork the at-fork hook did not see (belt and braces)
