@@ -11,7 +11,8 @@ The pool remembers which file (device, inode) it uses. When another one is at th
 file was deleted, or replaced), every connection to the old one is closed before the new
 one is opened: an open connection would go on writing to the unlinked inode (every row
 would vanish with it), and would keep the old ``-wal``/``-shm`` in use, which SQLite would
-mix up with the new file's. ``check_in_place`` (one ``stat``) lets the owner notice and say so.
+mix up with the new file's; for the same reason a new file is never created next to the
+``-wal``/``-shm`` of a deleted one. ``check_in_place`` (one ``stat``) lets the owner notice.
 """
 
 from __future__ import annotations
@@ -37,6 +38,19 @@ JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024   # a WAL grown by one big transaction shr
 
 FileChange = Literal["deleted", "replaced"]
 T = TypeVar("T")
+
+
+def _remove_orphans(path: Path) -> None:
+    """Delete a ``-wal``/``-shm`` that outlived its database (only the database was deleted,
+    while a connection, maybe in another process, still had it open). A new file at ``path``
+    would otherwise be read through them, and fail with "disk I/O error". They are looked for
+    before the database, so one that exists now was there while the database was not."""
+    companions = [Path(f"{path}{suffix}") for suffix in ("-wal", "-shm")]
+    orphans = [c for c in companions if c.exists()]
+    if orphans and not path.exists():
+        for orphan in orphans:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(orphan)
 
 
 def _file_id(path: Path) -> tuple[int, int] | None:
@@ -124,6 +138,8 @@ class ConnectionPool:
         # corrupt" from "a fresh file another thread/process already put in its place"
         local.file_id = _file_id(self.path)
         self._notice(local.file_id)
+        if local.file_id is None:
+            _remove_orphans(self.path)
         token = self._token
         conn = sqlite3.connect(
             self.path,

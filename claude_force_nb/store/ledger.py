@@ -192,11 +192,14 @@ class Ledger:
 
     def _run(self, op: Callable[[sqlite3.Connection], T], *, create: bool = False) -> T:
         """``op`` on this thread's connection, after checking the file is still the one in
-        use: a deleted file is created again, with a warning."""
+        use: a deleted file is created again, a replaced one used instead, with a warning."""
         change = self._pool.check_in_place()
         if change == "deleted":
             tell(f"The ledger {self.path} was deleted while in use: a new one was created (the rows it held "
                  "are gone; rows from now on are saved in it).")
+        elif change == "replaced":
+            tell(f"The ledger {self.path} was replaced while in use (deleted and created again, or restored): "
+                 "rows from now on are saved in the file now there.")
         if create or change == "deleted" or not self._fault.ok:
             ensure_private_dir(self._dir)
         try:

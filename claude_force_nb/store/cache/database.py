@@ -155,14 +155,16 @@ class CacheFile:
         return result
 
     def _check_in_place(self) -> None:
-        """A cache file deleted while in use is created again (the pool reopens), with a warning;
-        after a fault, its directory too."""
-        deleted = self.pool.check_in_place() == "deleted"
-        if deleted or not self.fault.ok:
+        """A cache file deleted while in use is created again (the pool reopens), one replaced
+        is used instead, with a warning; after a fault, the directory is created again too."""
+        change = self.pool.check_in_place()
+        if change == "deleted" or not self.fault.ok:
             ensure_private_dir(self.path.parent)
-        if deleted:
+        if change is not None:
             self.counters.forget()
-            tell(f"The response cache {self.path} was deleted while in use: a new empty cache was created.")
+            tell(f"The response cache {self.path} was deleted while in use: a new empty cache was created."
+                 if change == "deleted" else
+                 f"The response cache {self.path} was replaced while in use: the file now there is used.")
 
     def try_write(self, op: Callable[[sqlite3.Connection], Any]) -> bool:
         """Best-effort ``write``: False when the database cannot be written now."""
