@@ -4,10 +4,8 @@ The ledger lives in ``ledger.sqlite3`` next to (never inside) the cache, so clea
 cache never loses cost history. Several kernels may write at once (WAL, busy timeout,
 one connection per thread, reopened after ``fork``).
 
-Schema changes are named, ordered migration functions (``MIGRATIONS``), applied by
-``store.migrations.migrate`` when a connection opens. ``COLUMNS`` is the one description of
-the calls table that readers use: ``rows()`` returns it, ``views.reports.runs`` derives its
-dtypes from it.
+The table's schema (named migrations, applied when a connection opens) and ``COLUMNS``, the
+one description of it that readers use, are in ``ledger_schema``.
 
 Recording never fails a call. When the file cannot be written (a read-only home, a full or
 failing disk, a lock held too long) rows are kept in memory (``unsaved``, the newest
@@ -33,7 +31,7 @@ from typing import Any, TypeVar
 from ._pool import ConnectionPool
 from ._sqlite import is_corruption, reset_after_fork, write_transaction
 from .faults import FaultState, fault_kind, tell
-from .migrations import Migration, migrate, migration
+from .ledger_schema import COLUMNS, MIGRATIONS, ensure_schema
 from .unsaved import Filter, UnsavedRows
 from ..core.errors import ClaudeForceError, ConfigurationError
 from ..core.results import AgentResult
@@ -46,17 +44,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 TASK_HEAD_CHARS = 200
-
-# The calls table as readers see it, in rows() order: column -> the Python type of its values
-# (flags are bool, stored as 0/1; NULL where unknown). The file's own column order follows
-# the migrations.
-COLUMNS: dict[str, type] = {
-    "id": int, "ts": float, "session_id": str, "agent": str, "model": str, "cached": bool,
-    "input_tokens": int, "output_tokens": int, "cache_write_5m_tokens": int, "cache_write_1h_tokens": int,
-    "cache_read_tokens": int, "cost_usd": float, "saved_usd": float, "latency_s": float, "ok": bool,
-    "error_type": str, "request_id": str, "cache_key": str, "offline": bool, "attempts": int, "task_head": str,
-    "rate_limited": int, "overloaded": int, "paced_s": float,
-}
 
 # --------------------------------------------------------------------------- session id
 
@@ -79,66 +66,6 @@ def _reset_session_after_fork() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_session_after_fork)
-
-# --------------------------------------------------------------------------- migrations
-
-MIGRATIONS: list[Migration] = []
-
-
-@migration(MIGRATIONS)
-def m001_calls(conn: sqlite3.Connection) -> None:
-    conn.execute(
-        """CREATE TABLE calls(
-            id INTEGER PRIMARY KEY,
-            ts REAL NOT NULL,
-            session_id TEXT NOT NULL,
-            agent TEXT,
-            model TEXT,
-            cached INTEGER NOT NULL DEFAULT 0,
-            input_tokens INTEGER NOT NULL DEFAULT 0,
-            output_tokens INTEGER NOT NULL DEFAULT 0,
-            cost_usd REAL,
-            saved_usd REAL NOT NULL DEFAULT 0,
-            latency_s REAL,
-            ok INTEGER NOT NULL DEFAULT 1,
-            error_type TEXT,
-            request_id TEXT,
-            cache_key TEXT
-        )"""
-    )
-
-
-@migration(MIGRATIONS)
-def m002_prompt_cache_tokens(conn: sqlite3.Connection) -> None:
-    for column in ("cache_write_5m_tokens", "cache_write_1h_tokens", "cache_read_tokens"):
-        conn.execute(f"ALTER TABLE calls ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
-
-
-@migration(MIGRATIONS)
-def m003_offline_attempts_task(conn: sqlite3.Connection) -> None:
-    conn.execute("ALTER TABLE calls ADD COLUMN offline INTEGER NOT NULL DEFAULT 0")
-    conn.execute("ALTER TABLE calls ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1")
-    conn.execute("ALTER TABLE calls ADD COLUMN task_head TEXT NOT NULL DEFAULT ''")
-
-
-@migration(MIGRATIONS)
-def m004_indexes(conn: sqlite3.Connection) -> None:
-    conn.execute("CREATE INDEX IF NOT EXISTS calls_ts ON calls(ts)")
-    conn.execute("CREATE INDEX IF NOT EXISTS calls_session ON calls(session_id, ts)")
-    conn.execute("CREATE INDEX IF NOT EXISTS calls_agent ON calls(agent, ts)")
-
-
-@migration(MIGRATIONS)
-def m005_pacing(conn: sqlite3.Connection) -> None:
-    """What the call met on the way: 429s, 529s, and seconds it waited for pacing or retry-after."""
-    conn.execute("ALTER TABLE calls ADD COLUMN rate_limited INTEGER NOT NULL DEFAULT 0")
-    conn.execute("ALTER TABLE calls ADD COLUMN overloaded INTEGER NOT NULL DEFAULT 0")
-    conn.execute("ALTER TABLE calls ADD COLUMN paced_s REAL NOT NULL DEFAULT 0")
-
-
-def _setup(conn: sqlite3.Connection) -> None:
-    migrate(conn, MIGRATIONS)
-
 
 # --------------------------------------------------------------------------- the ledger
 
@@ -175,7 +102,7 @@ class Ledger:
         self.settings = settings if settings is not None else Settings.from_env()
         self.path = Path(self.settings.ledger_path if path is None else path)
         self._dir = Path(self.settings.data_dir) if path is None else self.path.parent
-        self._pool = ConnectionPool(self.path, setup=_setup, closed_error=ClaudeForceError)
+        self._pool = ConnectionPool(self.path, setup=ensure_schema, closed_error=ClaudeForceError)
         self._fault = FaultState(self.path, clock=clock)
         self._unsaved = UnsavedRows()
         self._lock = threading.Lock()       # one writer at a time: the unsaved rows go in order
