@@ -10,8 +10,8 @@ import pytest
 
 from claude_force_nb.core.results import Usage
 from claude_force_nb.core.settings import Settings
+from claude_force_nb.store import faults
 from claude_force_nb.store.cache import CachedResponse, ResponseCache
-from claude_force_nb.store.cache import database as database_mod
 
 SECRET = b"test-secret-4d0c9e1f-please-do-not-reuse"
 T0 = 1_000_000.0           # clock values with equal digit counts keep payload sizes equal
@@ -40,7 +40,7 @@ class Clock:
 
 @pytest.fixture(autouse=True)
 def _fresh_warnings():
-    database_mod._warned.clear()        # "logged once per process" would hide warnings between tests
+    faults._warned.clear()              # "logged once per process" would hide warnings between tests
 
 
 @pytest.fixture

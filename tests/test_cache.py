@@ -207,7 +207,7 @@ def test_stats_exact(cache, settings, clock):
     assert cache.stats() == {
         "entries": 0, "bytes": 0, "hits": 0, "misses": 0, "hit_rate": 0.0, "integrity_failures": 0,
         "evictions": 0, "path": str(settings.cache_path), "max_bytes": settings.cache_max_bytes,
-        "writes_enabled": True,
+        "writes_enabled": True, "persistent": True, "reason": None,
     }
     keys = [cache.key_for({"model": f"m{i}"}) for i in range(3)]
     for k in keys:

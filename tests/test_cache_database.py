@@ -1,5 +1,6 @@
 """store/cache/database.py: a damaged file is moved aside and recreated, a full disk turns
-writes off and keeps reads, a closed cache says so. Damage is done to real files."""
+writes off (tried again later) and keeps reads, a closed cache says so. Damage is done to real
+files; a full disk is a file capped at its size with SQLite's max_page_count (SQLITE_FULL)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 
 from claude_force_nb.core.errors import CacheError
 from claude_force_nb.store.cache import ResponseCache
+from claude_force_nb.store.faults import RETRY_S, StorageWarning
 
 from .cache_fixtures import BASE_REQUEST, _fresh_warnings, cache, clock, response, settings  # noqa: F401 (fixtures)
 
@@ -57,18 +59,26 @@ def test_corruption_found_by_a_query_is_recovered(settings, caplog):
     assert len(aside()) == 1 and any("corrupt" in r.getMessage() for r in caplog.records)
 
 
-def test_full_disk_disables_writes_but_keeps_reads(cache, caplog):
+def test_full_disk_disables_writes_keeps_reads_and_tries_again_later(cache, clock):
     k1, k2 = cache.key_for({"model": "1"}), cache.key_for({"model": "2"})
     assert cache.put(k1, response())
-    conn = cache._file.pool.get()                         # this thread's connection: cap the file size
-    pages = conn.execute("PRAGMA page_count").fetchone()[0]
-    conn.execute(f"PRAGMA max_page_count = {pages}")
-    with caplog.at_level(logging.WARNING, logger=LOGGER):
+    pool = cache._file.pool
+    pages = pool.get().execute("PRAGMA page_count").fetchone()[0]
+    pool.set_max_pages(pages)                             # the file cannot grow: SQLITE_FULL, as on a full disk
+    with pytest.warns(StorageWarning, match="is full .* Free some disk space") as warned:
         assert cache.put(k2, response(text="w" * 50_000)) is False
-    assert any("full" in r.getMessage() for r in caplog.records)
-    assert cache.stats()["writes_enabled"] is False
-    assert cache.put(k2, response(text="tiny")) is False          # off for this process
-    assert cache.get(k1) is not None and cache.get(k2) is None
+        stats = cache.stats()
+        assert (stats["writes_enabled"], stats["persistent"]) == (False, False)
+        assert stats["reason"].startswith("full: ")
+        assert cache.put(k2, response(text="tiny")) is False          # not tried again yet
+        assert cache.get(k1) is not None and cache.get(k2) is None
+        with pytest.raises(CacheError, match=r"cannot be written now \(full: "):
+            cache.clear()
+    assert len(warned) == 1
+    pool.set_max_pages(None)                              # space returns
+    clock.now += RETRY_S
+    assert cache.put(k2, response(text="w" * 50_000)) is True
+    assert cache.stats()["persistent"] is True and cache.get(k2) is not None
 
 
 def test_closed_cache(settings):

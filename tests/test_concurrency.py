@@ -147,6 +147,42 @@ WRITER = PRELUDE + textwrap.dedent(
 )
 
 
+# Keeps the ledger and the cache open, writes one row and one entry, waits for argv[2] to
+# exist, writes again, and says what warnings it showed.
+HOLDER = PRELUDE + textwrap.dedent(
+    """
+    import warnings
+    shown = []
+    warnings.showwarning = lambda message, *_: shown.append(str(message))
+    go = Path(sys.argv[2])
+    cache, ledger = ResponseCache(settings), Ledger(settings)
+
+    def write(name):
+        ledger.record(AgentResult(agent="holder", model="m"), task=name)
+        assert cache.put(cache.key_for(request(name)), answer(name))
+
+    write("holder before")
+    print("ready", flush=True)
+    while not go.exists():
+        time.sleep(0.01)
+    write("holder after")
+    cache.close()
+    ledger.close()
+    print(json.dumps(shown))
+    """
+)
+
+NEWCOMER = PRELUDE + textwrap.dedent(
+    """
+    import warnings
+    warnings.simplefilter("error")                    # a disk-error warning here would be a failure
+    with ResponseCache(settings) as cache, Ledger(settings) as ledger:
+        ledger.record(AgentResult(agent="newcomer", model="m"), task="newcomer")
+        assert cache.put(cache.key_for(request("newcomer")), answer("newcomer"))
+        print(json.dumps(ledger.status()["persistent"] and cache.stats()["persistent"]))
+    """
+)
+
 
 @pytest.fixture
 def settings(tmp_path) -> Settings:
@@ -283,3 +319,26 @@ def test_writer_killed_mid_run(settings, tmp_path):
         assert cache.stats()["entries"] == len(keys)
         assert cache.put(cache.key_for(request("after")), CachedResponse(
             text="after the crash", stop_reason="end_turn", usage=Usage(), model="m", cost_usd=None))
+
+
+def test_databases_deleted_under_one_kernel_serve_the_next_kernel_and_then_both(settings, tmp_path):
+    """Only the database files are deleted (their -wal/-shm stay, held open by the first
+    kernel): a kernel started then must not read the new files through them (SQLite says
+    "disk I/O error"), and the first kernel moves to the new files at its next write."""
+    go = tmp_path / "go"
+    holder = spawn(HOLDER, settings.data_dir, go)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        for path in (settings.ledger_path, settings.cache_path):
+            os.unlink(path)
+            assert Path(f"{path}-wal").exists() and Path(f"{path}-shm").exists()
+        assert json.loads(finish(spawn(NEWCOMER, settings.data_dir))) is True
+    finally:
+        go.touch()
+    shown = json.loads(finish(holder))
+    assert len(shown) == 2 and all("was replaced while in use" in w for w in shown), shown
+    assert quick_check(settings.ledger_path) == quick_check(settings.cache_path) == "ok"
+    with Ledger(settings) as ledger, ResponseCache(settings) as cache:
+        assert [r["task_head"] for r in ledger.rows()] == ["newcomer", "holder after"]
+        assert [cache.get(cache.key_for(request(name))) is not None
+                for name in ("holder before", "newcomer", "holder after")] == [False, True, True]

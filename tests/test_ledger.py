@@ -8,6 +8,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -42,6 +43,9 @@ EXPECTED = {
     "offline": "INTEGER",
     "attempts": "INTEGER",
     "task_head": "TEXT",
+    "rate_limited": "INTEGER",
+    "overloaded": "INTEGER",
+    "paced_s": "REAL",
 }
 
 
@@ -69,11 +73,23 @@ MISS = AgentResult(
     usage=Usage(1200, 340, 0, 0, 0), cost_usd=0.0029, saved_usd=0.0, cached=False, latency_s=1.75,
     stop_reason="end_turn", request_id="req_miss", cache_key="v1:" + "b" * 64, offline=True, attempts=2,
 )
-FAILURE = AgentResult(
+
+
+@dataclass(frozen=True)
+class PacedResult(AgentResult):
+    """A result carrying what the call met on the way (the fields the engine sets)."""
+
+    rate_limited: int = 0
+    overloaded: int = 0
+    paced_s: float = 0.0
+
+
+FAILURE = PacedResult(
     agent="code-reviewer", model="claude-sonnet-4-6", usage=Usage(), cost_usd=0.0, latency_s=12.5,
     error="Overloaded after 4 attempts", error_type="overloaded_error", request_id="req_fail",
-    cache_key=None, attempts=4,
+    cache_key=None, attempts=4, rate_limited=1, overloaded=2, paced_s=3.25,
 )
+NO_PACING = {"rate_limited": 0, "overloaded": 0, "paced_s": 0.0}
 
 
 def test_rows_for_hit_miss_and_failure(ledger):
@@ -90,17 +106,18 @@ def test_rows_for_hit_miss_and_failure(ledger):
          "cached": 1, "input_tokens": 100, "output_tokens": 50, "cache_write_5m_tokens": 10,
          "cache_write_1h_tokens": 20, "cache_read_tokens": 30, "cost_usd": 0.0, "saved_usd": 0.0042,
          "latency_s": 0.003, "ok": 1, "error_type": None, "request_id": "req_hit",
-         "cache_key": "v1:" + "a" * 64, "offline": 0, "attempts": 0, "task_head": "Review this"},
+         "cache_key": "v1:" + "a" * 64, "offline": 0, "attempts": 0, "task_head": "Review this", **NO_PACING},
         {"id": 2, "ts": 1001.5, "session_id": sid, "agent": "python-expert", "model": "claude-haiku-4-5",
          "cached": 0, "input_tokens": 1200, "output_tokens": 340, "cache_write_5m_tokens": 0,
          "cache_write_1h_tokens": 0, "cache_read_tokens": 0, "cost_usd": 0.0029, "saved_usd": 0.0,
          "latency_s": 1.75, "ok": 1, "error_type": None, "request_id": "req_miss",
-         "cache_key": "v1:" + "b" * 64, "offline": 1, "attempts": 2, "task_head": "x" * 200},
+         "cache_key": "v1:" + "b" * 64, "offline": 1, "attempts": 2, "task_head": "x" * 200, **NO_PACING},
         {"id": 3, "ts": 1002.0, "session_id": sid, "agent": "code-reviewer", "model": "claude-sonnet-4-6",
          "cached": 0, "input_tokens": 0, "output_tokens": 0, "cache_write_5m_tokens": 0,
          "cache_write_1h_tokens": 0, "cache_read_tokens": 0, "cost_usd": 0.0, "saved_usd": 0.0,
          "latency_s": 12.5, "ok": 0, "error_type": "overloaded_error", "request_id": "req_fail",
-         "cache_key": None, "offline": 0, "attempts": 4, "task_head": ""},
+         "cache_key": None, "offline": 0, "attempts": 4, "task_head": "", "rate_limited": 1, "overloaded": 2,
+         "paced_s": 3.25},
     ]
     assert len(ledger) == 3
 
@@ -189,7 +206,7 @@ def test_old_ledger_is_migrated_without_losing_rows(settings):
             "cached": 0, "input_tokens": 7, "output_tokens": 8, "cache_write_5m_tokens": 0,
             "cache_write_1h_tokens": 0, "cache_read_tokens": 0, "cost_usd": 0.5, "saved_usd": 0.0,
             "latency_s": 2.0, "ok": 1, "error_type": None, "request_id": "req_old", "cache_key": None,
-            "offline": 0, "attempts": 1, "task_head": "",
+            "offline": 0, "attempts": 1, "task_head": "", **NO_PACING,
         }]
         assert led.record(MISS, ts=200.0) == 2
     conn = sqlite3.connect(settings.ledger_path)
@@ -198,6 +215,39 @@ def test_old_ledger_is_migrated_without_losing_rows(settings):
         assert {row[1]: row[2] for row in conn.execute("PRAGMA table_info(calls)")} == EXPECTED
     finally:
         conn.close()
+
+
+def test_a_ledger_of_the_previous_release_gains_the_pacing_columns_in_place(settings):
+    home = Path(settings.data_dir)
+    home.mkdir(mode=0o700)
+    with Ledger(settings) as led:               # as the previous release left it: m001..m004, two rows
+        led.record(MISS, task="before", ts=10.0)
+        led.record(HIT, task="before", ts=11.0)
+    conn = sqlite3.connect(settings.ledger_path, isolation_level=None)
+    try:
+        for column in ("rate_limited", "overloaded", "paced_s"):
+            conn.execute(f"ALTER TABLE calls DROP COLUMN {column}")
+        conn.execute("DELETE FROM _migrations WHERE name = 'm005_pacing'")
+        inode = Path(settings.ledger_path).stat().st_ino
+    finally:
+        conn.close()
+    with Ledger(settings) as led:
+        rows = led.rows()
+        assert [(r["id"], r["ts"], r["output_tokens"]) for r in rows] == [(1, 10.0, 340), (2, 11.0, 50)]
+        assert [{k: r[k] for k in NO_PACING} for r in rows] == [NO_PACING, NO_PACING]
+        assert led.record(FAILURE, ts=12.0) == 3
+        assert {k: led.rows()[-1][k] for k in NO_PACING} == {"rate_limited": 1, "overloaded": 2, "paced_s": 3.25}
+    assert Path(settings.ledger_path).stat().st_ino == inode            # upgraded in place, not rewritten
+    conn = sqlite3.connect(settings.ledger_path)
+    try:
+        assert {row[1]: row[2] for row in conn.execute("PRAGMA table_info(calls)")} == EXPECTED
+    finally:
+        conn.close()
+
+
+def test_pacing_figures_that_are_not_numbers_are_stored_as_zero(ledger):
+    ledger.record(PacedResult(agent="a", model="m", rate_limited=None, overloaded=None, paced_s=math.nan), ts=1.0)
+    assert {k: ledger.rows()[0][k] for k in NO_PACING} == NO_PACING
 
 
 def test_migrate_is_idempotent(settings, ledger):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import pandas as pd
 import pytest
@@ -23,11 +24,21 @@ def ledger(tmp_path):
         yield led
 
 
+@dataclass(frozen=True)
+class PacedResult(AgentResult):
+    """A result carrying what the call met on the way (the fields the engine sets)."""
+
+    rate_limited: int = 0
+    overloaded: int = 0
+    paced_s: float = 0.0
+
+
 def add(ledger, ts, agent, model, *, cost=0.0, saved=0.0, cached=False, ok=True, latency=1.0, out=100,
-        attempts=1, inp=1000, read=0):
-    result = AgentResult(agent=agent, model=model, text="x" if ok else "", usage=Usage(inp, out, 0, 0, read),
+        attempts=1, inp=1000, read=0, rate_limited=0, overloaded=0, paced=0.0):
+    result = PacedResult(agent=agent, model=model, text="x" if ok else "", usage=Usage(inp, out, 0, 0, read),
                          cost_usd=cost, saved_usd=saved, cached=cached, latency_s=latency,
-                         error=None if ok else "boom", error_type=None if ok else "api_error", attempts=attempts)
+                         error=None if ok else "boom", error_type=None if ok else "api_error", attempts=attempts,
+                         rate_limited=rate_limited, overloaded=overloaded, paced_s=paced)
     ledger.record(result, task=f"{agent} task", ts=ts)
 
 
@@ -35,8 +46,10 @@ def add(ledger, ts, agent, model, *, cost=0.0, saved=0.0, cached=False, ok=True,
 def filled(ledger):
     add(ledger, DAY1 + 10, "coder", "claude-haiku-4-5", cost=0.0105, latency=2.0, out=200)
     add(ledger, DAY1 + 20, "coder", "claude-haiku-4-5", cost=0.0, saved=0.0105, cached=True, latency=0.01)
-    add(ledger, DAY1 + 30, "writer", "claude-sonnet-4-6", cost=0.0333, latency=4.0, out=400, read=500)
-    add(ledger, DAY2 + 40, "writer", "claude-sonnet-4-6", cost=0.0, ok=False, latency=0.5, attempts=3, out=0)
+    add(ledger, DAY1 + 30, "writer", "claude-sonnet-4-6", cost=0.0333, latency=4.0, out=400, read=500,
+        attempts=2, rate_limited=1, paced=0.75)
+    add(ledger, DAY2 + 40, "writer", "claude-sonnet-4-6", cost=0.0, ok=False, latency=0.5, attempts=3, out=0,
+        rate_limited=1, overloaded=2, paced=1.5)
     add(ledger, DAY2 + 50, "coder", "claude-imaginary-9", cost=None, latency=1.0, out=50)
     return ledger
 
@@ -58,10 +71,11 @@ def kinds(frame: pd.DataFrame) -> dict[str, str]:
 def test_runs_columns_and_dtypes_follow_the_ledgers_column_list(ledger):
     expected = {name: "str" for name in COLUMNS if name != "id"}
     expected.update({name: "int64" for name in ("input_tokens", "output_tokens", "cache_write_5m_tokens",
-                                                "cache_write_1h_tokens", "cache_read_tokens", "attempts")})
+                                                "cache_write_1h_tokens", "cache_read_tokens", "attempts",
+                                                "rate_limited", "overloaded")})
     expected.update({name: "bool" for name in ("cached", "ok", "offline")})
     expected.update({"ts": "datetime64[ns, UTC]", "agent": "category", "model": "category",
-                     "cost_usd": "float64", "saved_usd": "float64", "latency_s": "float64"})
+                     "cost_usd": "float64", "saved_usd": "float64", "latency_s": "float64", "paced_s": "float64"})
     assert list(reports.RUN_COLUMNS) == [name for name in COLUMNS if name != "id"]     # one schema: the ledger's
     empty = reports.runs(ledger=ledger)
     assert list(empty.columns) == [name for name in COLUMNS if name != "id"] and kinds(empty) == expected
@@ -106,10 +120,23 @@ def test_costs_by_day_and_model(filled):
 def test_stats_latency_errors_retries(filled):
     table = reports.stats(by="agent", ledger=filled)
     assert table.loc["writer", "errors"] == 1 and table.loc["writer", "error_rate"] == 0.5
-    assert table.loc["writer", "retries"] == 2
+    assert table.loc["writer", "retries"] == 1 + 2
     assert table.loc["coder", "latency_p50_s"] == 1.0 and table.loc["coder", "latency_max_s"] == 2.0
     assert table.loc["coder", "tokens_per_s"] == pytest.approx((200 + 50) / (2.0 + 1.0))  # live calls only
     assert table.loc["writer", "tokens_per_s"] == pytest.approx(400 / 4.0)
+
+
+def test_stats_count_the_429s_and_529s_calls_met_and_the_time_they_waited(filled):
+    table = reports.stats(by="agent", ledger=filled)
+    columns = list(table.columns)
+    assert columns[columns.index("retries"):] == ["retries", "rate_limited", "overloaded", "paced_s"]
+    assert table.loc["writer", ["rate_limited", "overloaded"]].tolist() == [2, 2]
+    assert table.loc["writer", "paced_s"] == 0.75 + 1.5
+    assert table.loc["coder", ["rate_limited", "overloaded", "paced_s"]].tolist() == [0, 0, 0.0]
+    assert {str(table[c].dtype) for c in ("rate_limited", "overloaded")} == {"int64"} and table["paced_s"].dtype == float
+    by_day = reports.stats(by="day", ledger=filled)
+    assert by_day.loc["2026-01-02", ["rate_limited", "overloaded", "paced_s"]].tolist() == [1, 2, 1.5]
+    assert "2.25" in reports.styled(table).to_html()
 
 
 def test_empty_ledger_gives_empty_typed_frames(ledger):

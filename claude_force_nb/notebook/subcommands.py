@@ -39,6 +39,13 @@ def _no_arguments(command: str, rest: list[str]) -> None:
         raise UsageError(f"%agent {command} takes no arguments (got {' '.join(rest)!r}): use `%agent {command}`.")
 
 
+
+def _noted(frame: Any) -> Any:
+    """A report, after printing its note (what the ledger could not save) if it has one."""
+    if note := frame.attrs.get("note"):
+        print(note)
+    return frame
+
 class Subcommands:
     """The subcommands of one AgentMagics (its orchestrator, background runs and apps)."""
 
@@ -72,7 +79,7 @@ class Subcommands:
         from ..views import reports
 
         _no_arguments("runs", rest)
-        return reports.runs(ledger=self.orch.ledger)
+        return _noted(reports.runs(ledger=self.orch.ledger))
 
     def _by(self, command: str, rest: list[str]) -> str:
         usage = f"Usage: %agent {command} [--by {'|'.join(GROUPINGS)}]"
@@ -87,7 +94,7 @@ class Subcommands:
     def costs(self, rest: list[str]) -> Any:
         from ..views import reports
 
-        return reports.costs(by=self._by("costs", rest), ledger=self.orch.ledger)
+        return _noted(reports.costs(by=self._by("costs", rest), ledger=self.orch.ledger))
 
     def stats(self, rest: list[str]) -> Any:
         from ..views import reports
@@ -96,7 +103,7 @@ class Subcommands:
         paced = self.orch.pacer.stats()
         if paced.rate_limited or paced.overloaded or paced.waited_s:
             print(pacing_summary(paced))
-        return reports.stats(by=by, ledger=self.orch.ledger)
+        return _noted(reports.stats(by=by, ledger=self.orch.ledger))
 
     def pacing(self, rest: list[str]) -> None:
         _no_arguments("pacing", rest)

@@ -4,43 +4,46 @@ The ledger lives in ``ledger.sqlite3`` next to (never inside) the cache, so clea
 cache never loses cost history. Several kernels may write at once (WAL, busy timeout,
 one connection per thread, reopened after ``fork``).
 
-Schema changes are named, ordered migration functions (``MIGRATIONS``), applied by
-``store.migrations.migrate`` when a connection opens. ``COLUMNS`` is the one description of
-the calls table that readers use: ``rows()`` returns it, ``views.reports.runs`` derives its
-dtypes from it.
+The table's schema (named migrations, applied when a connection opens) and ``COLUMNS``, the
+one description of it that readers use, are in ``ledger_schema``.
+
+Recording never fails a call. When the file cannot be written (a read-only home, a full or
+failing disk, a lock held too long) rows are kept in memory (``unsaved``, the newest
+``MAX_UNSAVED_ROWS``), one warning says so (``faults``), and every ``RETRY_S`` the next
+record tries the file again with them; ``rows()`` returns them meanwhile, with negative
+ids. A file deleted while in use is noticed before the next write and created again.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import sqlite3
+import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from ._sqlite import ConnectionPool, is_corruption, write_transaction
-from .migrations import Migration, migrate, migration
+from ._pool import ConnectionPool
+from ._sqlite import is_corruption, reset_after_fork, write_transaction
+from .faults import FaultState, fault_kind, tell
+from .ledger_schema import COLUMNS, MIGRATIONS, ensure_schema
+from .unsaved import Filter, UnsavedRows
 from ..core.errors import ClaudeForceError, ConfigurationError
 from ..core.results import AgentResult
 from ..core.settings import Settings, ensure_private_dir
 
 __all__ = ["COLUMNS", "MIGRATIONS", "Ledger", "current_session_id"]
 
-TASK_HEAD_CHARS = 200
+log = logging.getLogger(__name__)
 
-# The calls table as readers see it, in rows() order: column -> the Python type of its values
-# (flags are bool, stored as 0/1; NULL where unknown). The file's own column order follows
-# the migrations.
-COLUMNS: dict[str, type] = {
-    "id": int, "ts": float, "session_id": str, "agent": str, "model": str, "cached": bool,
-    "input_tokens": int, "output_tokens": int, "cache_write_5m_tokens": int, "cache_write_1h_tokens": int,
-    "cache_read_tokens": int, "cost_usd": float, "saved_usd": float, "latency_s": float, "ok": bool,
-    "error_type": str, "request_id": str, "cache_key": str, "offline": bool, "attempts": int, "task_head": str,
-}
+T = TypeVar("T")
+
+TASK_HEAD_CHARS = 200
 
 # --------------------------------------------------------------------------- session id
 
@@ -64,58 +67,6 @@ def _reset_session_after_fork() -> None:
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_session_after_fork)
 
-# --------------------------------------------------------------------------- migrations
-
-MIGRATIONS: list[Migration] = []
-
-
-@migration(MIGRATIONS)
-def m001_calls(conn: sqlite3.Connection) -> None:
-    conn.execute(
-        """CREATE TABLE calls(
-            id INTEGER PRIMARY KEY,
-            ts REAL NOT NULL,
-            session_id TEXT NOT NULL,
-            agent TEXT,
-            model TEXT,
-            cached INTEGER NOT NULL DEFAULT 0,
-            input_tokens INTEGER NOT NULL DEFAULT 0,
-            output_tokens INTEGER NOT NULL DEFAULT 0,
-            cost_usd REAL,
-            saved_usd REAL NOT NULL DEFAULT 0,
-            latency_s REAL,
-            ok INTEGER NOT NULL DEFAULT 1,
-            error_type TEXT,
-            request_id TEXT,
-            cache_key TEXT
-        )"""
-    )
-
-
-@migration(MIGRATIONS)
-def m002_prompt_cache_tokens(conn: sqlite3.Connection) -> None:
-    for column in ("cache_write_5m_tokens", "cache_write_1h_tokens", "cache_read_tokens"):
-        conn.execute(f"ALTER TABLE calls ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
-
-
-@migration(MIGRATIONS)
-def m003_offline_attempts_task(conn: sqlite3.Connection) -> None:
-    conn.execute("ALTER TABLE calls ADD COLUMN offline INTEGER NOT NULL DEFAULT 0")
-    conn.execute("ALTER TABLE calls ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1")
-    conn.execute("ALTER TABLE calls ADD COLUMN task_head TEXT NOT NULL DEFAULT ''")
-
-
-@migration(MIGRATIONS)
-def m004_indexes(conn: sqlite3.Connection) -> None:
-    conn.execute("CREATE INDEX IF NOT EXISTS calls_ts ON calls(ts)")
-    conn.execute("CREATE INDEX IF NOT EXISTS calls_session ON calls(session_id, ts)")
-    conn.execute("CREATE INDEX IF NOT EXISTS calls_agent ON calls(agent, ts)")
-
-
-def _setup(conn: sqlite3.Connection) -> None:
-    migrate(conn, MIGRATIONS)
-
-
 # --------------------------------------------------------------------------- the ledger
 
 def _first_line(text: str | None) -> str:
@@ -131,23 +82,55 @@ def _as_list(value: str | Iterable[str] | None) -> list[str] | None:
     return list(value)
 
 
+def _count(result: AgentResult, name: str) -> int:
+    return int(getattr(result, name, 0) or 0)
+
+
+def _seconds(result: AgentResult, name: str) -> float:
+    value = float(getattr(result, name, 0.0) or 0.0)
+    return value if math.isfinite(value) else 0.0
+
+
 class Ledger:
-    """Append-only record of every call, shared by all kernels of this user."""
+    """Append-only record of every call, shared by all kernels of this user.
 
-    def __init__(self, settings: Settings | None = None, *, path: Path | None = None) -> None:
+    ``clock`` (monotonic seconds) paces the retries after a storage fault; tests pass a fake one.
+    """
+
+    def __init__(self, settings: Settings | None = None, *, path: Path | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings if settings is not None else Settings.from_env()
-        if path is None:
-            ensure_private_dir(Path(self.settings.data_dir))
-            self.path = Path(self.settings.ledger_path)
-        else:
-            self.path = Path(path)
-            ensure_private_dir(self.path.parent)
-        self._pool = ConnectionPool(self.path, setup=_setup, closed_error=ClaudeForceError)
-        self._conn()          # open now so a bad file is reported here, not at the first record
-
-    def _conn(self) -> sqlite3.Connection:
+        self.path = Path(self.settings.ledger_path if path is None else path)
+        self._dir = Path(self.settings.data_dir) if path is None else self.path.parent
+        self._pool = ConnectionPool(self.path, setup=ensure_schema, closed_error=ClaudeForceError)
+        self._fault = FaultState(self.path, clock=clock)
+        self._unsaved = UnsavedRows()
+        self._lock = threading.Lock()       # one writer at a time: the unsaved rows go in order
+        reset_after_fork(self)
         try:
-            return self._pool.get()
+            self._run(lambda conn: None, create=True)   # open now: a bad file is reported here, not at a record
+        except (sqlite3.OperationalError, OSError) as exc:
+            self._failed(exc)
+
+    def _after_fork(self) -> None:
+        # In a forked child: the unsaved rows are the parent's to write.
+        self._lock = threading.Lock()
+        self._unsaved = UnsavedRows()
+
+    def _run(self, op: Callable[[sqlite3.Connection], T], *, create: bool = False) -> T:
+        """``op`` on this thread's connection, after checking the file is still the one in
+        use: a deleted file is created again, a replaced one used instead, with a warning."""
+        change = self._pool.check_in_place()
+        if change == "deleted":
+            tell(f"The ledger {self.path} was deleted while in use: a new one was created (the rows it held "
+                 "are gone; rows from now on are saved in it).")
+        elif change == "replaced":
+            tell(f"The ledger {self.path} was replaced while in use (deleted and created again, or restored): "
+                 "rows from now on are saved in the file now there.")
+        if create or change == "deleted" or not self._fault.ok:
+            ensure_private_dir(self._dir)
+        try:
+            return self._pool.run(op)
         except sqlite3.DatabaseError as exc:
             if is_corruption(exc):
                 raise ConfigurationError(
@@ -155,6 +138,13 @@ class Ledger:
                     "(it holds your call history) and a new one is created."
                 ) from exc
             raise
+
+    def _failed(self, exc: BaseException) -> None:
+        """Record a storage fault, or re-raise ``exc`` when it is not one (a bug)."""
+        kind = fault_kind(exc)
+        if kind is None:
+            raise exc
+        self._fault.failed(exc, kind)
 
     @property
     def session_id(self) -> str:
@@ -165,16 +155,52 @@ class Ledger:
         return self.record_many([(result, task)], ts=ts)[0]
 
     def record_many(self, calls: Iterable[tuple[AgentResult, str | None]], *, ts: float | None = None) -> list[int]:
-        """Append several calls in one transaction; returns their row ids, in order."""
+        """Append several calls in one transaction; returns their row ids, in order (negative:
+        kept in memory, the file cannot be written now). Never raises for a storage fault."""
         rows = [self._values(result, task, ts) for result, task in calls]
         if not rows:
             return []
+        with self._lock:
+            if not self._fault.due():
+                return self._unsaved.add(rows)
+            waiting = self._unsaved.values()
+            try:
+                ids = self._insert(waiting + rows)
+            except (sqlite3.OperationalError, OSError) as exc:
+                self._failed(exc)
+                return self._unsaved.add(rows)
+            if self._fault.cleared() or waiting:
+                self._saved_again()
+            return ids[len(waiting):]
+
+    def flush(self) -> int:
+        """Try now to write the rows kept in memory; returns how many are still waiting."""
+        with self._lock:
+            if self._unsaved:
+                try:
+                    self._insert(self._unsaved.values())
+                except (sqlite3.OperationalError, OSError) as exc:
+                    self._failed(exc)
+                else:
+                    self._fault.cleared()
+                    self._saved_again()
+            return len(self._unsaved)
+
+    def _saved_again(self) -> None:
+        written, dropped = self._unsaved.written()
+        lost = f"; {dropped:,} older ones were dropped while it could not be written" if dropped else ""
+        log.info("The ledger %s can be written again: %d rows kept in memory were saved%s.", self.path, written, lost)
+
+    def _insert(self, rows: list[dict[str, Any]]) -> list[int]:
         names = ", ".join(rows[0])
         marks = ", ".join("?" * len(rows[0]))
         sql = f"INSERT INTO calls({names}) VALUES ({marks})"
-        conn = self._conn()
-        with write_transaction(conn):
-            return [int(conn.execute(sql, tuple(values.values())).lastrowid or 0) for values in rows]
+
+        def insert(conn: sqlite3.Connection) -> list[int]:
+            with write_transaction(conn):
+                return [int(conn.execute(sql, tuple(values.values())).lastrowid or 0) for values in rows]
+
+        return self._run(insert)
 
     @staticmethod
     def _values(result: AgentResult, task: str | None, ts: float | None) -> dict[str, Any]:
@@ -205,6 +231,9 @@ class Ledger:
             "offline": int(bool(result.offline)),
             "attempts": int(result.attempts),
             "task_head": _first_line(task),
+            "rate_limited": _count(result, "rate_limited"),
+            "overloaded": _count(result, "overloaded"),
+            "paced_s": _seconds(result, "paced_s"),
         }
 
     def rows(
@@ -215,30 +244,55 @@ class Ledger:
         model: str | Iterable[str] | None = None,
         session: str | Iterable[str] | None = None,
     ) -> list[dict[str, Any]]:
-        """Calls as dicts (COLUMNS order, raw values), oldest first. ``since`` is a unix time or
-        a datetime (a naive datetime is local time, as ``datetime.timestamp`` reads it); the
+        """Calls as dicts (COLUMNS order, raw values), oldest first: the file's, then those kept
+        in memory because it cannot be written (negative ids). ``since`` is a unix time or a
+        datetime (a naive datetime is local time, as ``datetime.timestamp`` reads it); the
         other filters take one value or several."""
-        where: list[str] = []
-        params: list[Any] = []
         if since is not None:
-            where.append("ts >= ?")
-            params.append(since.timestamp() if isinstance(since, datetime) else float(since))
-        for column, value in (("agent", agent), ("model", model), ("session_id", session)):
-            values = _as_list(value)
-            if values is not None:
-                where.append(f"{column} IN ({', '.join('?' * len(values))})")
-                params.extend(values)
+            since = since.timestamp() if isinstance(since, datetime) else float(since)
+        columns = [(column, values) for column, values in
+                   (("agent", _as_list(agent)), ("model", _as_list(model)), ("session_id", _as_list(session)))
+                   if values is not None]
+        where: Filter = (since, columns)
+        with self._lock:
+            unsaved = self._unsaved.matching(where)
+        return self._file_rows(where) + [{name: row[name] for name in COLUMNS} for row in unsaved]
+
+    def _file_rows(self, where: Filter) -> list[dict[str, Any]]:
+        since, columns = where
+        clauses = [] if since is None else ["ts >= ?"]
+        params: list[Any] = [] if since is None else [since]
+        for column, values in columns:
+            clauses.append(f"{column} IN ({', '.join('?' * len(values))})")
+            params.extend(values)
         sql = f"SELECT {', '.join(COLUMNS)} FROM calls"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        return [dict(zip(COLUMNS, row)) for row in self._conn().execute(sql + " ORDER BY id", params)]
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        return [dict(zip(COLUMNS, row)) for row in self._read(sql + " ORDER BY id", params)]
+
+    def _read(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+        """The rows of a query on the file; none when it cannot be opened (a storage fault)."""
+        try:
+            return self._run(lambda conn: conn.execute(sql, params).fetchall())
+        except (sqlite3.OperationalError, OSError) as exc:
+            self._failed(exc)
+            return []
 
     def __len__(self) -> int:
-        return int(self._conn().execute("SELECT COUNT(*) FROM calls").fetchone()[0])
+        counted = self._read("SELECT COUNT(*) FROM calls", [])
+        return (int(counted[0][0]) if counted else 0) + len(self._unsaved)
+
+    def status(self) -> dict[str, Any]:
+        """Whether rows reach the file: ``persistent`` (bool), ``reason`` (why not, or None),
+        ``unsaved_rows`` kept in memory and ``dropped_rows`` lost since the fault began."""
+        return {**self._fault.status(), "unsaved_rows": len(self._unsaved), "dropped_rows": self._unsaved.dropped,
+                "path": str(self.path)}
 
     def close(self) -> None:
-        """Close every connection. Idempotent."""
+        """Try once more to write the rows kept in memory, then close every connection. Idempotent."""
         if not self._pool.closed:
+            if self._unsaved:
+                self.flush()
             self._pool.close()
 
     def __enter__(self) -> Ledger:

@@ -1,6 +1,10 @@
 """pandas views of the ledger and the cache. Functions return DataFrames; they never display.
 
 pandas is imported inside each function so ``%load_ext claude_force_nb`` stays fast.
+
+While the ledger's file cannot be written (a read-only home, a full disk), the frames include
+the rows it keeps in memory (negative ids), and ``frame.attrs["note"]`` says what is not
+saved and why (``styled`` shows it as the caption); ``attrs["persistence"]`` has the figures.
 """
 
 from __future__ import annotations
@@ -29,10 +33,34 @@ GROUPINGS = ("agent", "model", "day", "session")
 TOTAL = "TOTAL"
 
 
-def _ledger(ledger: Ledger | None) -> Ledger:
+def _read_ledger(ledger: Ledger | None, **filters: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """(rows, status) of ``ledger``, or of the default one (opened and closed here)."""
     from ..store.ledger import Ledger
 
-    return ledger if ledger is not None else Ledger(Settings.from_env())
+    owned = ledger is None
+    ledger = ledger if ledger is not None else Ledger(Settings.from_env())
+    try:
+        return ledger.rows(**filters), ledger.status()
+    finally:
+        if owned:
+            ledger.close()
+
+
+def _note(status: dict[str, Any]) -> str | None:
+    """One line on what the ledger could not save, or None when everything is saved."""
+    if status.get("persistent", True):
+        return None
+    dropped = status.get("dropped_rows", 0)
+    lost = f"; {dropped:,} older ones were dropped" if dropped else ""
+    return (f"Not saved to {status.get('path')} ({status.get('reason')}): {status.get('unsaved_rows', 0):,} "
+            f"calls are kept in memory (negative ids) and written when it can be written again{lost}.")
+
+
+def _annotate(frame: pd.DataFrame, status: dict[str, Any]) -> pd.DataFrame:
+    frame.attrs["persistence"] = dict(status)
+    if note := _note(status):
+        frame.attrs["note"] = note
+    return frame
 
 
 def runs(
@@ -49,13 +77,13 @@ def runs(
 
     if isinstance(since, str):
         since = pd.Timestamp(since, tz="UTC").to_pydatetime()
-    rows = _ledger(ledger).rows(since=since, agent=agent, model=model, session=session)
+    rows, status = _read_ledger(ledger, since=since, agent=agent, model=model, session=session)
     frame = pd.DataFrame.from_records(rows, columns=list(LEDGER_COLUMNS))
     frame["ts"] = pd.to_datetime(frame["ts"].astype("float64"), unit="s", utc=True).astype("datetime64[ns, UTC]")
     for column, dtype in RUN_COLUMNS.items():
         if column != "ts":
             frame[column] = frame[column].astype(dtype)
-    return frame.set_index("id")
+    return _annotate(frame.set_index("id"), status)
 
 
 def _group_key(frame: pd.DataFrame, by: str) -> pd.Series:
@@ -76,6 +104,7 @@ def costs(by: str = "agent", since: Any = None, *, ledger: Ledger | None = None)
     import pandas as pd
 
     frame = runs(since=since, ledger=ledger)
+    status = frame.attrs["persistence"]
     key = _group_key(frame, by).rename(by)
     frame = frame.assign(
         calls=1,
@@ -94,11 +123,13 @@ def costs(by: str = "agent", since: Any = None, *, ledger: Ledger | None = None)
     table["cost_usd"] = table["cost_usd"].round(10)
     table["saved_usd"] = table["saved_usd"].round(10)
     table.index = pd.Index(table.index, name=by)
-    return table
+    return _annotate(table, status)
 
 
 def stats(by: str = "agent", *, ledger: Ledger | None = None) -> pd.DataFrame:
-    """Calls, error rate, latency p50/p95/max, output tokens per second and retries."""
+    """Calls, error rate, latency p50/p95/max, output tokens per second, retries, and what
+    pacing cost: ``rate_limited`` (429s met), ``overloaded`` (529s met) and ``paced_s``
+    (seconds spent waiting for pacing or retry-after), summed per group."""
     import pandas as pd
 
     frame = runs(ledger=ledger)
@@ -112,14 +143,19 @@ def stats(by: str = "agent", *, ledger: Ledger | None = None) -> pd.DataFrame:
         "latency_p95_s": grouped["latency_s"].quantile(0.95),
         "latency_max_s": grouped["latency_s"].max(),
         "retries": grouped["attempts"].apply(lambda s: int((s - 1).clip(lower=0).sum())),
+        "rate_limited": grouped["rate_limited"].sum(),
+        "overloaded": grouped["overloaded"].sum(),
+        "paced_s": grouped["paced_s"].sum(),
     })
     live_key = key.loc[live.index]
     out_per_s = live["output_tokens"].groupby(live_key).sum() / live["latency_s"].groupby(live_key).sum()
     table["tokens_per_s"] = out_per_s.reindex(table.index)
     table["error_rate"] = table["errors"] / table["calls"]
     table.index = pd.Index(table.index, name=by)
-    return table[["calls", "errors", "error_rate", "latency_p50_s", "latency_p95_s", "latency_max_s",
-                  "tokens_per_s", "retries"]].astype({"calls": "int64", "errors": "int64", "retries": "int64"})
+    table = table[["calls", "errors", "error_rate", "latency_p50_s", "latency_p95_s", "latency_max_s",
+                   "tokens_per_s", "retries", "rate_limited", "overloaded", "paced_s"]]
+    counts = {name: "int64" for name in ("calls", "errors", "retries", "rate_limited", "overloaded")}
+    return _annotate(table.astype({**counts, "paced_s": "float64"}), frame.attrs["persistence"])
 
 
 def cache_contents(*, cache: ResponseCache | None = None) -> pd.DataFrame:
@@ -163,6 +199,8 @@ def styled(frame: pd.DataFrame) -> Any:
     formats.update({c: "{:.1%}" for c in frame.columns if c.endswith("_rate")})
     formats.update({c: "{:.2f}" for c in frame.columns if c.endswith("_s") or c == "tokens_per_s"})
     styler = frame.style.format(formats, na_rep="?")
+    if note := frame.attrs.get("note"):
+        styler = styler.set_caption(note)
     if TOTAL in frame.index:
         styler = styler.apply(lambda row: ["font-weight: bold" if row.name == TOTAL else ""] * len(row), axis=1)
     return styler

@@ -3,9 +3,14 @@
 Every write runs in ``BEGIN IMMEDIATE`` and first applies this process's unwritten hit
 counts (``counters``), which go back to the counters if the write fails. A corrupt file is
 renamed to ``cache.sqlite3.corrupt-<ts>`` (with its ``-wal``/``-shm``) and recreated, with a
-logged warning: never deleted, it may hold answers worth recovering. A full disk turns
-writes off for this process and keeps reads working; a lock held past the busy timeout
-skips a best-effort write, and makes a lookup a miss, with one warning.
+logged warning: never deleted, it may hold answers worth recovering. A file deleted while in
+use is noticed before the next write and created again, with a warning.
+
+A storage fault (a full or failing disk, a home that cannot be written: ``store.faults``)
+never fails a call: lookups that cannot read are misses, reports see an empty cache,
+best-effort writes are skipped, and ``RETRY_S`` after a failed write the next one tries
+again. A lock held past the busy timeout skips a best-effort write, and makes a lookup a
+miss, with one warning.
 """
 
 from __future__ import annotations
@@ -16,19 +21,13 @@ import sqlite3
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from .._sqlite import (
-    ConnectionPool,
-    is_corruption,
-    is_disk_full,
-    is_locked,
-    move_aside,
-    reset_after_fork,
-    vacuum,
-    write_transaction,
-)
+from .._pool import ConnectionPool
+from .._sqlite import is_corruption, is_locked, move_aside, reset_after_fork, vacuum, write_transaction
 from ...core.errors import CacheError
+from ...core.settings import ensure_private_dir
+from ..faults import FaultState, fault_kind, tell, warn_once
 from . import table
 from .counters import Counters, Unwritten
 from .schema import ensure_schema
@@ -37,29 +36,37 @@ __all__ = ["CacheFile", "warn_once"]
 
 log = logging.getLogger(__name__)
 
-_warned: set[str] = set()           # warnings already logged by this process
-
-
-def warn_once(tag: str, message: str, *args: Any) -> None:
-    """Log a warning the first time ``tag`` is seen in this process."""
-    if tag not in _warned:
-        _warned.add(tag)
-        log.warning(message, *args)
+T = TypeVar("T")
 
 
 class CacheFile:
     """One cache file, opened now (so schema races and corruption surface in the constructor),
-    with this process's counters. Fork-aware: a child starts with fresh counters."""
+    with this process's counters. Fork-aware: a child starts with fresh counters.
 
-    def __init__(self, path: Path, clock: Callable[[], float]) -> None:
+    ``fault`` is why the file cannot be opened (its directory could not be made): the cache
+    then works without it, every lookup a miss, and tries again later unless ``retry`` is
+    False (no key could be made: nothing it signs may be stored)."""
+
+    def __init__(self, path: Path, clock: Callable[[], float], *, fault: BaseException | None = None,
+                 retry: bool = True) -> None:
         self.path = path
         self._clock = clock
         self.counters = Counters(clock)
-        self.writes_enabled = True
+        self.fault = FaultState(path, clock=clock)
         self._recover_lock = threading.Lock()
         self.pool = ConnectionPool(path, setup=ensure_schema)
         reset_after_fork(self)
-        self.run(lambda conn: None)
+        if fault is not None:
+            self._failed(fault, retry=retry)
+            return
+        try:
+            self.run(lambda conn: None)
+        except (sqlite3.OperationalError, OSError) as exc:
+            self._failed(exc)
+
+    @property
+    def writes_enabled(self) -> bool:
+        return self.fault.ok
 
     def _after_fork(self) -> None:
         # In a forked child: the parent's unwritten hit counts are the parent's to write,
@@ -67,20 +74,37 @@ class CacheFile:
         self.counters = Counters(self._clock)
         self._recover_lock = threading.Lock()
 
-    def run(self, op: Callable[[sqlite3.Connection], Any]) -> Any:
+    def _failed(self, exc: BaseException, *, retry: bool = True) -> None:
+        """Record a storage fault, or re-raise ``exc`` when it is not one."""
+        kind = fault_kind(exc)
+        if kind is None:
+            raise exc
+        self.fault.failed(exc, kind, retry=retry)
+
+    def run(self, op: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``op(conn)``; a corrupt database is moved aside, recreated, and ``op`` retried once."""
         try:
-            return op(self.pool.get())
+            return self.pool.run(op)
         except sqlite3.DatabaseError as exc:
             if not is_corruption(exc):
                 raise
             self._recover(exc)
-        return op(self.pool.get())
+        return self.pool.run(op)
+
+    def read(self, op: Callable[[sqlite3.Connection], T], empty: T) -> T:
+        """``run(op)``, or ``empty`` when the file cannot be read (a storage fault)."""
+        try:
+            return self.run(op)
+        except (sqlite3.OperationalError, OSError) as exc:
+            if fault_kind(exc) in (None, "locked"):
+                raise
+            self._failed(exc)
+            return empty
 
     def _recover(self, exc: BaseException) -> None:
         with self._recover_lock:
             opened = self.pool.thread_file_id()
-            self.pool.reset()
+            self.pool.forget_file()
             # another thread or process may have moved it aside and made a new file already
             if opened is not None and self.pool.file_id_at_path() == opened:
                 target = move_aside(self.path)
@@ -93,26 +117,23 @@ class CacheFile:
 
     def lookup(self, rowid: int) -> tuple[Any, Any] | None:
         """(payload, sig) of the row ``rowid`` as bytes, or None. Corruption is recovered from;
-        a lock held past the busy timeout is a miss."""
+        a lock held past the busy timeout, or a file that cannot be read, is a miss."""
         try:
-            return self.pool.get().execute(table.LOOKUP, (rowid,)).fetchone()
-        except sqlite3.DatabaseError as exc:
-            try:
-                if not is_corruption(exc):
-                    raise
-                self._recover(exc)
-                return self.run(lambda conn: conn.execute(table.LOOKUP, (rowid,)).fetchone())
-            except sqlite3.OperationalError as err:
-                if not is_locked(err):
-                    raise
-                warn_once("get-locked", "The response cache %s is locked; treating lookups as misses.", self.path)
-                return None
+            return self.read(lambda conn: conn.execute(table.LOOKUP, (rowid,)).fetchone(), None)
+        except sqlite3.OperationalError as err:
+            if not is_locked(err):
+                raise
+            warn_once("get-locked", "The response cache %s is locked; treating lookups as misses.", self.path)
+            return None
 
-    def write(self, op: Callable[[sqlite3.Connection], Any]) -> Any:
-        """``op`` inside BEGIN IMMEDIATE, after this process's unwritten hit counts. Errors propagate."""
+    def write(self, op: Callable[[sqlite3.Connection], T]) -> T:
+        """``op`` inside BEGIN IMMEDIATE, after this process's unwritten hit counts. A storage
+        fault raises CacheError (one line: why, and the fix); other errors propagate."""
+        if not self.fault.due():
+            raise CacheError(f"The response cache {self.path} cannot be written now ({self.fault.reason}).")
         taken: Unwritten = []
 
-        def transaction(conn: sqlite3.Connection) -> Any:
+        def transaction(conn: sqlite3.Connection) -> T:
             nonlocal taken
             with write_transaction(conn):
                 taken = self.counters.take_unwritten()
@@ -120,23 +141,42 @@ class CacheFile:
                 return op(conn)
 
         try:
-            return self.run(transaction)
+            self._check_in_place()
+            result = self.run(transaction)
         except BaseException as exc:
             if taken and not is_corruption(exc):
                 self.counters.give_back(taken)
-            if is_disk_full(exc):
-                self._disable_writes(exc)
+            if isinstance(exc, (sqlite3.OperationalError, OSError)) and fault_kind(exc) not in (None, "locked"):
+                self._failed(exc)
+                raise CacheError(f"The response cache {self.path} cannot be written now ({self.fault.reason}).") from exc
             raise
+        if self.fault.cleared():
+            log.info("The response cache %s can be written again: caching is back on.", self.path)
+        return result
+
+    def _check_in_place(self) -> None:
+        """A cache file deleted while in use is created again (the pool reopens), one replaced
+        is used instead, with a warning; after a fault, the directory is created again too."""
+        change = self.pool.check_in_place()
+        if change == "deleted" or not self.fault.ok:
+            ensure_private_dir(self.path.parent)
+        if change is not None:
+            self.counters.forget()
+            tell(f"The response cache {self.path} was deleted while in use: a new empty cache was created."
+                 if change == "deleted" else
+                 f"The response cache {self.path} was replaced while in use: the file now there is used.")
 
     def try_write(self, op: Callable[[sqlite3.Connection], Any]) -> bool:
-        """Best-effort ``write``: False (and a log line) when the database cannot be written."""
-        if not self.writes_enabled:
+        """Best-effort ``write``: False when the database cannot be written now."""
+        if not self.fault.due():
             return False
         try:
             self.write(op)
+        except CacheError:
+            if self.fault.ok:            # not a storage fault (a closed cache): the caller's to see
+                raise
+            return False
         except sqlite3.OperationalError as exc:
-            if is_disk_full(exc):
-                return False
             if is_locked(exc):
                 warn_once("locked", "The response cache %s stayed locked: a write was skipped (%s).", self.path, exc)
                 return False
@@ -145,22 +185,14 @@ class CacheFile:
 
     def write_hits(self) -> None:
         """Write this process's unwritten hit counts and recency (best effort)."""
-        if not self.writes_enabled:
+        if not self.fault.due():
             self.counters.forget()       # nowhere to write them: keep memory bounded
         elif self.counters.has_unwritten():
             self.try_write(lambda conn: None)
 
-    def _disable_writes(self, exc: BaseException) -> None:
-        self.writes_enabled = False
-        log.warning(
-            "The disk holding the response cache %s is full (%s): caching new responses is off for "
-            "this process; cached answers are still served. Free space and restart the kernel.",
-            self.path, exc,
-        )
-
     def vacuum(self) -> None:
         """Give free pages back to the file system (best effort)."""
-        self.run(vacuum)
+        self.read(vacuum, None)
 
     def close(self) -> None:
         """Write unwritten hit counts and close every connection. Idempotent."""

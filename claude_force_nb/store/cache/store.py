@@ -13,6 +13,9 @@ Shared by several kernels (processes) and threads at once: WAL, ``synchronous=NO
   size cap are not stored. Hit counts and recency reach the file with writes (``counters``).
 * ``database.CacheFile`` owns the file: connections, corruption recovery (the file is moved
   aside, never deleted), write transactions, and what a full disk or a lock does to writes.
+* A home that cannot be written (no directory, key file or database can be made there) gives
+  a cache without a file: every lookup a miss, nothing stored, ``stats()["persistent"]`` False
+  with the ``reason``, and one warning (``store.faults``). Calls work as without a cache.
 
 Limits: integrity against writers who do not hold the secret; no confidentiality, and no
 protection against code running as the same OS user (it can read the key file).
@@ -21,6 +24,7 @@ protection against code running as the same OS user (it can read the key file).
 from __future__ import annotations
 
 import math
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
@@ -28,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ...core.settings import Settings, ensure_private_dir
+from ..faults import fault_kind
 from . import table
 from .database import CacheFile, warn_once
 from .keyfile import master_secret
@@ -67,15 +72,28 @@ class ResponseCache:
     ) -> None:
         self.settings = s = settings if settings is not None else Settings.from_env()
         self.path = Path(s.cache_path if path is None else path)
-        ensure_private_dir(Path(s.data_dir) if path is None else self.path.parent)
-        self._signer = Signer(master_secret(s, secret))
+        fault: OSError | None = None        # why there can be no file now (tried again later)
+        forever = False                     # ... nor ever, in this instance
+        try:
+            ensure_private_dir(Path(s.data_dir) if path is None else self.path.parent)
+        except OSError as exc:
+            if fault_kind(exc) is None:
+                raise
+            fault = exc
+        try:
+            master = master_secret(s, secret)
+        except OSError as exc:
+            if fault_kind(exc) is None:
+                raise
+            fault, forever, master = fault or exc, True, os.urandom(32)   # no key, nothing stored: any key will do
+        self._signer = Signer(master)
         self.kid = self._signer.kid
         self._clock = clock
         ttl = s.cache_ttl_s
         self.ttl_s: float | None = None if ttl is None or math.isinf(ttl) else float(ttl)
         self.max_bytes = int(s.cache_max_bytes)
         self.max_entry_bytes = int(s.cache_max_entry_bytes)
-        self._file = CacheFile(self.path, clock)
+        self._file = CacheFile(self.path, clock, fault=fault, retry=not forever)
 
     def _served(self, rowid: Any, raw_key: Any, kid: Any, payload: Any, sig: Any) -> str | None:
         """The key of a scanned row (``table.SCANNED``) that ``get`` would serve, else None:
@@ -169,7 +187,7 @@ class ResponseCache:
         items = list(items)
         for key, _ in items:
             check_key(key)
-        if not self._file.writes_enabled:
+        if not self._file.fault.due():          # writes off until the next try
             return [False] * len(items)
         now = self._clock()
         expires = None if self.ttl_s is None else now + self.ttl_s
@@ -262,15 +280,16 @@ class ResponseCache:
                     bad.append(key)
             return bad
 
-        return self._file.run(scan)
+        return self._file.read(scan, [])
 
     def stats(self) -> dict[str, Any]:
         """Counters. ``entries``/``bytes`` describe the database as all processes left it
         (``bytes`` = the sum of entry sizes: key + kid + payload + signature, the figure the
         size cap applies to — not the file size). ``hits``, ``misses``, ``integrity_failures``
         and ``evictions`` (rows removed by TTL culling or the size cap) count this instance's
-        operations in this process."""
-        entries, nbytes = self._file.run(table.totals)
+        operations in this process. ``persistent`` is False while new answers cannot be stored
+        (a full disk, a home that cannot be written), and ``reason`` says why."""
+        entries, nbytes = self._file.read(table.totals, (0, 0))
         return {
             "entries": entries,
             "bytes": nbytes,
@@ -278,6 +297,7 @@ class ResponseCache:
             "path": str(self.path),
             "max_bytes": self.max_bytes,
             "writes_enabled": self._file.writes_enabled,
+            **self._file.fault.status(),
         }
 
     def entries(self) -> list[dict[str, Any]]:
@@ -287,8 +307,8 @@ class ResponseCache:
         Rows that fail verification, or were signed under another secret, are left out.
         ``views.reports.cache_contents`` gives them as a DataFrame."""
         self._file.write_hits()
-        scanned = self._file.run(lambda conn: conn.execute(
-            f"SELECT {table.SCANNED}, size, hits FROM entries ORDER BY created DESC, id DESC").fetchall())
+        scanned = self._file.read(lambda conn: conn.execute(
+            f"SELECT {table.SCANNED}, size, hits FROM entries ORDER BY created DESC, id DESC").fetchall(), [])
         rows = []
         for rowid, raw_key, kid, payload, sig, size, hits in scanned:
             key = self._served(rowid, raw_key, kid, payload, sig)
