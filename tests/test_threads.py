@@ -337,7 +337,9 @@ def test_two_processes_append_to_one_thread(settings, store):
             assert proc.wait(timeout=120) == 0
     finally:
         for proc in procs:
-            proc.kill() if proc.poll() is None else None
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
             proc.stdin.close()
             proc.stdout.close()
     turns = store.turns("shared")

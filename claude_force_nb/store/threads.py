@@ -296,13 +296,18 @@ class ThreadStore:
     def latest(self, *, notebook: str | None = None, session: str | None = None) -> str | None:
         """The thread of the most recent turn from ``notebook`` and/or kernel ``session``
         (any thread when both are None): what ``--continue`` continues. None if there is none."""
-        where = " AND ".join(f"u.{column} = ?" for column, value in (("notebook", notebook), ("session_id", session))
-                             if value is not None)
-        params = [value for value in (notebook, session) if value is not None]
+        conditions: list[str] = []
+        params: list[str] = []
+        if notebook is not None:
+            conditions.append("u.notebook = ?")
+            params.append(notebook)
+        if session is not None:
+            conditions.append("u.session_id = ?")
+            params.append(session)
+        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
         row = self._conn().execute(
-            "SELECT t.name FROM turns u JOIN threads t ON t.id = u.thread_id"
-            + (f" WHERE {where}" if where else "")
-            + " ORDER BY u.created DESC, u.id DESC LIMIT 1",
+            f"SELECT t.name FROM turns u JOIN threads t ON t.id = u.thread_id {where} "
+            "ORDER BY u.created DESC, u.id DESC LIMIT 1",
             params,
         ).fetchone()
         return None if row is None else str(row[0])
