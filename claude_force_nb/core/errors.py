@@ -9,6 +9,7 @@
     ├── InvalidInputError (ValueError)   bad task, max_tokens, temperature, model id
     │   ├── UnknownAgentError        with close-match suggestions
     │   ├── UnknownToolError         a tool name in a flag or agent file that nothing offers
+    │   ├── UnknownThreadError       a conversation thread that does not exist, with close matches
     │   ├── ToolDefinitionError      a function that cannot be offered as a tool, a name clash
     │   └── InvalidSchemaError       a schema= spec that cannot describe structured output
     ├── AgentDefinitionError         a malformed or unsafe agent file
@@ -53,6 +54,7 @@ __all__ = [
     "ToolDefinitionError",
     "ToolError",
     "UnknownAgentError",
+    "UnknownThreadError",
     "UnknownToolError",
 ]
 
@@ -188,3 +190,16 @@ class ToolError(ClaudeForceError):
 
 class ToolArgumentsError(ToolError, ValueError):
     """The model's arguments do not fit the tool's input schema; the message says what to fix."""
+
+
+class UnknownThreadError(InvalidInputError, LookupError):
+    """No conversation thread of that name; the message lists close matches."""
+
+    def __init__(self, name: str, existing: Iterable[str] = ()) -> None:
+        self.name = name
+        self.suggestions = difflib.get_close_matches(name, sorted(existing), n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(repr(s) for s in self.suggestions)}?" if self.suggestions else ""
+        super().__init__(
+            f"Unknown thread {name!r}.{hint} List threads with `%agent threads` or ThreadStore().names(); "
+            f"a thread starts with its first turn (`%%agent NAME --thread {name}`)."
+        )
