@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ._sqlite import ConnectionPool, is_corruption, write_transaction
+from ._pool import ConnectionPool
+from ._sqlite import is_corruption, write_transaction
 from .ledger import current_session_id
 from .migrations import Migration, migrate, migration
 from .thread_history import ThreadSummary, Turn, history_messages, kept_turns, turn_tokens
