@@ -103,6 +103,16 @@ class Orchestrator:
         self._writer = PersistenceWriter(lambda: self.ledger, lambda: self.cache)
         self._tasks: set[asyncio.Task[Any]] = set()  # calls in flight (on the runner loop)
         self._closed = False
+        runner.reset_after_fork(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child: the parent's threads, client and calls in flight do not exist here."""
+        self._tasks = set()
+        self._writer = PersistenceWriter(lambda: self.ledger, lambda: self.cache)
+        self._sender._after_fork()
+        self.pacer._after_fork()
+        self.breaker._after_fork()
+        self.budget.reserved_usd = 0.0  # held by the parent's calls in flight, settled there
 
     # -- lazily built parts -------------------------------------------------------------
 

@@ -178,6 +178,13 @@ class Pacer:
         self._queue = asyncio.Lock()  # FIFO admission
         self._freed = asyncio.Event()
 
+    def _after_fork(self) -> None:
+        """In a forked child: the parent's attempts are not ours, its asyncio primitives not our loop's."""
+        self._in_flight = 0
+        self._holding = None
+        self._queue = asyncio.Lock()
+        self._freed = asyncio.Event()
+
     def slot(self, input_tokens: int = 0, output_tokens: int = 0) -> Slot:
         """A place for one attempt that will send about this many tokens in and (at most) out."""
         return Slot(self, input_tokens, output_tokens)

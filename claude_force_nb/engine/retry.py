@@ -221,6 +221,11 @@ class CircuitBreaker:
         self._probing = False
         self._lock = threading.Lock()
 
+    def _after_fork(self) -> None:
+        """In a forked child: a parent's thread may have held the lock, and its probe is not ours."""
+        self._lock = threading.Lock()
+        self._probing = False
+
     @property
     def state(self) -> str:
         if self.opened_at is None:

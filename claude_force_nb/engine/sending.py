@@ -58,6 +58,10 @@ class Sender:
         if client is not None:
             await client.close()
 
+    def _after_fork(self) -> None:
+        """In a forked child: the client's connections and loop are the parent's; drop it unclosed."""
+        self._client = None
+
     async def send(self, call: Call, on_text: TextCallback | None, started: float) -> AgentResult:
         """Send ``call`` with retries; API failures come back as results with ``error`` set."""
         attempts = 0
