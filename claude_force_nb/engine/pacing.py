@@ -17,11 +17,13 @@ let through, the Pacer waits for all of:
   output-tokens}-{limit,remaining,reset}``: Anthropic refills each limit continuously,
   reaching ``limit`` at ``reset`` (RFC 3339), so ``remaining`` can be spent now and more
   arrives at ``(limit - remaining) / seconds_to_reset`` per second; an attempt waits until
-  its estimate fits, which spreads the budget up to the reset instead of running into 429;
+  its estimate fits, which spreads the budget up to the reset instead of running into 429
+  (``follow_headers=False`` ignores them: benchmarks/rate_limits.py compares both);
 - the user's ``requests_per_minute`` / ``tokens_per_minute`` (limits.RateLimiter).
 
 Attempts are admitted in arrival order. ``stats()`` gives the counters for reports and a
-one-line ``status`` such as ``"paced: 429, resuming in 1.2s"``. Everything runs on the
+one-line ``status`` such as ``"paced: 429, resuming in 1.2s"``; each Slot records how long
+it was held back and whether it met a 429 or 529 (CallPacing sums them for one call). Everything runs on the
 runner loop; ``clock``, ``wall_clock`` and ``sleep`` are injectable for tests.
 """
 
@@ -39,7 +41,7 @@ import anthropic
 from .limits import RateLimiter
 from .retry import OVERLOADED, retry_after_s
 
-__all__ = ["Pacer", "PacingStats", "RateLimit", "Slot", "read_rate_limits"]
+__all__ = ["CallPacing", "Pacer", "PacingStats", "RateLimit", "Slot", "read_rate_limits"]
 
 RATE_LIMITED = 429
 LIMIT_KINDS = ("requests", "tokens", "input-tokens", "output-tokens")
@@ -121,6 +123,24 @@ class PacingStats:
         return "paced: " + "; ".join(parts) if parts else "not paced"
 
 
+@dataclass
+class CallPacing:
+    """What one call met on its way, over all its attempts: for its AgentResult."""
+
+    rate_limited: int = 0   # attempts answered 429 (or a rate_limit_error event)
+    overloaded: int = 0     # attempts answered 529 (or an overloaded_error event)
+    waited_s: float = 0.0   # held back by the run's pacing, plus the waits between its retries
+
+    def add(self, slot: Slot) -> None:
+        """Count an attempt that is over."""
+        self.rate_limited += slot.throttled == RATE_LIMITED
+        self.overloaded += slot.throttled == OVERLOADED
+        self.waited_s += slot.held_s
+
+    def fields(self) -> dict[str, int | float]:
+        return {"rate_limited": self.rate_limited, "overloaded": self.overloaded, "waited_s": self.waited_s}
+
+
 class Slot:
     """One attempt's place in the run: ``async with pacer.slot(...) as slot``.
 
@@ -133,6 +153,8 @@ class Slot:
         self.needs = {"requests": 1, "tokens": input_tokens + output_tokens,
                       "input-tokens": input_tokens, "output-tokens": output_tokens}
         self.wave = 0  # the Pacer's concurrency cuts so far when this attempt was admitted
+        self.held_s = 0.0  # how long pacing (pauses, limits) held this attempt back
+        self.throttled: int | None = None  # 429 or 529 if that is how the attempt ended
 
     def observe(self, headers: Mapping[str, str]) -> None:
         """The response headers arrived (stream opened or reply received): read the API's limits."""
@@ -160,8 +182,10 @@ class Pacer:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        follow_headers: bool = True,
     ) -> None:
         self.max_concurrent = max(1, max_concurrent)
+        self.follow_headers = follow_headers  # False: ignore the anthropic-ratelimit-* headers
         self.max_pause_s = max_pause_s
         self.clock, self.wall_clock, self.sleep = clock, wall_clock, sleep
         self.limiter = RateLimiter(requests_per_minute, tokens_per_minute, clock=clock)
@@ -226,6 +250,15 @@ class Pacer:
 
     async def _admit(self, slot: Slot) -> None:
         self.limiter.check(slot.needs["tokens"])  # a call that can never fit fails before it queues
+        arrived, held_before = self.clock(), self.waited_s
+        try:
+            await self._take_place(slot)
+        finally:
+            # Holds are served one at a time by the head of the queue; this attempt was held
+            # back by those that ran while it waited (capped by how long it waited at all).
+            slot.held_s = min(self.clock() - arrived, self.waited_s - held_before)
+
+    async def _take_place(self, slot: Slot) -> None:
         async with self._queue:
             while True:
                 while self._in_flight >= self._allowed:
@@ -284,6 +317,7 @@ class Pacer:
                 self._slow_down(slot, status, headers)
 
     def _slow_down(self, slot: Slot, status: int, headers: Mapping[str, str]) -> None:
+        slot.throttled = status
         if status == RATE_LIMITED:
             self.rate_limited += 1
         else:
@@ -298,6 +332,8 @@ class Pacer:
                 self._paused_until, self._pause_reason = until, str(status)
 
     def _read_limits(self, headers: Mapping[str, str]) -> None:
+        if not self.follow_headers:
+            return
         now = self.clock()
         for kind, reading in read_rate_limits(headers, self.wall_clock()).items():
             self._buckets[kind] = _Bucket(reading, now)
