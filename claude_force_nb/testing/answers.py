@@ -36,7 +36,7 @@ __all__ = ["CachePrefix", "PromptCache", "answer_text", "build_message", "count_
            "input_usage", "validate"]
 
 CACHE_MIN_TOKENS = 1024
-_DIRECTIVE_RE = re.compile(r"\[\[fake:(sleep|refuse|empty|error)(?:=([^\]]*))?\]\]")
+_DIRECTIVE_RE = re.compile(r"\[\[fake:(sleep|refuse|empty|error|malformed|stall)(?:=([^\]]*))?\]\]")
 _WORD_RE = re.compile(r"\S+")
 
 _SENTENCES = (
