@@ -302,3 +302,18 @@ def test_with_follow_headers_off_the_api_budget_is_not_spread():
 
     asyncio.run(main())
     assert clock.sleeps == [] and pacer.stats().status == "not paced"
+
+
+def test_a_reading_counts_the_attempts_admitted_after_it_as_already_spent():
+    clock = FakeClock()
+    pacer = make_pacer(clock)
+
+    async def main() -> None:
+        async with pacer.slot(10, 10) as first, pacer.slot(10, 10), pacer.slot(10, 10):
+            # The answer to the first attempt: 2 requests left, one more a second. The two
+            # attempts admitted after it are on their way and the server has not counted them.
+            first.observe(httpx2.Headers(limits(clock, "requests", 60, 2, 58)))
+        await attempt(pacer)
+
+    asyncio.run(main())
+    assert clock.sleeps == [pytest.approx(1.0)]

@@ -16,8 +16,10 @@ let through, the Pacer waits for all of:
 - the API's own budget, from ``anthropic-ratelimit-{requests,tokens,input-tokens,
   output-tokens}-{limit,remaining,reset}``: Anthropic refills each limit continuously,
   reaching ``limit`` at ``reset`` (RFC 3339), so ``remaining`` can be spent now and more
-  arrives at ``(limit - remaining) / seconds_to_reset`` per second; an attempt waits until
-  its estimate fits, which spreads the budget up to the reset instead of running into 429
+  arrives at ``(limit - remaining) / seconds_to_reset`` per second; the attempts admitted
+  after the one whose answer brought the reading are on their way and count as spent. An
+  attempt waits until its estimate fits, which spreads the budget up to the reset instead
+  of running into 429
   (``follow_headers=False`` ignores them: benchmarks/rate_limits.py compares both);
 - the user's ``requests_per_minute`` / ``tokens_per_minute`` (limits.RateLimiter).
 
@@ -76,16 +78,20 @@ def read_rate_limits(headers: Mapping[str, str], now_wall: float) -> dict[str, R
 
 
 class _Bucket:
-    """What one API limit allows from now on: the last reading, refilled, minus what we sent since."""
+    """What one API limit allows from now on: the last reading, refilled, minus what we sent since.
 
-    def __init__(self, reading: RateLimit, observed_at: float) -> None:
+    ``spent`` starts with what was admitted after the attempt whose response this is: those
+    requests are on their way and the server had not counted them yet when it answered.
+    """
+
+    def __init__(self, reading: RateLimit, observed_at: float, spent: int = 0) -> None:
         self.limit, self.remaining, self.observed_at = reading.limit, reading.remaining, observed_at
         missing = reading.limit - reading.remaining
         if missing > 0 and reading.reset_in_s > 0:
             self.refill_per_s = missing / reading.reset_in_s
         else:
             self.refill_per_s = reading.limit / LIMITS_REFILL_WITHIN_S
-        self.spent = 0
+        self.spent = spent
 
     def delay(self, need: int, now: float) -> float:
         """Seconds until ``need`` fits (0 = now; also 0 if it never can: the API will say so)."""
@@ -155,10 +161,11 @@ class Slot:
         self.wave = 0  # the Pacer's concurrency cuts so far when this attempt was admitted
         self.held_s = 0.0  # how long pacing (pauses, limits) held this attempt back
         self.throttled: int | None = None  # 429 or 529 if that is how the attempt ended
+        self.sent_through: dict[str, int] = {}  # the Pacer's totals admitted up to this attempt
 
     def observe(self, headers: Mapping[str, str]) -> None:
         """The response headers arrived (stream opened or reply received): read the API's limits."""
-        self._pacer._read_limits(headers)
+        self._pacer._read_limits(headers, self)
 
     async def __aenter__(self) -> Slot:
         await self._pacer._admit(self)
@@ -199,6 +206,7 @@ class Pacer:
         self._pause_reason: str | None = None
         self._holding: tuple[float, str] | None = None  # (until, reason) while the head of the queue waits
         self._buckets: dict[str, _Bucket] = {}
+        self._sent = dict.fromkeys(LIMIT_KINDS, 0)  # admitted so far, per API limit
         self._queue = asyncio.Lock()  # FIFO admission
         self._freed = asyncio.Event()
 
@@ -293,6 +301,9 @@ class Pacer:
 
     def _spend(self, slot: Slot) -> None:
         self.limiter.record(slot.needs["tokens"])
+        for kind in LIMIT_KINDS:
+            self._sent[kind] += slot.needs[kind]
+        slot.sent_through = dict(self._sent)
         for kind, bucket in self._buckets.items():
             bucket.spent += slot.needs[kind]
 
@@ -311,7 +322,7 @@ class Pacer:
             self._clean_in_a_row = 0
         if isinstance(exc, anthropic.APIStatusError):
             headers = exc.response.headers
-            self._read_limits(headers)
+            self._read_limits(headers, slot)
             status = STREAM_ERROR_STATUS.get(exc.type or "", 0) if exc.status_code == 200 else exc.status_code
             if status in (RATE_LIMITED, OVERLOADED):
                 self._slow_down(slot, status, headers)
@@ -331,9 +342,10 @@ class Pacer:
             if until > self._paused_until:
                 self._paused_until, self._pause_reason = until, str(status)
 
-    def _read_limits(self, headers: Mapping[str, str]) -> None:
+    def _read_limits(self, headers: Mapping[str, str], slot: Slot) -> None:
         if not self.follow_headers:
             return
         now = self.clock()
         for kind, reading in read_rate_limits(headers, self.wall_clock()).items():
-            self._buckets[kind] = _Bucket(reading, now)
+            in_transit = self._sent[kind] - slot.sent_through.get(kind, self._sent[kind])
+            self._buckets[kind] = _Bucket(reading, now, spent=in_transit)
