@@ -144,3 +144,11 @@ def test_a_slow_healthy_stream_is_not_cut_but_the_attempt_deadline_holds(send, s
     assert (late.error_type, late.attempts) == ("stalled", 1)
     assert late.error == ("The response stream was still going after 0.2s, the most one attempt may take: "
                           "lower max_tokens or raise Settings.stream_deadline_s.")
+
+
+def test_a_stream_that_goes_silent_without_pings_is_stalled_not_unreachable(send, server) -> None:
+    server.ping_interval_s = 3600  # one ping when the stall begins, then nothing at all
+    server.script(Fault(stall_s=60))
+    result, _ = send("silent", max_attempts=1, timeout_s=0.3, stream_idle_timeout_s=30)
+    assert (result.error_type, result.attempts) == ("stalled", 1)
+    assert result.error.startswith("The response stream stalled: nothing at all arrived for Settings.timeout_s.")

@@ -92,18 +92,24 @@ def _decoding(request_id: str | None, idle_s: float, what: str) -> Iterator[None
     """Around the SDK's reading of a stream: the wire's failures become our error types."""
     try:
         yield
-    except (TimeoutError, httpx2.TimeoutException):  # our idle timer, or the client's read timeout
-        raise StalledStreamError(
-            f"The response stream stalled: no progress for {idle_s:g}s (keep-alive pings only). "
-            f"Retry later, or raise Settings.stream_idle_timeout_s if answers need long pauses.",
-            error_type="stalled", request_id=request_id,
-        ) from None
+    except TimeoutError:  # our idle timer: pings may have come, events did not
+        raise _stalled(f"no progress for {idle_s:g}s (keep-alive pings only)", request_id) from None
+    except httpx2.TimeoutException:  # the client's read timeout: not even a ping
+        raise _stalled("nothing at all arrived for Settings.timeout_s", request_id) from None
     except (anthropic.APIError, httpx2.TransportError):
         raise  # errors the API sent, and connection failures: retry.py knows them
     except Exception as exc:  # the SDK tripped over an event it could not decode
         log.debug("unreadable event stream", exc_info=True)
         detail = f" ({type(exc).__name__}: {exc})" if str(exc) else ""
         raise _malformed(what + detail, request_id, EVENT_STREAM) from exc
+
+
+def _stalled(what: str, request_id: str | None) -> StalledStreamError:
+    return StalledStreamError(
+        f"The response stream stalled: {what}. Retry later, or raise Settings.stream_idle_timeout_s "
+        f"if answers need long pauses.",
+        error_type="stalled", request_id=request_id,
+    )
 
 
 def _malformed(what: str, request_id: str | None, content_type: str) -> MalformedResponseError:

@@ -116,30 +116,29 @@ class Sender:
                 slot.observe(raw.headers)
                 return await replies.read_reply(raw), raw.request_id
         limit = replies.stream_deadline_s(s.timeout_s, call.max_tokens, s.stream_deadline_s)
-        request_id: str | None = None
+        stream = None
         try:
             async with asyncio.timeout(s.timeout_s) as deadline:
                 ends_at = asyncio.get_running_loop().time() + limit
                 async with client.messages.stream(**params) as stream:
                     slot.observe(stream.response.headers)
-                    request_id = stream.request_id
                     deadline.reschedule(ends_at)
                     message = await replies.read_stream(stream, on_text, idle_s=s.stream_idle_timeout_s)
         except TimeoutError:
-            if request_id is None:
+            if stream is None:
                 raise  # no answer within timeout_s
             raise StalledStreamError(
                 f"The response stream was still going after {limit:g}s, the most one attempt may take: "
                 f"lower max_tokens or raise Settings.stream_deadline_s.",
-                error_type="stalled", request_id=request_id,
+                error_type="stalled", request_id=stream.request_id,
             ) from None
         if message.stop_reason is None:
             raise IncompleteResponseError(
                 "The response stream ended before the answer was complete; it was not cached.",
                 error_type="incomplete_stream",
-                request_id=request_id,
+                request_id=stream.request_id,
             )
-        return message, request_id
+        return message, stream.request_id
 
     def _client_on_loop(self) -> anthropic.AsyncAnthropic:
         """The SDK client, created on (and bound to) the runner loop; max_retries=0."""
