@@ -21,7 +21,9 @@ def test_a_burst_of_overload_paces_a_run_many_and_every_job_succeeds(make_orch, 
 
 
 def test_rate_limited_compare_waits_out_retry_after_instead_of_failing(make_orch, server: FakeAnthropicServer):
-    orch = make_orch(max_concurrent=8, max_attempts=4, retry_max_wait_s=1.0)
+    # 9 attempts: the 8 scripted 429s go to whichever requests arrive first, and on a loaded
+    # machine a retry can overtake another row's first attempt, so one row may meet several.
+    orch = make_orch(max_concurrent=8, max_attempts=9, retry_max_wait_s=1.0)
     server.fail_next(429, times=8, retry_after_ms=20)
     results = orch.run_many_sync([("assistant", f"row {i}") for i in range(8)], use_cache=False)
     assert [r.error for r in results] == [None] * 8
