@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,6 +29,7 @@ from pathlib import Path
 import anthropic
 
 from claude_force_nb import Orchestrator, Settings
+from offline_server import served
 
 MODEL = "claude-haiku-4-5"
 TARGET_THROUGHPUT = 0.90
@@ -98,21 +97,9 @@ def main() -> int:
     ap.add_argument("--latency", type=float, default=0.1)
     ap.add_argument("--concurrency", type=int, default=8)
     args = ap.parse_args()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "claude_force_nb.testing", "--latency", str(args.latency), "--rpm", str(args.rpm)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )
-    url = server.stdout.readline().strip()
-    if hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) >= 2:
-        os.sched_setaffinity(server.pid, {1})
-        os.sched_setaffinity(0, {0})
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            runs = [run("header-driven pacing", url, args, Path(tmp), follow_headers=True),
-                    run("pacing off", url, args, Path(tmp), follow_headers=False)]
-    finally:
-        server.stdin.close()
-        server.wait(10)
+    with served("--latency", str(args.latency), "--rpm", str(args.rpm)) as url, tempfile.TemporaryDirectory() as tmp:
+        runs = [run("header-driven pacing", url, args, Path(tmp), follow_headers=True),
+                run("pacing off", url, args, Path(tmp), follow_headers=False)]
     return report(runs, args)
 
 
