@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/orchestrator.py
 	$(PY) benchmarks/cache.py
 	$(PY) benchmarks/kernel.py
+	$(PY) benchmarks/rate_limits.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

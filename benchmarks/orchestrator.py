@@ -18,9 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,6 +27,7 @@ from pathlib import Path
 import anthropic
 
 from claude_force_nb import AgentRegistry, Orchestrator, Settings
+from offline_server import served
 
 MODEL = "claude-haiku-4-5"
 REPEATS = 11
@@ -64,22 +63,8 @@ def main() -> int:
     ap.add_argument("--latency", type=float, default=0.05)
     ap.add_argument("--concurrency", type=int, default=50)
     args = ap.parse_args()
-    # The server runs in its own process, as the real API would: sharing this process's
-    # GIL would make the server, not the client, the thing measured.
-    server = subprocess.Popen(
-        [sys.executable, "-m", "claude_force_nb.testing", "--latency", str(args.latency)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )
-    url = server.stdout.readline().strip()
-    if hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) >= 2:
-        # One core each for the server and the client: less scheduler noise between runs.
-        os.sched_setaffinity(server.pid, {1})
-        os.sched_setaffinity(0, {0})
-    try:
+    with served("--latency", str(args.latency)) as url:
         return measure(url, args)
-    finally:
-        server.stdin.close()
-        server.wait(10)
 
 
 def measure(url: str, args: argparse.Namespace) -> int:

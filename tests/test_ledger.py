@@ -45,7 +45,7 @@ EXPECTED = {
     "task_head": "TEXT",
     "rate_limited": "INTEGER",
     "overloaded": "INTEGER",
-    "paced_s": "REAL",
+    "waited_s": "REAL",
 }
 
 
@@ -81,15 +81,15 @@ class PacedResult(AgentResult):
 
     rate_limited: int = 0
     overloaded: int = 0
-    paced_s: float = 0.0
+    waited_s: float = 0.0
 
 
 FAILURE = PacedResult(
     agent="code-reviewer", model="claude-sonnet-4-6", usage=Usage(), cost_usd=0.0, latency_s=12.5,
     error="Overloaded after 4 attempts", error_type="overloaded_error", request_id="req_fail",
-    cache_key=None, attempts=4, rate_limited=1, overloaded=2, paced_s=3.25,
+    cache_key=None, attempts=4, rate_limited=1, overloaded=2, waited_s=3.25,
 )
-NO_PACING = {"rate_limited": 0, "overloaded": 0, "paced_s": 0.0}
+NO_PACING = {"rate_limited": 0, "overloaded": 0, "waited_s": 0.0}
 
 
 def test_rows_for_hit_miss_and_failure(ledger):
@@ -117,7 +117,7 @@ def test_rows_for_hit_miss_and_failure(ledger):
          "cache_write_1h_tokens": 0, "cache_read_tokens": 0, "cost_usd": 0.0, "saved_usd": 0.0,
          "latency_s": 12.5, "ok": 0, "error_type": "overloaded_error", "request_id": "req_fail",
          "cache_key": None, "offline": 0, "attempts": 4, "task_head": "", "rate_limited": 1, "overloaded": 2,
-         "paced_s": 3.25},
+         "waited_s": 3.25},
     ]
     assert len(ledger) == 3
 
@@ -225,7 +225,7 @@ def test_a_ledger_of_the_previous_release_gains_the_pacing_columns_in_place(sett
         led.record(HIT, task="before", ts=11.0)
     conn = sqlite3.connect(settings.ledger_path, isolation_level=None)
     try:
-        for column in ("rate_limited", "overloaded", "paced_s"):
+        for column in ("rate_limited", "overloaded", "waited_s"):
             conn.execute(f"ALTER TABLE calls DROP COLUMN {column}")
         conn.execute("DELETE FROM _migrations WHERE name = 'm005_pacing'")
         inode = Path(settings.ledger_path).stat().st_ino
@@ -236,7 +236,7 @@ def test_a_ledger_of_the_previous_release_gains_the_pacing_columns_in_place(sett
         assert [(r["id"], r["ts"], r["output_tokens"]) for r in rows] == [(1, 10.0, 340), (2, 11.0, 50)]
         assert [{k: r[k] for k in NO_PACING} for r in rows] == [NO_PACING, NO_PACING]
         assert led.record(FAILURE, ts=12.0) == 3
-        assert {k: led.rows()[-1][k] for k in NO_PACING} == {"rate_limited": 1, "overloaded": 2, "paced_s": 3.25}
+        assert {k: led.rows()[-1][k] for k in NO_PACING} == {"rate_limited": 1, "overloaded": 2, "waited_s": 3.25}
     assert Path(settings.ledger_path).stat().st_ino == inode            # upgraded in place, not rewritten
     conn = sqlite3.connect(settings.ledger_path)
     try:
@@ -246,7 +246,7 @@ def test_a_ledger_of_the_previous_release_gains_the_pacing_columns_in_place(sett
 
 
 def test_pacing_figures_that_are_not_numbers_are_stored_as_zero(ledger):
-    ledger.record(PacedResult(agent="a", model="m", rate_limited=None, overloaded=None, paced_s=math.nan), ts=1.0)
+    ledger.record(PacedResult(agent="a", model="m", rate_limited=None, overloaded=None, waited_s=math.nan), ts=1.0)
     assert {k: ledger.rows()[0][k] for k in NO_PACING} == NO_PACING
 
 

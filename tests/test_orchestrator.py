@@ -362,3 +362,30 @@ def test_bookkeeping_failure_does_not_lose_the_answer(orch, server, caplog):
     res = orch.run_sync("assistant", "paid for")
     assert res.ok and "paid for" in res.text
     assert "could not record 1 call(s)" in caplog.text
+
+
+def test_a_malformed_reply_in_run_many_is_one_result_and_no_sibling_is_lost(orch, server):
+    server.latency_s = 0.1  # the siblings are in flight when the bad reply arrives
+    server.script(Fault(body="event: message_start\ndata: {oops\n\n"))
+    results = orch.run_many_sync([("assistant", f"job {i}") for i in range(6)])
+    assert sorted(r.error_type or "ok" for r in results) == ["malformed_response"] + ["ok"] * 5
+    assert all(f"job {i}" in r.text for i, r in enumerate(results) if r.ok)
+    rows = orch.ledger.rows()
+    assert len(rows) == 6 and sorted(r["error_type"] or "ok" for r in rows) == ["malformed_response"] + ["ok"] * 5
+    server.script(Fault(body="<html>captive portal</html>", content_type="text/html"))
+    html = orch.run_sync("assistant", "single", stream=False)
+    assert html.error_type == "malformed_response" and "HTML page" in html.error
+
+
+def test_a_bug_in_one_job_raises_only_after_its_siblings_finished(orch, server):
+    server.latency_s = 0.2
+
+    def on_result(i: int, result) -> None:
+        if i == 0:  # the first job finishes first, while the others are in flight
+            raise ZeroDivisionError("a bug in on_result")
+
+    with pytest.raises(ZeroDivisionError, match="a bug in on_result"):
+        orch.run_many_sync([("assistant", f"job {i} [[fake:sleep={0 if i == 0 else 0.3}]]") for i in range(4)],
+                           on_result=on_result)
+    rows = orch.ledger.rows()
+    assert len(rows) == 4 and [r["error_type"] for r in rows] == [None] * 4  # nothing was cancelled

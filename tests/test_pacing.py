@@ -11,7 +11,7 @@ import httpx2
 import pytest
 
 from claude_force_nb.core.errors import InvalidInputError
-from claude_force_nb.engine.pacing import Pacer, RateLimit, read_rate_limits
+from claude_force_nb.engine.pacing import CallPacing, Pacer, RateLimit, read_rate_limits
 from claude_force_nb.engine.retry import CircuitBreaker, with_retries
 from claude_force_nb.testing import Fault
 
@@ -261,3 +261,59 @@ def test_with_retries_breaker_and_pacer_together(server):
     assert clock.sleeps[0] == 2.0 and 0.75 <= clock.sleeps[1] <= 1.0 and len(clock.sleeps) == 2
     assert (stats.rate_limited, stats.overloaded, stats.concurrency, stats.waited_s) == (1, 1, 4, 0.0)
     assert (breaker.state, breaker.failures) == ("closed", 0)
+
+
+def test_each_slot_knows_how_long_pacing_held_it_and_what_it_met():
+    clock = FakeClock()
+    pacer = make_pacer(clock)
+    met = CallPacing()
+
+    async def main() -> None:
+        first = pacer.slot(10, 10)
+        with pytest.raises(anthropic.APIStatusError):
+            async with first:
+                raise status_error(429, {"retry-after-ms": "1500"})
+        met.add(first)
+        clock.advance(0.5)
+        second = pacer.slot(10, 10)
+        async with second:  # waits out the rest of the pause
+            pass
+        met.add(second)
+        third = pacer.slot(10, 10)
+        with pytest.raises(anthropic.APIStatusError):
+            async with third:
+                raise status_error(529)
+        met.add(third)
+        assert (first.held_s, second.held_s, third.held_s) == (0.0, pytest.approx(1.0), 0.0)
+        assert (first.throttled, second.throttled, third.throttled) == (429, None, 529)
+
+    asyncio.run(main())
+    assert met.fields() == {"rate_limited": 1, "overloaded": 1, "waited_s": pytest.approx(1.0)}
+
+
+def test_with_follow_headers_off_the_api_budget_is_not_spread():
+    clock = FakeClock()
+    pacer = make_pacer(clock, follow_headers=False)
+
+    async def main() -> None:
+        async with pacer.slot(10, 10) as slot:
+            slot.observe(httpx2.Headers(limits(clock, "requests", 60, 0, 60)))
+        await attempt(pacer)
+
+    asyncio.run(main())
+    assert clock.sleeps == [] and pacer.stats().status == "not paced"
+
+
+def test_a_reading_counts_the_attempts_admitted_after_it_as_already_spent():
+    clock = FakeClock()
+    pacer = make_pacer(clock)
+
+    async def main() -> None:
+        async with pacer.slot(10, 10) as first, pacer.slot(10, 10), pacer.slot(10, 10):
+            # The answer to the first attempt: 2 requests left, one more a second. The two
+            # attempts admitted after it are on their way and the server has not counted them.
+            first.observe(httpx2.Headers(limits(clock, "requests", 60, 2, 58)))
+        await attempt(pacer)
+
+    asyncio.run(main())
+    assert clock.sleeps == [pytest.approx(1.0)]

@@ -30,7 +30,7 @@ class PacedResult(AgentResult):
 
     rate_limited: int = 0
     overloaded: int = 0
-    paced_s: float = 0.0
+    waited_s: float = 0.0
 
 
 def add(ledger, ts, agent, model, *, cost=0.0, saved=0.0, cached=False, ok=True, latency=1.0, out=100,
@@ -38,7 +38,7 @@ def add(ledger, ts, agent, model, *, cost=0.0, saved=0.0, cached=False, ok=True,
     result = PacedResult(agent=agent, model=model, text="x" if ok else "", usage=Usage(inp, out, 0, 0, read),
                          cost_usd=cost, saved_usd=saved, cached=cached, latency_s=latency,
                          error=None if ok else "boom", error_type=None if ok else "api_error", attempts=attempts,
-                         rate_limited=rate_limited, overloaded=overloaded, paced_s=paced)
+                         rate_limited=rate_limited, overloaded=overloaded, waited_s=paced)
     ledger.record(result, task=f"{agent} task", ts=ts)
 
 
@@ -75,7 +75,7 @@ def test_runs_columns_and_dtypes_follow_the_ledgers_column_list(ledger):
                                                 "rate_limited", "overloaded")})
     expected.update({name: "bool" for name in ("cached", "ok", "offline")})
     expected.update({"ts": "datetime64[ns, UTC]", "agent": "category", "model": "category",
-                     "cost_usd": "float64", "saved_usd": "float64", "latency_s": "float64", "paced_s": "float64"})
+                     "cost_usd": "float64", "saved_usd": "float64", "latency_s": "float64", "waited_s": "float64"})
     assert list(reports.RUN_COLUMNS) == [name for name in COLUMNS if name != "id"]     # one schema: the ledger's
     empty = reports.runs(ledger=ledger)
     assert list(empty.columns) == [name for name in COLUMNS if name != "id"] and kinds(empty) == expected
@@ -126,17 +126,17 @@ def test_stats_latency_errors_retries(filled):
     assert table.loc["writer", "tokens_per_s"] == pytest.approx(400 / 4.0)
 
 
-def test_stats_count_the_429s_and_529s_calls_met_and_the_time_they_waited(filled):
+def test_stats_count_the_429s_and_529s_calls_met_and_the_mean_time_they_waited(filled):
     table = reports.stats(by="agent", ledger=filled)
     columns = list(table.columns)
-    assert columns[columns.index("retries"):] == ["retries", "rate_limited", "overloaded", "paced_s"]
+    assert columns[columns.index("retries"):] == ["retries", "rate_limited", "overloaded", "mean_wait_s"]
     assert table.loc["writer", ["rate_limited", "overloaded"]].tolist() == [2, 2]
-    assert table.loc["writer", "paced_s"] == 0.75 + 1.5
-    assert table.loc["coder", ["rate_limited", "overloaded", "paced_s"]].tolist() == [0, 0, 0.0]
-    assert {str(table[c].dtype) for c in ("rate_limited", "overloaded")} == {"int64"} and table["paced_s"].dtype == float
+    assert table.loc["writer", "mean_wait_s"] == (0.75 + 1.5) / 2
+    assert table.loc["coder", ["rate_limited", "overloaded", "mean_wait_s"]].tolist() == [0, 0, 0.0]
+    assert {str(table[c].dtype) for c in ("rate_limited", "overloaded")} == {"int64"} and table["mean_wait_s"].dtype == float
     by_day = reports.stats(by="day", ledger=filled)
-    assert by_day.loc["2026-01-02", ["rate_limited", "overloaded", "paced_s"]].tolist() == [1, 2, 1.5]
-    assert "2.25" in reports.styled(table).to_html()
+    assert by_day.loc["2026-01-02", ["rate_limited", "overloaded", "mean_wait_s"]].tolist() == [1, 2, 1.5 / 2]
+    assert "1.12" in reports.styled(table).to_html()
 
 
 def test_empty_ledger_gives_empty_typed_frames(ledger):

@@ -9,7 +9,13 @@ import anthropic
 import httpx2
 import pytest
 
-from claude_force_nb.core.errors import CircuitOpenError, IncompleteResponseError, InvalidInputError
+from claude_force_nb.core.errors import (
+    CircuitOpenError,
+    IncompleteResponseError,
+    InvalidInputError,
+    MalformedResponseError,
+    StalledStreamError,
+)
 from claude_force_nb.engine.retry import (
     CircuitBreaker,
     counts_against_service,
@@ -74,6 +80,8 @@ def test_retry_rule_for_streams_transport_and_hints():
     assert is_retryable(httpx2.RemoteProtocolError("peer closed"))
     assert is_retryable(IncompleteResponseError("cut"))
     assert is_retryable(CircuitOpenError("open"))  # the call waits for the test call within its attempts
+    assert is_retryable(StalledStreamError("pings only", error_type="stalled"))  # like a timeout
+    assert not is_retryable(MalformedResponseError("{oops", error_type="malformed_response"))  # may be billed
     assert not is_retryable(ValueError("bug"))
     assert not is_retryable(status_error(529, {"x-should-retry": "false"}))
     assert server_wait_hint(status_error(429, {"retry-after-ms": "250"})) == 0.25
@@ -84,7 +92,8 @@ def test_retry_rule_for_streams_transport_and_hints():
 @pytest.mark.parametrize("exc,counts", [
     (status_error(500), True), (status_error(502), True), (status_error(503), True), (status_error(504), True),
     (connection_error(), True), (anthropic.APITimeoutError(request=httpx2.Request("POST", "http://x")), True),
-    (httpx2.RemoteProtocolError("peer closed"), True), (TimeoutError(), True),
+    (httpx2.RemoteProtocolError("peer closed"), True), (TimeoutError(), True), (StalledStreamError("stalled"), True),
+    (MalformedResponseError("{oops"), False),
     (status_error(200, etype="api_error"), True),
     (status_error(429), False), (status_error(529), False), (status_error(200, etype="overloaded_error"), False),
     (status_error(200, etype="rate_limit_error"), False), (status_error(408), False), (status_error(400), False),

@@ -5,6 +5,7 @@
     ClaudeForceError
     ├── ConfigurationError           settings, home directory, missing API key
     │   ├── MissingAPIKeyError       no ANTHROPIC_API_KEY and not offline
+    │   ├── InvalidAPIKeyError       a key with spaces, line breaks or control characters inside
     │   └── InsecurePathError        a key file or home readable/writable by others
     ├── InvalidInputError (ValueError)   bad task, max_tokens, temperature, model id
     │   ├── UnknownAgentError        with close-match suggestions
@@ -18,6 +19,8 @@
     │   ├── RateLimitedError         429 after every retry
     │   ├── CircuitOpenError         failing fast after repeated failures
     │   ├── IncompleteResponseError  a stream that ended without stop_reason
+    │   ├── MalformedResponseError   a reply that is not the API's format (not JSON, HTML, not SSE)
+    │   ├── StalledStreamError       a stream that stopped making progress (pings only) or ran too long
     │   ├── EmptyResponseError       a response with no text content
     │   └── SchemaMismatchError      a reply that is not JSON fitting the requested schema
     ├── CacheError                   the response cache cannot be used
@@ -45,11 +48,14 @@ __all__ = [
     "EmptyResponseError",
     "IncompleteResponseError",
     "InsecurePathError",
+    "InvalidAPIKeyError",
     "InvalidInputError",
+    "MalformedResponseError",
     "MissingAPIKeyError",
     "InvalidSchemaError",
     "RateLimitedError",
     "SchemaMismatchError",
+    "StalledStreamError",
     "ToolArgumentsError",
     "ToolDefinitionError",
     "ToolError",
@@ -75,6 +81,10 @@ class MissingAPIKeyError(ConfigurationError):
             "No Anthropic API key: set ANTHROPIC_API_KEY in the environment (before starting "
             "the kernel), or set CLAUDE_FORCE_OFFLINE=1 to use the built-in offline server."
         )
+
+
+class InvalidAPIKeyError(ConfigurationError):
+    """The API key holds a character no key has (space, line break, control or non-ASCII)."""
 
 
 class InsecurePathError(ConfigurationError):
@@ -141,6 +151,14 @@ class CircuitOpenError(APICallError):
 
 class IncompleteResponseError(APICallError):
     """The stream ended without a stop_reason: the answer is truncated and never cached."""
+
+
+class MalformedResponseError(APICallError):
+    """A 200 whose body is not what the API sends: not JSON, an HTML page, not an event stream."""
+
+
+class StalledStreamError(APICallError):
+    """A stream that made no progress for too long (keep-alive pings only) or passed its deadline."""
 
 
 class EmptyResponseError(APICallError):

@@ -6,7 +6,14 @@ import html
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .errors import APICallError, EmptyResponseError, IncompleteResponseError, RateLimitedError
+from .errors import (
+    APICallError,
+    EmptyResponseError,
+    IncompleteResponseError,
+    MalformedResponseError,
+    RateLimitedError,
+    StalledStreamError,
+)
 
 __all__ = ["AgentResult", "Usage"]
 
@@ -88,6 +95,9 @@ class AgentResult:
     offline: bool = False
     refused: bool = False
     attempts: int = 1
+    rate_limited: int = 0  # attempts of this call answered 429
+    overloaded: int = 0  # attempts of this call answered 529
+    waited_s: float = 0.0  # seconds held back by the run's pacing and between retries
 
     @property
     def ok(self) -> bool:
@@ -133,4 +143,6 @@ _ERRORS_BY_TYPE: dict[str, type[APICallError]] = {
     "rate_limit_error": RateLimitedError,
     "incomplete_stream": IncompleteResponseError,
     "empty_response": EmptyResponseError,
+    "malformed_response": MalformedResponseError,
+    "stalled": StalledStreamError,
 }

@@ -221,6 +221,8 @@ class Settings:
     max_tokens: int = 1024
     max_concurrent: int = 8
     timeout_s: float = 120.0          # per attempt
+    stream_idle_timeout_s: float = 120.0  # longest gap between two stream events (pings are no progress)
+    stream_deadline_s: float | None = None  # one streamed attempt at most; None: timeout_s + max_tokens / 10 s
     connect_timeout_s: float = 5.0
     max_attempts: int = 4             # first try + 3 retries
     retry_base_wait_s: float = 0.5    # first backoff step without a server hint (then x2, jittered)

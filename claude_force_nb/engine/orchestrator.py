@@ -7,10 +7,16 @@ cancels in-flight calls). A call goes: options checked (core/options.py), reques
 built (outcomes.py), its ledger row and cache entry written (persistence.py).
 
 Outcomes: a problem found before anything is sent (unknown agent, bad input, missing
-key, budget) raises a ClaudeForceError. Anything that happened on the wire (API errors
-after retries, an empty answer, a truncated stream, an open circuit) comes back as an
-AgentResult with ``error`` set — call ``result.raise_for_error()`` to turn it into an
-exception. ``run_many`` never raises for one job: every job gets a result, in order.
+or malformed key, budget) raises a ClaudeForceError. Anything that happened on the wire
+(API errors after retries, an empty answer, a truncated, stalled or unreadable reply, an
+open circuit) comes back as an AgentResult with ``error`` set — call
+``result.raise_for_error()`` to turn it into an exception. ``run_many`` never raises for
+one job: every job gets a result, in order. A bug (ours, or in a callback) still raises
+with its traceback; in ``run_many`` only after the other jobs have finished, never
+cancelling them.
+
+After ``os.fork()`` an Orchestrator works in the child: runner.py calls ``_after_fork``,
+which drops the parent's client, writer thread, calls in flight and pacing state.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from typing import Any
 
 from . import outcomes, runner
 from ..core.agents import AgentDefinition, AgentRegistry
-from ..core.errors import ClaudeForceError, InvalidInputError, MissingAPIKeyError
+from ..core.errors import ClaudeForceError, InvalidInputError
 from ..core.options import MAX_OUTPUT_TOKENS, RunOptions
 from ..core.pricing import price_table
 from ..core.results import AgentResult
@@ -37,7 +43,7 @@ from .pacing import Pacer
 from .persistence import PersistenceWriter
 from .requests import Call, build_call
 from .retry import CircuitBreaker
-from .sending import Sender, TextCallback
+from .sending import Sender, TextCallback, usable_api_key
 
 __all__ = ["MAX_OUTPUT_TOKENS", "Job", "Orchestrator", "safe_log_text"]
 
@@ -103,6 +109,16 @@ class Orchestrator:
         self._writer = PersistenceWriter(lambda: self.ledger, lambda: self.cache)
         self._tasks: set[asyncio.Task[Any]] = set()  # calls in flight (on the runner loop)
         self._closed = False
+        runner.reset_after_fork(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child: the parent's threads, client and calls in flight do not exist here."""
+        self._tasks = set()
+        self._writer = PersistenceWriter(lambda: self.ledger, lambda: self.cache)
+        self._sender._after_fork()
+        self.pacer._after_fork()
+        self.breaker._after_fork()
+        self.budget.reserved_usd = 0.0  # held by the parent's calls in flight, settled there
 
     # -- lazily built parts -------------------------------------------------------------
 
@@ -251,12 +267,18 @@ class Orchestrator:
 
         tasks = [asyncio.ensure_future(one(i, item)) for i, item in enumerate(items)]
         try:
-            return list(await asyncio.gather(*tasks))
-        except BaseException:  # a bug or a cancel: stop the siblings rather than orphan them
+            # A bug in one job lets the others finish (their answers are paid for, and land in
+            # the cache and ledger), then raises with its traceback.
+            done = await asyncio.gather(*tasks, return_exceptions=True)
+        except BaseException:  # cancelled (interrupt, close): stop the siblings rather than orphan them
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
+        for outcome in done:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return list(done)
 
     def _prepare(self, agent_name: str | AgentDefinition, task: str, options: RunOptions) -> Call:
         """The agent looked up, everything validated, the request built; raises InvalidInputError."""
@@ -296,8 +318,8 @@ class Orchestrator:
                         on_text(result.text)
                     await self._writer.record(result, call.task)
                     return result
-        if not self.offline and not self.settings.api_key:
-            raise MissingAPIKeyError()
+        if not self.offline:
+            usable_api_key(self.settings.api_key)  # missing or malformed: refused before anything is sent
         worst_case = self.prices.worst_case(call.model, input_token_bound(call.system, call.task), call.max_tokens)
         reserved = self.budget.reserve(worst_case, call.model)
         result: AgentResult | None = None

@@ -16,12 +16,16 @@ let through, the Pacer waits for all of:
 - the API's own budget, from ``anthropic-ratelimit-{requests,tokens,input-tokens,
   output-tokens}-{limit,remaining,reset}``: Anthropic refills each limit continuously,
   reaching ``limit`` at ``reset`` (RFC 3339), so ``remaining`` can be spent now and more
-  arrives at ``(limit - remaining) / seconds_to_reset`` per second; an attempt waits until
-  its estimate fits, which spreads the budget up to the reset instead of running into 429;
+  arrives at ``(limit - remaining) / seconds_to_reset`` per second; the attempts admitted
+  after the one whose answer brought the reading are on their way and count as spent. An
+  attempt waits until its estimate fits, which spreads the budget up to the reset instead
+  of running into 429
+  (``follow_headers=False`` ignores them: benchmarks/rate_limits.py compares both);
 - the user's ``requests_per_minute`` / ``tokens_per_minute`` (limits.RateLimiter).
 
 Attempts are admitted in arrival order. ``stats()`` gives the counters for reports and a
-one-line ``status`` such as ``"paced: 429, resuming in 1.2s"``. Everything runs on the
+one-line ``status`` such as ``"paced: 429, resuming in 1.2s"``; each Slot records how long
+it was held back and whether it met a 429 or 529 (CallPacing sums them for one call). Everything runs on the
 runner loop; ``clock``, ``wall_clock`` and ``sleep`` are injectable for tests.
 """
 
@@ -39,7 +43,7 @@ import anthropic
 from .limits import RateLimiter
 from .retry import OVERLOADED, retry_after_s
 
-__all__ = ["Pacer", "PacingStats", "RateLimit", "Slot", "read_rate_limits"]
+__all__ = ["CallPacing", "Pacer", "PacingStats", "RateLimit", "Slot", "read_rate_limits"]
 
 RATE_LIMITED = 429
 LIMIT_KINDS = ("requests", "tokens", "input-tokens", "output-tokens")
@@ -74,16 +78,20 @@ def read_rate_limits(headers: Mapping[str, str], now_wall: float) -> dict[str, R
 
 
 class _Bucket:
-    """What one API limit allows from now on: the last reading, refilled, minus what we sent since."""
+    """What one API limit allows from now on: the last reading, refilled, minus what we sent since.
 
-    def __init__(self, reading: RateLimit, observed_at: float) -> None:
+    ``spent`` starts with what was admitted after the attempt whose response this is: those
+    requests are on their way and the server had not counted them yet when it answered.
+    """
+
+    def __init__(self, reading: RateLimit, observed_at: float, spent: int = 0) -> None:
         self.limit, self.remaining, self.observed_at = reading.limit, reading.remaining, observed_at
         missing = reading.limit - reading.remaining
         if missing > 0 and reading.reset_in_s > 0:
             self.refill_per_s = missing / reading.reset_in_s
         else:
             self.refill_per_s = reading.limit / LIMITS_REFILL_WITHIN_S
-        self.spent = 0
+        self.spent = spent
 
     def delay(self, need: int, now: float) -> float:
         """Seconds until ``need`` fits (0 = now; also 0 if it never can: the API will say so)."""
@@ -121,6 +129,24 @@ class PacingStats:
         return "paced: " + "; ".join(parts) if parts else "not paced"
 
 
+@dataclass
+class CallPacing:
+    """What one call met on its way, over all its attempts: for its AgentResult."""
+
+    rate_limited: int = 0   # attempts answered 429 (or a rate_limit_error event)
+    overloaded: int = 0     # attempts answered 529 (or an overloaded_error event)
+    waited_s: float = 0.0   # held back by the run's pacing, plus the waits between its retries
+
+    def add(self, slot: Slot) -> None:
+        """Count an attempt that is over."""
+        self.rate_limited += slot.throttled == RATE_LIMITED
+        self.overloaded += slot.throttled == OVERLOADED
+        self.waited_s += slot.held_s
+
+    def fields(self) -> dict[str, int | float]:
+        return {"rate_limited": self.rate_limited, "overloaded": self.overloaded, "waited_s": self.waited_s}
+
+
 class Slot:
     """One attempt's place in the run: ``async with pacer.slot(...) as slot``.
 
@@ -133,10 +159,13 @@ class Slot:
         self.needs = {"requests": 1, "tokens": input_tokens + output_tokens,
                       "input-tokens": input_tokens, "output-tokens": output_tokens}
         self.wave = 0  # the Pacer's concurrency cuts so far when this attempt was admitted
+        self.held_s = 0.0  # how long pacing (pauses, limits) held this attempt back
+        self.throttled: int | None = None  # 429 or 529 if that is how the attempt ended
+        self.sent_through: dict[str, int] = {}  # the Pacer's totals admitted up to this attempt
 
     def observe(self, headers: Mapping[str, str]) -> None:
         """The response headers arrived (stream opened or reply received): read the API's limits."""
-        self._pacer._read_limits(headers)
+        self._pacer._read_limits(headers, self)
 
     async def __aenter__(self) -> Slot:
         await self._pacer._admit(self)
@@ -160,8 +189,10 @@ class Pacer:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        follow_headers: bool = True,
     ) -> None:
         self.max_concurrent = max(1, max_concurrent)
+        self.follow_headers = follow_headers  # False: ignore the anthropic-ratelimit-* headers
         self.max_pause_s = max_pause_s
         self.clock, self.wall_clock, self.sleep = clock, wall_clock, sleep
         self.limiter = RateLimiter(requests_per_minute, tokens_per_minute, clock=clock)
@@ -175,7 +206,15 @@ class Pacer:
         self._pause_reason: str | None = None
         self._holding: tuple[float, str] | None = None  # (until, reason) while the head of the queue waits
         self._buckets: dict[str, _Bucket] = {}
+        self._sent = dict.fromkeys(LIMIT_KINDS, 0)  # admitted so far, per API limit
         self._queue = asyncio.Lock()  # FIFO admission
+        self._freed = asyncio.Event()
+
+    def _after_fork(self) -> None:
+        """In a forked child: the parent's attempts are not ours, its asyncio primitives not our loop's."""
+        self._in_flight = 0
+        self._holding = None
+        self._queue = asyncio.Lock()
         self._freed = asyncio.Event()
 
     def slot(self, input_tokens: int = 0, output_tokens: int = 0) -> Slot:
@@ -219,6 +258,15 @@ class Pacer:
 
     async def _admit(self, slot: Slot) -> None:
         self.limiter.check(slot.needs["tokens"])  # a call that can never fit fails before it queues
+        arrived, held_before = self.clock(), self.waited_s
+        try:
+            await self._take_place(slot)
+        finally:
+            # Holds are served one at a time by the head of the queue; this attempt was held
+            # back by those that ran while it waited (capped by how long it waited at all).
+            slot.held_s = min(self.clock() - arrived, self.waited_s - held_before)
+
+    async def _take_place(self, slot: Slot) -> None:
         async with self._queue:
             while True:
                 while self._in_flight >= self._allowed:
@@ -253,6 +301,9 @@ class Pacer:
 
     def _spend(self, slot: Slot) -> None:
         self.limiter.record(slot.needs["tokens"])
+        for kind in LIMIT_KINDS:
+            self._sent[kind] += slot.needs[kind]
+        slot.sent_through = dict(self._sent)
         for kind, bucket in self._buckets.items():
             bucket.spent += slot.needs[kind]
 
@@ -271,12 +322,13 @@ class Pacer:
             self._clean_in_a_row = 0
         if isinstance(exc, anthropic.APIStatusError):
             headers = exc.response.headers
-            self._read_limits(headers)
+            self._read_limits(headers, slot)
             status = STREAM_ERROR_STATUS.get(exc.type or "", 0) if exc.status_code == 200 else exc.status_code
             if status in (RATE_LIMITED, OVERLOADED):
                 self._slow_down(slot, status, headers)
 
     def _slow_down(self, slot: Slot, status: int, headers: Mapping[str, str]) -> None:
+        slot.throttled = status
         if status == RATE_LIMITED:
             self.rate_limited += 1
         else:
@@ -290,7 +342,10 @@ class Pacer:
             if until > self._paused_until:
                 self._paused_until, self._pause_reason = until, str(status)
 
-    def _read_limits(self, headers: Mapping[str, str]) -> None:
+    def _read_limits(self, headers: Mapping[str, str], slot: Slot) -> None:
+        if not self.follow_headers:
+            return
         now = self.clock()
         for kind, reading in read_rate_limits(headers, self.wall_clock()).items():
-            self._buckets[kind] = _Bucket(reading, now)
+            in_transit = self._sent[kind] - slot.sent_through.get(kind, self._sent[kind])
+            self._buckets[kind] = _Bucket(reading, now, spent=in_transit)

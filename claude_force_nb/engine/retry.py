@@ -5,9 +5,10 @@ The SDK client is built with ``max_retries=0``: this module owns retries.
 - Retried: HTTP 408, 409, 429 and every status >= 500 (529 included); connection
   errors and timeouts (including a stream cut mid-body, which the SDK surfaces as a raw
   ``httpx2`` transport error); mid-stream ``overloaded_error`` / ``api_error`` events;
-  a stream that ended without a stop_reason; an open circuit (the call waits for the
-  breaker's test call within its own attempts).
-- Never retried: 400, 401, 402, 403, 404, 413, 422 and anything else.
+  a stream that ended without a stop_reason; a stalled stream (no progress, like a
+  timeout); an open circuit (the call waits for the breaker's test call within its own attempts).
+- Never retried: 400, 401, 402, 403, 404, 413, 422; a malformed 200 (not the API's format:
+  it may have been billed, and what sends it sends it again); anything else.
 - ``x-should-retry: true|false`` from the server overrides the status rule.
 - Waits: ``retry-after-ms`` then ``retry-after`` (seconds) when present; while the
   circuit is open, the time until its test call; otherwise exponential backoff with
@@ -15,7 +16,7 @@ The SDK client is built with ``max_retries=0``: this module owns retries.
 
 429 and 529 mean "come back later", not "the service is gone": they pace the run
 (pacing.py) and never open the circuit. Only evidence that the API cannot be reached
-(connection failures, timeouts, 5xx other than 529) counts, once per call after its
+(connection failures, timeouts and stalled streams, 5xx other than 529) counts, once per call after its
 retries, so a burst of concurrent attempts failing together is not mistaken for a pattern.
 """
 
@@ -38,7 +39,7 @@ from tenacity import (
     stop_after_attempt,
 )
 
-from ..core.errors import CircuitOpenError, IncompleteResponseError
+from ..core.errors import CircuitOpenError, IncompleteResponseError, StalledStreamError
 
 __all__ = [
     "CircuitBreaker",
@@ -79,14 +80,14 @@ def is_retryable(exc: BaseException) -> bool:
     return isinstance(
         exc,
         (anthropic.APIConnectionError, httpx2.TransportError, asyncio.TimeoutError, IncompleteResponseError,
-         CircuitOpenError),
+         StalledStreamError, CircuitOpenError),
     )
 
 
 def counts_against_service(exc: BaseException) -> bool:
     """True when a failure is evidence that the API cannot be reached or is broken.
 
-    Connection failures, timeouts and 5xx answers other than 529 count. 429 and 529 (and
+    Connection failures, timeouts, stalled streams and 5xx answers other than 529 count. 429 and 529 (and
     their mid-stream events) say the service is there but wants less from us now; a 4xx,
     a truncated stream or a bug in a callback says nothing about the service.
     """
@@ -94,7 +95,8 @@ def counts_against_service(exc: BaseException) -> bool:
         if exc.status_code == 200:
             return (exc.type or "") in SERVER_FAULT_STREAM_ERRORS
         return exc.status_code >= 500 and exc.status_code != OVERLOADED
-    return isinstance(exc, (anthropic.APIConnectionError, httpx2.TransportError, asyncio.TimeoutError))
+    return isinstance(exc, (anthropic.APIConnectionError, httpx2.TransportError, asyncio.TimeoutError,
+                            StalledStreamError))
 
 
 def retry_after_s(headers: Mapping[str, str]) -> float | None:
@@ -220,6 +222,11 @@ class CircuitBreaker:
         self.last_failure: str | None = None
         self._probing = False
         self._lock = threading.Lock()
+
+    def _after_fork(self) -> None:
+        """In a forked child: a parent's thread may have held the lock, and its probe is not ours."""
+        self._lock = threading.Lock()
+        self._probing = False
 
     @property
     def state(self) -> str:

@@ -11,6 +11,10 @@ runs on a private loop owned by this module:
 - ``await run_async(coro)`` lets code on another loop (a cell's top-level ``await``)
   await work on the private loop; cancellation propagates both ways.
 - ``submit(coro)`` starts work in the background and returns a concurrent Future.
+
+After ``os.fork()`` the child has none of the parent's threads: the loop is started again
+there on first use, and every object registered with ``reset_after_fork`` (an Orchestrator:
+its client, writer thread and pacing state) drops what belonged to the parent.
 """
 
 from __future__ import annotations
@@ -20,10 +24,11 @@ import atexit
 import concurrent.futures
 import os
 import threading
+import weakref
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["get_loop", "in_runner_thread", "run_async", "run_sync", "shutdown", "submit"]
+__all__ = ["get_loop", "in_runner_thread", "reset_after_fork", "run_async", "run_sync", "shutdown", "submit"]
 
 T = TypeVar("T")
 _lock = threading.Lock()
@@ -31,6 +36,7 @@ _loop: asyncio.AbstractEventLoop | None = None
 _thread: threading.Thread | None = None
 _pid: int | None = None
 _POLL_S = 0.2  # see run_async: wakes the caller's loop so interrupts land promptly
+_FORK_AWARE: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def get_loop() -> asyncio.AbstractEventLoop:
@@ -120,4 +126,18 @@ def shutdown(timeout: float = 2.0) -> None:
         loop.close()
 
 
+def reset_after_fork(obj: Any) -> None:
+    """Call ``obj._after_fork()`` in a forked child, before anything else runs there; held weakly."""
+    _FORK_AWARE.add(obj)
+
+
+def _after_fork_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()  # another thread of the parent may have held it at the fork
+    for obj in list(_FORK_AWARE):
+        obj._after_fork()
+
+
 atexit.register(shutdown)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -5,12 +5,20 @@ loop-bound). The client is built with ``max_retries=0``: retry.py owns retries. 
 attempt passes the circuit breaker, then waits for its place in the run from the shared
 Pacer (concurrency, pauses after 429/529, the API's rate-limit headers, the user's per-minute
 caps), and sends the request as a stream (deltas go to ``on_text``) or as one JSON reply;
-the response headers go back to the Pacer as soon as they arrive.
+the response headers go back to the Pacer as soon as they arrive. replies.py reads what
+came back. Each result carries what the call met on its way: its 429s and 529s and the
+seconds it was held back (CallPacing).
+
+Time limits of one attempt: ``timeout_s`` for a JSON reply, or for a stream's response
+headers; then ``stream_idle_timeout_s`` between two stream events (pings are no progress)
+and ``stream_deadline_s`` for the whole attempt (by default ``timeout_s`` plus max_tokens
+at 10 tokens/s, so a healthy long answer is never cut off and paid for twice).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -19,17 +27,17 @@ from typing import Any
 import anthropic
 import httpx2
 
-from ..core.errors import APICallError, IncompleteResponseError, MissingAPIKeyError
+from ..core.errors import APICallError, IncompleteResponseError, InvalidAPIKeyError, MissingAPIKeyError, StalledStreamError
 from ..core.pricing import PriceTable
 from ..core.results import AgentResult
 from ..core.settings import Settings
-from . import outcomes
+from . import outcomes, replies
 from .offline import offline_base_url
-from .pacing import Pacer, Slot
+from .pacing import CallPacing, Pacer, Slot
 from .requests import Call
 from .retry import CircuitBreaker, with_retries
 
-__all__ = ["Sender", "TextCallback"]
+__all__ = ["Sender", "TextCallback", "usable_api_key"]
 
 log = logging.getLogger(__name__)
 
@@ -58,54 +66,72 @@ class Sender:
         if client is not None:
             await client.close()
 
+    def _after_fork(self) -> None:
+        """In a forked child: the client's connections and loop are the parent's; drop it unclosed."""
+        self._client = None
+
     async def send(self, call: Call, on_text: TextCallback | None, started: float) -> AgentResult:
         """Send ``call`` with retries; API failures come back as results with ``error`` set."""
         attempts = 0
+        met = CallPacing()
 
         async def attempt() -> tuple[Any, str | None]:
             nonlocal attempts
             attempts += 1
-            async with self._pacer.slot(call.estimated_input_tokens, call.max_tokens) as slot:
-                async with asyncio.timeout(self._settings().timeout_s) as deadline:
-                    return await self._send_once(call, on_text, deadline, slot)
+            slot = self._pacer.slot(call.estimated_input_tokens, call.max_tokens)
+            try:
+                async with slot:
+                    return await self._send_once(call, on_text, slot)
+            finally:
+                met.add(slot)
+
+        def before_sleep(state: Any) -> None:
+            met.waited_s += state.next_action.sleep if state.next_action else 0.0
+            _log_retry(state)
 
         s = self._settings()
         try:
             message, request_id = await with_retries(
                 attempt, breaker=self._breaker, attempts=s.max_attempts, base_wait_s=s.retry_base_wait_s, max_wait_s=s.retry_max_wait_s,
-                before_sleep=_log_retry,
+                before_sleep=before_sleep,
             )
         except asyncio.CancelledError:
             raise
         except (anthropic.AnthropicError, httpx2.TransportError, asyncio.TimeoutError, APICallError) as exc:
-            return outcomes.from_failure(call, exc, attempts, time.perf_counter() - started, offline=s.offline)
-        return outcomes.from_message(
-            call, message, request_id, attempts, time.perf_counter() - started, prices=self._prices, offline=s.offline
-        )
+            result = outcomes.from_failure(call, exc, attempts, time.perf_counter() - started, offline=s.offline)
+        else:
+            result = outcomes.from_message(
+                call, message, request_id, attempts, time.perf_counter() - started, prices=self._prices, offline=s.offline
+            )
+        return dataclasses.replace(result, **met.fields())
 
-    async def _send_once(
-        self, call: Call, on_text: TextCallback | None, deadline: asyncio.Timeout, slot: Slot
-    ) -> tuple[Any, str | None]:
-        """One attempt: the request as a stream (deltas to on_text) or a single JSON reply.
-
-        ``timeout_s`` bounds a JSON reply, and a stream until its first event; after that a
-        healthy stream may run as long as it needs (the SDK's read timeout still catches a
-        stalled one), so long answers are never cut off and paid for twice.
-        """
+    async def _send_once(self, call: Call, on_text: TextCallback | None, slot: Slot) -> tuple[Any, str | None]:
+        """One attempt: the request as a stream (deltas to on_text) or a single JSON reply."""
+        s = self._settings()
         client = self._client_on_loop()
         params = call.sdk_params()
         if not call.options.stream:
-            raw = await client.messages.with_raw_response.create(**params)
-            slot.observe(raw.headers)
-            message = await raw.parse()
-            return message, raw.request_id
-        async with client.messages.stream(**params) as stream:
-            slot.observe(stream.response.headers)
-            deadline.reschedule(None)
-            async for text in stream.text_stream:
-                if on_text is not None:
-                    on_text(text)
-            message = await stream.get_final_message()
+            async with asyncio.timeout(s.timeout_s):
+                raw = await client.messages.with_raw_response.create(**params)
+                slot.observe(raw.headers)
+                return await replies.read_reply(raw), raw.request_id
+        limit = replies.stream_deadline_s(s.timeout_s, call.max_tokens, s.stream_deadline_s)
+        stream = None
+        try:
+            async with asyncio.timeout(s.timeout_s) as deadline:
+                ends_at = asyncio.get_running_loop().time() + limit
+                async with client.messages.stream(**params) as stream:
+                    slot.observe(stream.response.headers)
+                    deadline.reschedule(ends_at)
+                    message = await replies.read_stream(stream, on_text, idle_s=s.stream_idle_timeout_s)
+        except TimeoutError:
+            if stream is None:
+                raise  # no answer within timeout_s
+            raise StalledStreamError(
+                f"The response stream was still going after {limit:g}s, the most one attempt may take: "
+                f"lower max_tokens or raise Settings.stream_deadline_s.",
+                error_type="stalled", request_id=stream.request_id,
+            ) from None
         if message.stop_reason is None:
             raise IncompleteResponseError(
                 "The response stream ended before the answer was complete; it was not cached.",
@@ -121,9 +147,7 @@ class Sender:
             if s.offline:
                 api_key, base_url = "offline", offline_base_url()
             else:
-                if not s.api_key:
-                    raise MissingAPIKeyError()
-                api_key, base_url = s.api_key, s.base_url
+                api_key, base_url = usable_api_key(s.api_key), s.base_url
             self._client = anthropic.AsyncAnthropic(
                 api_key=api_key,
                 base_url=base_url,
@@ -132,6 +156,32 @@ class Sender:
             )
         return self._client
 
+
+def usable_api_key(raw: str | None) -> str:
+    """The key as it is sent: surrounding spaces and line breaks dropped, the rest checked.
+
+    A key is one word of printable ASCII. Anything else inside it (a space, a line break,
+    a control or non-ASCII character from a copy and paste) is refused before any request:
+    the HTTP client would fail with a misleading connection error, and its error message
+    (logged at DEBUG by the SDK) would hold the key.
+    """
+    key = (raw or "").strip()
+    if not key:
+        raise MissingAPIKeyError()
+    for position, char in enumerate(key, start=1):
+        if not "!" <= char <= "~":
+            raise InvalidAPIKeyError(
+                f"The API key (ANTHROPIC_API_KEY or Settings.api_key) has {_describe_char(char)} at character "
+                f"{position} of {len(key)}: an API key is one word of printable ASCII; copy it again from the Console."
+            )
+    return key
+
+
+def _describe_char(char: str) -> str:
+    named = {"\n": "a line break", "\r": "a line break", "\t": "a tab", " ": "a space"}
+    if char in named:
+        return named[char]
+    return "a control character" if char.isascii() else f"a non-ASCII character (U+{ord(char):04X})"
 
 
 def _log_retry(state: Any) -> None:

@@ -233,7 +233,7 @@ class Ledger:
             "task_head": _first_line(task),
             "rate_limited": _count(result, "rate_limited"),
             "overloaded": _count(result, "overloaded"),
-            "paced_s": _seconds(result, "paced_s"),
+            "waited_s": _seconds(result, "waited_s"),
         }
 
     def rows(

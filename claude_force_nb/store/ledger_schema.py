@@ -20,7 +20,7 @@ COLUMNS: dict[str, type] = {
     "input_tokens": int, "output_tokens": int, "cache_write_5m_tokens": int, "cache_write_1h_tokens": int,
     "cache_read_tokens": int, "cost_usd": float, "saved_usd": float, "latency_s": float, "ok": bool,
     "error_type": str, "request_id": str, "cache_key": str, "offline": bool, "attempts": int, "task_head": str,
-    "rate_limited": int, "overloaded": int, "paced_s": float,
+    "rate_limited": int, "overloaded": int, "waited_s": float,
 }
 
 MIGRATIONS: list[Migration] = []
@@ -74,7 +74,7 @@ def m005_pacing(conn: sqlite3.Connection) -> None:
     """What the call met on the way: 429s, 529s, and seconds it waited for pacing or retry-after."""
     conn.execute("ALTER TABLE calls ADD COLUMN rate_limited INTEGER NOT NULL DEFAULT 0")
     conn.execute("ALTER TABLE calls ADD COLUMN overloaded INTEGER NOT NULL DEFAULT 0")
-    conn.execute("ALTER TABLE calls ADD COLUMN paced_s REAL NOT NULL DEFAULT 0")
+    conn.execute("ALTER TABLE calls ADD COLUMN waited_s REAL NOT NULL DEFAULT 0")
 
 
 def ensure_schema(conn: sqlite3.Connection) -> None:

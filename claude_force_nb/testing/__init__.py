@@ -50,6 +50,9 @@ text of the *last user message*:
 * ``[[fake:refuse]]`` - a short refusal text with ``stop_reason "refusal"`` (and ``stop_details``).
 * ``[[fake:empty]]`` - ``content: []`` and ``stop_reason "end_turn"`` (a stream sends no content block).
 * ``[[fake:error=STATUS]]`` - answer with that HTTP error status (e.g. ``[[fake:error=529]]``).
+* ``[[fake:malformed]]`` - a 200 that is not JSON (a stream: an event whose data is not JSON).
+* ``[[fake:stall=S]]`` - pings only for ``S`` seconds of the server clock (default 60), as ``Fault(stall_s=S)``.
+  These two hit every request that carries them (a retry too), unless a scripted fault comes first.
 
 Faults
 ------

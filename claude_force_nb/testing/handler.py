@@ -92,6 +92,18 @@ def _directive_error(fake: FakeAnthropicServer, call: MessagesCall) -> ErrorRepl
     return ErrorReply(_directive_status(call.found["error"])) if "error" in call.found else None
 
 
+def _directive_fault(found: dict[str, str | None], stream: bool) -> Fault | None:
+    """``[[fake:malformed]]``: a 200 that is not JSON (or an event that is not); ``[[fake:stall=S]]``: pings only."""
+    if "malformed" in found:
+        return Fault(body="event: message_start\ndata: {oops\n\n" if stream else "{oops")
+    if "stall" in found:
+        try:
+            return Fault(stall_s=float(found["stall"] or 60))
+        except ValueError:
+            return Fault(stall_s=60)
+    return None
+
+
 _CHECKS: tuple[Callable[[FakeAnthropicServer, MessagesCall], ErrorReply | None], ...] = (
     _scripted_status, _overloaded, _unauthorized, _unreadable, _invalid, _directive_error)
 
@@ -193,7 +205,9 @@ class Handler(BaseHandler):
 
     def _call(self, body: Any, bad_json: bool, headers: dict[str, str], request_id: str, beta: bool) -> MessagesCall:
         found = directives(body) if isinstance(body, dict) and not bad_json else {}
-        return MessagesCall(body, bad_json, headers, request_id, self.fake._next_fault(), found, beta)
+        call = MessagesCall(body, bad_json, headers, request_id, self.fake._next_fault(), found, beta)
+        call.fault = call.fault or _directive_fault(found, call.stream)
+        return call
 
     # ------------------------------------------------------------------------------ /v1/messages
     def _messages(self, call: MessagesCall) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 __all__ = ["DIRECTIVE_RE", "content_texts", "count_input_tokens", "directives", "last_user_message",
            "last_user_text", "question", "system_blocks"]
 
-DIRECTIVE_RE = re.compile(r"\[\[fake:(sleep|refuse|empty|error)(?:=([^\]]*))?\]\]")
+DIRECTIVE_RE = re.compile(r"\[\[fake:(sleep|refuse|empty|error|malformed|stall)(?:=([^\]]*))?\]\]")
 
 
 def content_texts(content: Any) -> list[str]:

@@ -128,8 +128,9 @@ def costs(by: str = "agent", since: Any = None, *, ledger: Ledger | None = None)
 
 def stats(by: str = "agent", *, ledger: Ledger | None = None) -> pd.DataFrame:
     """Calls, error rate, latency p50/p95/max, output tokens per second, retries, and what
-    pacing cost: ``rate_limited`` (429s met), ``overloaded`` (529s met) and ``paced_s``
-    (seconds spent waiting for pacing or retry-after), summed per group."""
+    pacing cost: ``rate_limited`` (429s met) and ``overloaded`` (529s met), summed per group, and
+    ``mean_wait_s``, the mean seconds a call waited for pacing or retry-after (calls wait at the
+    same time, so a sum would count a pause once per waiting call)."""
     import pandas as pd
 
     frame = runs(ledger=ledger)
@@ -145,7 +146,7 @@ def stats(by: str = "agent", *, ledger: Ledger | None = None) -> pd.DataFrame:
         "retries": grouped["attempts"].apply(lambda s: int((s - 1).clip(lower=0).sum())),
         "rate_limited": grouped["rate_limited"].sum(),
         "overloaded": grouped["overloaded"].sum(),
-        "paced_s": grouped["paced_s"].sum(),
+        "mean_wait_s": grouped["waited_s"].mean(),
     })
     live_key = key.loc[live.index]
     out_per_s = live["output_tokens"].groupby(live_key).sum() / live["latency_s"].groupby(live_key).sum()
@@ -153,9 +154,9 @@ def stats(by: str = "agent", *, ledger: Ledger | None = None) -> pd.DataFrame:
     table["error_rate"] = table["errors"] / table["calls"]
     table.index = pd.Index(table.index, name=by)
     table = table[["calls", "errors", "error_rate", "latency_p50_s", "latency_p95_s", "latency_max_s",
-                   "tokens_per_s", "retries", "rate_limited", "overloaded", "paced_s"]]
+                   "tokens_per_s", "retries", "rate_limited", "overloaded", "mean_wait_s"]]
     counts = {name: "int64" for name in ("calls", "errors", "retries", "rate_limited", "overloaded")}
-    return _annotate(table.astype({**counts, "paced_s": "float64"}), frame.attrs["persistence"])
+    return _annotate(table.astype({**counts, "mean_wait_s": "float64"}), frame.attrs["persistence"])
 
 
 def cache_contents(*, cache: ResponseCache | None = None) -> pd.DataFrame:

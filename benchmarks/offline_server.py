@@ -1,0 +1,32 @@
+"""The offline server for benchmarks: in its own process, as the real API would be.
+
+Sharing the benchmark's process (and its GIL) would make the server, not the client, the
+thing measured. With two cores or more, the server and the benchmark get one core each:
+less scheduler noise between runs.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+@contextmanager
+def served(*flags: str) -> Iterator[str]:
+    """``python -m claude_force_nb.testing *flags`` running; yields its URL, stops it afterwards."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "claude_force_nb.testing", *flags],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    url = server.stdout.readline().strip()
+    if hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) >= 2:
+        os.sched_setaffinity(server.pid, {1})
+        os.sched_setaffinity(0, {0})
+    try:
+        yield url
+    finally:
+        server.stdin.close()
+        server.wait(10)

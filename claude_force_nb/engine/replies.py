@@ -1,0 +1,127 @@
+"""Reading what came back for one attempt: a JSON reply or an event stream, checked.
+
+The SDK trusts the server. A 200 whose body is not JSON raises ``JSONDecodeError``, an HTML
+page comes back as a ``str``, an event stream that is not the API's raises whatever its
+decoder trips on (``AssertionError``, ``AttributeError``, ``IndexError``,
+``UnicodeDecodeError``), and a stream of keep-alive pings never ends. Here each of these
+becomes an APICallError that the retry policy and outcomes.py know:
+
+- MalformedResponseError (``malformed_response``): the body is not the API's format. It is
+  not retried: a 200 may already have been billed, and whatever answers like this (a proxy,
+  a captive portal, a wrong ANTHROPIC_BASE_URL) answers the same way next time.
+- StalledStreamError (``stalled``): no stream event for ``Settings.stream_idle_timeout_s``, or
+  no bytes at all for the client's read timeout. Pings are not progress: the SDK drops them
+  before any event reaches us. It is retried like a timeout: a fresh attempt usually goes through.
+
+Only the SDK's decoding is guarded. A callback (``on_text``) that raises keeps its own
+traceback, because that is a bug to fix, not something the wire did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import anthropic
+import httpx2
+
+from ..core.errors import MalformedResponseError, StalledStreamError
+
+__all__ = ["MIN_STREAM_TOKENS_PER_S", "read_reply", "read_stream", "stream_deadline_s"]
+
+log = logging.getLogger(__name__)
+
+MIN_STREAM_TOKENS_PER_S = 10.0  # far below any model's pace: the default deadline never cuts a healthy answer
+EVENT_STREAM = "text/event-stream"
+SNIPPET_CHARS = 40
+
+
+def stream_deadline_s(timeout_s: float, max_tokens: int, configured: float | None) -> float:
+    """The most one streamed attempt may take: ``configured``, else the wait for the first
+    byte (``timeout_s``) plus ``max_tokens`` written at MIN_STREAM_TOKENS_PER_S."""
+    if configured is not None:
+        return configured
+    return timeout_s + max_tokens / MIN_STREAM_TOKENS_PER_S
+
+
+async def read_reply(raw: Any) -> Any:
+    """The Message in a JSON reply (the SDK's raw response); MalformedResponseError if there is none."""
+    content_type = raw.headers.get("content-type", "")
+    try:
+        message = await raw.parse()
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise _malformed(f"a 200 whose body is not JSON: {_snippet(raw.http_response.content)}",
+                         raw.request_id, content_type) from exc
+    if not isinstance(message, anthropic.types.Message) or message.type != "message" or not isinstance(
+        getattr(message, "content", None), list
+    ):
+        raise _malformed(f"a 200 whose body is not a message: {_snippet(raw.http_response.content)}",
+                         raw.request_id, content_type)
+    return message
+
+
+async def read_stream(stream: Any, on_text: Callable[[str], Any] | None, *, idle_s: float) -> Any:
+    """The final Message of an open SDK stream, passing each text delta to ``on_text``.
+
+    Raises StalledStreamError when ``idle_s`` passes without an event, and
+    MalformedResponseError when the body is not the API's event stream.
+    """
+    request_id = stream.request_id
+    content_type = stream.response.headers.get("content-type", "")
+    if not content_type.startswith(EVENT_STREAM):
+        raise _malformed(f"a stream answered with {content_type or 'no content type'}, not {EVENT_STREAM}",
+                         request_id, content_type)
+    events = aiter(stream)
+    while True:
+        with _decoding(request_id, idle_s, "an event stream the SDK could not decode"):
+            async with asyncio.timeout(idle_s):
+                event = await anext(events, None)
+        if event is None:
+            break
+        if event.type == "text" and on_text is not None:
+            on_text(event.text)
+    with _decoding(request_id, idle_s, "an event stream with no message in it"):
+        return await stream.get_final_message()  # the SDK asserts it saw a message_start
+
+
+@contextmanager
+def _decoding(request_id: str | None, idle_s: float, what: str) -> Iterator[None]:
+    """Around the SDK's reading of a stream: the wire's failures become our error types."""
+    try:
+        yield
+    except TimeoutError:  # our idle timer: pings may have come, events did not
+        raise _stalled(f"no progress for {idle_s:g}s (keep-alive pings only)", request_id) from None
+    except httpx2.TimeoutException:  # the client's read timeout: not even a ping
+        raise _stalled("nothing at all arrived for Settings.timeout_s", request_id) from None
+    except (anthropic.APIError, httpx2.TransportError):
+        raise  # errors the API sent, and connection failures: retry.py knows them
+    except Exception as exc:  # the SDK tripped over an event it could not decode
+        log.debug("unreadable event stream", exc_info=True)
+        detail = f" ({type(exc).__name__}: {exc})" if str(exc) else ""
+        raise _malformed(what + detail, request_id, EVENT_STREAM) from exc
+
+
+def _stalled(what: str, request_id: str | None) -> StalledStreamError:
+    return StalledStreamError(
+        f"The response stream stalled: {what}. Retry later, or raise Settings.stream_idle_timeout_s "
+        f"if answers need long pauses.",
+        error_type="stalled", request_id=request_id,
+    )
+
+
+def _malformed(what: str, request_id: str | None, content_type: str) -> MalformedResponseError:
+    if content_type.startswith("text/html"):
+        message = ("The server answered with an HTML page, not the Anthropic API (a proxy, a captive portal "
+                   "or a wrong ANTHROPIC_BASE_URL?); not retried. Check ANTHROPIC_BASE_URL and your network.")
+    else:
+        message = (f"The API's reply could not be read: {what}. Not retried, as it may have been billed; "
+                   f"if it happens again, check ANTHROPIC_BASE_URL and any proxy in between.")
+    return MalformedResponseError(message, error_type="malformed_response", request_id=request_id)
+
+
+def _snippet(body: bytes) -> str:
+    text = body[:SNIPPET_CHARS].decode("utf-8", "replace")
+    return repr(text) + ("…" if len(body) > SNIPPET_CHARS else "")
