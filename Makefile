@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean browser browser-deps
+.PHONY: demo test lint bench clean browser browser-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +17,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) scripts/demo.py
 
-test: $(STAMP) browser-deps
+test: $(STAMP) browser-deps lint
 	$(PY) -m pytest -q
+
+# ruff (style, imports, common bugs) and mypy (types) over the whole package; make test runs it first.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check claude_force_nb tests benchmarks scripts
+	$(VENV)/bin/mypy
 
 # Debian's chromium for tests/test_browser.py (Playwright drives it; nothing is downloaded at test
 # time). Never fails: without root or apt-get the browser test is skipped.
