@@ -22,16 +22,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ._pool import ConnectionPool
-from ._sqlite import is_corruption, write_transaction
-from .ledger import current_session_id
-from .migrations import Migration, migrate, migration
-from .thread_history import ThreadSummary, Turn, history_messages, kept_turns, turn_tokens
 from ..core.agent_files import NAME_PATTERN, NAME_RULE, suggest_name
 from ..core.errors import ClaudeForceError, ConfigurationError, InvalidInputError, UnknownThreadError
 from ..core.options import surrogate_problem
 from ..core.results import AgentResult, Usage
 from ..core.settings import Settings, ensure_private_dir
+from ._pool import ConnectionPool
+from ._sqlite import is_corruption, write_transaction
+from .ledger import current_session_id
+from .migrations import Migration, migrate, migration
+from .thread_history import ThreadSummary, Turn, history_messages, kept_turns, turn_tokens
 
 __all__ = ["MIGRATIONS", "THREADS_FILE", "ThreadStore", "check_thread_name"]
 

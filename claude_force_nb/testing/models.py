@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from .paging import list_page
@@ -184,4 +184,4 @@ class ModelCatalog:
 
 def created_now() -> str:
     """Today at midnight UTC, RFC 3339: the release date of a model a test adds."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT00:00:00Z")
+    return datetime.now(UTC).strftime("%Y-%m-%dT00:00:00Z")

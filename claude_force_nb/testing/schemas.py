@@ -57,7 +57,7 @@ class _Maker:
 
     def pick(self, path: str, n: int) -> int:
         """A number in ``range(n)`` fixed by the seed and the path."""
-        digest = hashlib.sha256(f"{self.seed}\0{path}".encode("utf-8")).digest()
+        digest = hashlib.sha256(f"{self.seed}\0{path}".encode()).digest()
         return int.from_bytes(digest[:8], "big") % max(1, n)
 
     def make(self, schema: Any, path: str, depth: int) -> Any:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .answers import CachePrefix, PromptCache, build_message, input_usage
 from .batches import BatchStore

@@ -112,7 +112,7 @@ def tool_use_blocks(body: dict, calls: list[tuple[str, dict]]) -> list[dict]:
                             "messages": body.get("messages")}, sort_keys=True, default=str)
     blocks = []
     for i, (name, arguments) in enumerate(calls):
-        digest = int.from_bytes(hashlib.sha256(f"{canonical}\0{i}".encode("utf-8")).digest(), "big")
+        digest = int.from_bytes(hashlib.sha256(f"{canonical}\0{i}".encode()).digest(), "big")
         suffix = "".join(_ALPHABET[(digest >> (6 * k)) % 62] for k in range(22))
         blocks.append({"type": "tool_use", "id": f"toolu_01{suffix}", "name": name, "input": arguments})
     return blocks

@@ -23,10 +23,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .._pool import ConnectionPool
-from .._sqlite import is_corruption, is_locked, move_aside, reset_after_fork, vacuum, write_transaction
 from ...core.errors import CacheError
 from ...core.settings import ensure_private_dir
+from .._pool import ConnectionPool
+from .._sqlite import is_corruption, is_locked, move_aside, reset_after_fork, vacuum, write_transaction
 from ..faults import FaultState, fault_kind, tell, warn_once
 from . import table
 from .counters import Counters, Unwritten

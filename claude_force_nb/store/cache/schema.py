@@ -20,9 +20,9 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+from ...core.errors import CacheError
 from .._sqlite import is_disk_full, vacuum
 from ..migrations import Migration, migrate, migration
-from ...core.errors import CacheError
 from .keys import stored_rowid
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "adopt", "ensure_schema", "schema_version"]
