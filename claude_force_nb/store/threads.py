@@ -113,8 +113,11 @@ _TURN_SELECT = (
 
 
 def _turn(row: tuple[Any, ...]) -> Turn:
-    head, usage, (cost_usd, cell_id, notebook) = row[:8], row[8:-3], row[-3:]
-    return Turn(*head, usage=Usage(*usage), cost_usd=cost_usd, cell_id=cell_id, notebook=notebook)
+    """A row of ``_TURN_SELECT`` as a Turn."""
+    index, user, assistant, agent, model, tokens, created, session_id = row[:8]
+    usage, (cost_usd, cell_id, notebook) = row[8:-3], row[-3:]
+    return Turn(index, user, assistant, agent, model, tokens, created, session_id,
+                usage=Usage(*usage), cost_usd=cost_usd, cell_id=cell_id, notebook=notebook)
 
 
 class ThreadStore:

@@ -148,7 +148,8 @@ class CacheFile:
                 self.counters.give_back(taken)
             if isinstance(exc, (sqlite3.OperationalError, OSError)) and fault_kind(exc) not in (None, "locked"):
                 self._failed(exc)
-                raise CacheError(f"The response cache {self.path} cannot be written now ({self.fault.reason}).") from exc
+                reason = self.fault.reason
+                raise CacheError(f"The response cache {self.path} cannot be written now ({reason}).") from exc
             raise
         if self.fault.cleared():
             log.info("The response cache %s can be written again: caching is back on.", self.path)
