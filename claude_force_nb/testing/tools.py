@@ -84,7 +84,9 @@ def planned_calls(body: dict, fault: Fault | None, found: dict[str, str | None])
     if fault is not None and fault.text is not None:
         return []
     tools = custom_tools(body)
-    choice = body.get("tool_choice") if isinstance(body.get("tool_choice"), dict) else {"type": "auto"}
+    choice = body.get("tool_choice")
+    if not isinstance(choice, dict):
+        choice = {"type": "auto"}
     kind = choice.get("type")
     if not tools or kind == "none" or (kind == "auto" and tool_results(body)):
         return []

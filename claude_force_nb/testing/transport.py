@@ -66,6 +66,7 @@ class BaseHandler(BaseHTTPRequestHandler):
     server_version = "FakeAnthropic/1.0"
     sys_version = ""
     server: HTTPServer
+    _headers_buffer: list[bytes]   # set by BaseHTTPRequestHandler.send_header; typeshed leaves it out
 
     @property
     def owner(self) -> ConnectionOwner:
