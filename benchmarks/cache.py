@@ -33,11 +33,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from claude_force_nb.core.results import Usage
+from claude_force_nb.core.settings import Settings
 from claude_force_nb.store.cache import CachedResponse, ResponseCache, canonical_json, rowid_of
 from claude_force_nb.store.cache.payload import decode, encode
 from claude_force_nb.store.cache.table import LOOKUP
-from claude_force_nb.core.results import Usage
-from claude_force_nb.core.settings import Settings
 
 N = 10_000
 PASSES = 3

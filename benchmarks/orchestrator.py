@@ -25,9 +25,9 @@ import time
 from pathlib import Path
 
 import anthropic
+from offline_server import served
 
 from claude_force_nb import AgentRegistry, Orchestrator, Settings
-from offline_server import served
 
 MODEL = "claude-haiku-4-5"
 REPEATS = 11

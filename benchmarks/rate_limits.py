@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import anthropic
+from offline_server import served
 
 from claude_force_nb import Orchestrator, Settings
-from offline_server import served
 
 MODEL = "claude-haiku-4-5"
 TARGET_THROUGHPUT = 0.90

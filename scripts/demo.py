@@ -57,14 +57,16 @@ def run_notebook() -> None:
         os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [jupyter_path, os.environ.get("JUPYTER_PATH")]))
         kernel = write_kernelspec(jupyter_path)
         t0 = time.perf_counter()
-        NotebookClient(nb, kernel_name=kernel, timeout=120, resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
+        resources = {"metadata": {"path": str(ROOT / "notebooks")}}
+        NotebookClient(nb, kernel_name=kernel, timeout=120, resources=resources).execute()
     nbformat.write(nb, target)
     print(f"  executed {len(nb.cells)} cells in {time.perf_counter() - t0:.1f}s -> {target.relative_to(ROOT)}")
     print("\n== Costs so far (%agent costs) ==")
     table = reports.costs(by="agent")
     money = "${:,.4f}".format
     print(table.to_string(formatters={"cost_usd": money, "saved_usd": money, "hit_rate": "{:.0%}".format}))
-    print(f"\nData lives in {os.environ['CLAUDE_FORCE_HOME']} (cache.sqlite3, ledger.sqlite3). Run `make demo` again: it is served from the cache.")
+    print(f"\nData lives in {os.environ['CLAUDE_FORCE_HOME']} (cache.sqlite3, ledger.sqlite3).")
+    print("Run `make demo` again: it is served from the cache.")
 
 
 def main() -> int:

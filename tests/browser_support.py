@@ -117,7 +117,7 @@ class JupyterLab:
         return "\n".join(lines[-n:])
 
     # ---------------------------------------------------------------- lifecycle
-    def __enter__(self) -> "JupyterLab":
+    def __enter__(self) -> JupyterLab:
         cmd = [
             sys.executable, "-m", "jupyterlab",
             "--no-browser",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 
 class FakeClock:
@@ -35,4 +35,4 @@ class FakeClock:
 
     def rfc3339(self, in_s: float) -> str:
         """The wall time ``in_s`` seconds from now, as the API writes its rate-limit resets."""
-        return datetime.fromtimestamp(self.wall() + in_s, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+        return datetime.fromtimestamp(self.wall() + in_s, tz=UTC).isoformat().replace("+00:00", "Z")

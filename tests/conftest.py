@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from claude_force_nb.core.agents import AgentRegistry
-from claude_force_nb.engine.orchestrator import Orchestrator
 from claude_force_nb.core.settings import Settings
+from claude_force_nb.engine.orchestrator import Orchestrator
 from claude_force_nb.testing import FakeAnthropicServer
 
 from .kernels import Kernel, write_kernelspec

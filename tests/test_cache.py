@@ -27,7 +27,6 @@ from .cache_fixtures import (  # noqa: F401 (fixtures; write_schema1_cache for t
     write_schema1_cache,
 )
 
-
 # --------------------------------------------------------------------------- keys and rows
 
 @pytest.mark.parametrize("bad", ["", "v1:xyz", "nonsense", 42, None, b"v1:" + b"0" * 64, []])

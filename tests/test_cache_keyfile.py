@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from claude_force_nb.core.errors import ConfigurationError, InsecurePathError
-from claude_force_nb.store.cache import ResponseCache, load_or_create_key_file
-from claude_force_nb.store.cache import keyfile
+from claude_force_nb.store.cache import ResponseCache, keyfile, load_or_create_key_file
 from claude_force_nb.store.cache.keyfile import master_secret
 
 from .cache_fixtures import BASE_REQUEST, _fresh_warnings, keyfile_settings, response, settings  # noqa: F401 (fixtures)

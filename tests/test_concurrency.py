@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from claude_force_nb.store.cache import CachedResponse, ResponseCache
-from claude_force_nb.store.ledger import Ledger
 from claude_force_nb.core.results import Usage
 from claude_force_nb.core.settings import Settings
+from claude_force_nb.store.cache import CachedResponse, ResponseCache
+from claude_force_nb.store.ledger import Ledger
 
 from .test_cache import write_schema1_cache
 

@@ -9,8 +9,7 @@ import anthropic
 
 from claude_force_nb.testing import FakeAnthropicServer, Fault, RecordedRequest
 
-from .fake_support import (  # noqa: F401 (fixtures)
-    HAIKU, MODEL, _module_server, client, expected_tokens, msgs, server)
+from .fake_support import HAIKU, MODEL, _module_server, client, expected_tokens, msgs, server  # noqa: F401 (fixtures)
 
 
 def test_create_is_deterministic_and_counts_usage(server, client):

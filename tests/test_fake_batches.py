@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import anthropic
 import pytest
@@ -85,14 +85,14 @@ def test_batch_ends_after_delay_on_the_server_clock():
         batch = client.messages.batches.create(requests=[{"custom_id": "a", "params": {
             "model": MODEL, "max_tokens": 10, "messages": msgs("later")}}])
         assert batch.processing_status == "in_progress"
-        assert batch.created_at == datetime(2027, 1, 15, 8, 0, tzinfo=timezone.utc)
-        assert batch.expires_at == datetime(2027, 1, 16, 8, 0, tzinfo=timezone.utc)
+        assert batch.created_at == datetime(2027, 1, 15, 8, 0, tzinfo=UTC)
+        assert batch.expires_at == datetime(2027, 1, 16, 8, 0, tzinfo=UTC)
         clock.advance(29.5)
         assert client.messages.batches.retrieve(batch.id).processing_status == "in_progress"
         clock.advance(0.5)
         done = client.messages.batches.retrieve(batch.id)
         assert done.processing_status == "ended" and done.request_counts.succeeded == 1
-        assert done.ended_at == datetime(2027, 1, 15, 8, 0, 30, tzinfo=timezone.utc)
+        assert done.ended_at == datetime(2027, 1, 15, 8, 0, 30, tzinfo=UTC)
         assert [r.result.type for r in client.messages.batches.results(batch.id)] == ["succeeded"]
 
 

@@ -11,8 +11,7 @@ import pytest
 
 from claude_force_nb.testing import FakeAnthropicServer
 
-from .fake_support import (  # noqa: F401 (fixtures)
-    HAIKU, MODEL, _module_server, client, msgs, parse_sse, raw_request, server)
+from .fake_support import HAIKU, MODEL, _module_server, client, msgs, parse_sse, raw_request, server  # noqa: F401 (fixtures)
 
 DATED_HAIKU = "claude-haiku-4-5-20251001"
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
-from typing import Literal, Optional
+from typing import Literal
 
 import anthropic
 import jsonschema
@@ -35,8 +35,8 @@ class Review(pydantic.BaseModel):
     seen_at: datetime.datetime
     contact: str | None = pydantic.Field(default=None, json_schema_extra={"format": "email"})
     items: list[Item]
-    note: Optional[str]
-    parent: Optional["Review"] = None
+    note: str | None
+    parent: Review | None = None
 
 
 SCHEMAS = [

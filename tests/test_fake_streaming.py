@@ -9,8 +9,7 @@ import pytest
 
 from claude_force_nb.testing import FakeAnthropicServer, Fault
 
-from .fake_support import (  # noqa: F401 (fixtures)
-    HAIKU, MODEL, _module_server, client, msgs, parse_sse, raw_request, server)
+from .fake_support import HAIKU, MODEL, _module_server, client, msgs, parse_sse, raw_request, server  # noqa: F401 (fixtures)
 
 
 def test_stream_matches_json_answer(server, client):

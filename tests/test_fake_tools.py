@@ -12,8 +12,7 @@ import pytest
 
 from claude_force_nb.testing import FakeAnthropicServer, Fault
 
-from .fake_support import (  # noqa: F401 (fixtures)
-    MODEL, _module_server, client, expected_tokens, msgs, parse_sse, raw_request, server)
+from .fake_support import MODEL, _module_server, client, expected_tokens, msgs, parse_sse, raw_request, server  # noqa: F401 (fixtures)
 
 DESCRIBE = {"name": "describe", "description": "Shape, dtypes and head of a DataFrame.",
             "input_schema": {"type": "object", "properties": {"name": {"type": "string"},

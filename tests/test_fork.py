@@ -68,7 +68,7 @@ def test_an_orchestrator_used_before_fork_works_in_the_child(make_orch, server):
 
     seen = in_child(child)
     assert "in the child" in seen["one"] and seen["stats"] == 0
-    assert [("child job %d" % i) in text for i, text in enumerate(seen["many"])] == [True] * 3
+    assert [f"child job {i}" in text for i, text in enumerate(seen["many"])] == [True] * 3
     ledger_tasks = sorted(row["task_head"] for row in orch.ledger.rows())
     assert ledger_tasks == ["child job 0", "child job 1", "child job 2", "in the child", "in the parent"]
     parent_call.cancel()

@@ -112,7 +112,7 @@ def test_api_errors_name_status_type_detail_and_fix(status: int, etype: str, fix
 
 def test_other_failures_are_described_by_kind() -> None:
     request = httpx2.Request("POST", "http://x/v1/messages")
-    assert outcomes.describe_failure(asyncio.TimeoutError(), 2) == (
+    assert outcomes.describe_failure(TimeoutError(), 2) == (
         "The request timed out after 2 attempts: raise Settings.timeout_s or lower max_tokens.", "timeout")
     assert outcomes.describe_failure(anthropic.APITimeoutError(request), 1)[1] == "timeout"
     assert outcomes.describe_failure(httpx2.RemoteProtocolError("peer closed"), 4) == (

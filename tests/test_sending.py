@@ -19,13 +19,14 @@ from claude_force_nb.engine.sending import Sender
 from claude_force_nb.testing import Fault
 
 AGENT = AgentDefinition("assistant", "Be helpful.")
+DEFAULT_OPTIONS = RunOptions()   # frozen, so one shared default is safe
 
 
 @pytest.fixture
 def send(make_settings):
     """send(task, options, **settings) -> (result, breaker), on a fresh Sender closed afterwards."""
 
-    def run(task: str, options: RunOptions = RunOptions(), on_text=None, **changes: object):
+    def run(task: str, options: RunOptions = DEFAULT_OPTIONS, on_text=None, **changes: object):
         settings = make_settings(**changes)
         breaker = CircuitBreaker(settings.circuit_failures, settings.circuit_reset_s)
         sender = Sender(lambda: settings, breaker=breaker, pacer=Pacer(settings.max_concurrent), prices=PriceTable.load())

@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 
-
 from .kernels import Kernel
 
 pytestmark = pytest.mark.kernel

@@ -94,6 +94,15 @@ class DefinitionFields(TypedDict):
     temperature: NotRequired[float]
 
 
+class _FileOptions(TypedDict, total=False):
+    """The call defaults a file's front matter sets; a key is absent when the file leaves it out."""
+
+    model: str | None
+    cache: bool
+    max_tokens: int
+    temperature: float
+
+
 @dataclass(frozen=True)
 class JsonAgent:
     """One ``claude.json`` entry: where its file is, or why it is unusable."""
@@ -123,7 +132,10 @@ def _name_fix(name: str) -> str:
 def os_problem(label: str, exc: OSError, action: str = "be read") -> str:
     """One line for a file or directory the OS refused, naming the likely fix."""
     if exc.errno == errno.ELOOP:
-        return f"{label}: is a symlink loop (following it never reaches a file): point the link at a real file or remove it."
+        return (
+            f"{label}: is a symlink loop (following it never reaches a file): "
+            "point the link at a real file or remove it."
+        )
     if exc.errno in (errno.EACCES, errno.EPERM):
         return f"{label}: cannot {action} ({exc.strerror}): check its permissions."
     return f"{label}: cannot {action} ({exc.strerror or exc}): check that it exists and is readable."
@@ -216,8 +228,8 @@ def _split_front_matter(text: str, label: str, claim: str | None) -> tuple[dict[
     return meta, "\n".join(lines[close + 1 :])
 
 
-def _validated_options(meta: dict[Any, Any], label: str, claim: str | None) -> dict[str, Any]:
-    """model / cache / max_tokens / temperature / description, checked. Null = absent.
+def _validated_options(meta: dict[Any, Any], label: str, claim: str | None) -> _FileOptions:
+    """model / cache / max_tokens / temperature, checked. Null = absent.
 
     model, max_tokens and temperature follow the same rules as a call's options
     (options.py), so a file never sets a default that every call would then refuse.
@@ -227,7 +239,7 @@ def _validated_options(meta: dict[Any, Any], label: str, claim: str | None) -> d
         if (message := rule(value)) is not None:
             raise DefinitionProblem(f"{label}: {message}", claim)
 
-    out: dict[str, Any] = {}
+    out: _FileOptions = {}
     model = meta.get("model")
     if model is not None:
         if not isinstance(model, str):
@@ -252,14 +264,17 @@ def _validated_options(meta: dict[Any, Any], label: str, claim: str | None) -> d
     follow(temperature_problem, temperature)
     if temperature is not None:
         out["temperature"] = float(temperature)
-    description = meta.get("description")
-    if description is not None:
-        if not isinstance(description, str):
-            raise DefinitionProblem(
-                f"{label}: 'description' must be text, not {description!r}: put it in quotes.", claim
-            )
-        out["description"] = description.strip()
     return out
+
+
+def _own_description(meta: dict[Any, Any], label: str, claim: str | None) -> str:
+    """The front matter's ``description``, stripped; empty when it has none."""
+    description = meta.get("description")
+    if description is None:
+        return ""
+    if not isinstance(description, str):
+        raise DefinitionProblem(f"{label}: 'description' must be text, not {description!r}: put it in quotes.", claim)
+    return description.strip()
 
 
 def parse_definition(
@@ -292,13 +307,13 @@ def parse_definition(
         else:
             name = raw_name
     options = _validated_options(meta, label, name)
+    own_description = _own_description(meta, label, name)
     system = body.strip()
     if not system:
         raise DefinitionProblem(
             f"{label}: the system prompt is empty: write the agent's instructions below the front matter.",
             name,
         )
-    own_description = options.pop("description", "")
     fields: DefinitionFields = {
         "name": name,
         "system": system,

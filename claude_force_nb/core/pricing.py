@@ -47,7 +47,8 @@ class PriceTable:
         missing = [f for f in FIELDS if f not in row]
         if missing:
             raise ConfigurationError(
-                f"Price row for {name!r} lacks {', '.join(missing)}: give all of {', '.join(FIELDS)} (USD per million tokens)."
+                f"Price row for {name!r} lacks {', '.join(missing)}: "
+                f"give all of {', '.join(FIELDS)} (USD per million tokens)."
             )
         return {f: Decimal(str(row[f])) for f in FIELDS}
 

@@ -22,6 +22,7 @@ import re
 import reprlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import GenericAlias
 from typing import Any
 
 import pydantic
@@ -138,8 +139,11 @@ def _field_problem(item: str, match: re.Match[str] | None, seen: set[str]) -> st
 
 
 def _field_type(kind: str) -> Any:
+    """The annotation for a field type word: a scalar class, or ``list[scalar]`` built at run time."""
     inner = _LIST.fullmatch(kind)
-    return list[_SCALARS[inner["item"]]] if inner else _SCALARS[kind]  # type: ignore[misc]
+    if inner is None:
+        return _SCALARS[kind]
+    return GenericAlias(list, _SCALARS[inner["item"]])
 
 
 @dataclass(frozen=True, eq=False)

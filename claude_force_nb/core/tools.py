@@ -123,10 +123,10 @@ def tool(
     if function is None:
         return lambda f: tool(f, name=name, description=description, timeout_s=timeout_s)
     if isinstance(function, Tool):
-        changes = {"name": name, "description": description, "timeout_s": timeout_s}
-        changes = {key: value for key, value in changes.items() if value is not None}
-        if "name" in changes:
-            _check_name(changes["name"])
+        if name is not None:
+            _check_name(name)
+        given = {"name": name, "description": description, "timeout_s": timeout_s}
+        changes: dict[str, Any] = {key: value for key, value in given.items() if value is not None}
         return replace(function, **changes) if changes else function
     if not (inspect.isfunction(function) or inspect.ismethod(function) or isinstance(function, functools.partial)):
         raise ToolDefinitionError(

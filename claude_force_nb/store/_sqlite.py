@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-
 __all__ = [
     "BUSY_TIMEOUT_MS",
     "INHERITED",

@@ -22,16 +22,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ._pool import ConnectionPool
-from ._sqlite import is_corruption, write_transaction
-from .ledger import current_session_id
-from .migrations import Migration, migrate, migration
-from .thread_history import ThreadSummary, Turn, history_messages, kept_turns, turn_tokens
 from ..core.agent_files import NAME_PATTERN, NAME_RULE, suggest_name
 from ..core.errors import ClaudeForceError, ConfigurationError, InvalidInputError, UnknownThreadError
 from ..core.options import surrogate_problem
 from ..core.results import AgentResult, Usage
 from ..core.settings import Settings, ensure_private_dir
+from ._pool import ConnectionPool
+from ._sqlite import is_corruption, write_transaction
+from .ledger import current_session_id
+from .migrations import Migration, migrate, migration
+from .thread_history import ThreadSummary, Turn, history_messages, kept_turns, turn_tokens
 
 __all__ = ["MIGRATIONS", "THREADS_FILE", "ThreadStore", "check_thread_name"]
 
@@ -113,8 +113,11 @@ _TURN_SELECT = (
 
 
 def _turn(row: tuple[Any, ...]) -> Turn:
-    head, usage, (cost_usd, cell_id, notebook) = row[:8], row[8:-3], row[-3:]
-    return Turn(*head, usage=Usage(*usage), cost_usd=cost_usd, cell_id=cell_id, notebook=notebook)
+    """A row of ``_TURN_SELECT`` as a Turn."""
+    index, user, assistant, agent, model, tokens, created, session_id = row[:8]
+    usage, (cost_usd, cell_id, notebook) = row[8:-3], row[-3:]
+    return Turn(index, user, assistant, agent, model, tokens, created, session_id,
+                usage=Usage(*usage), cost_usd=cost_usd, cell_id=cell_id, notebook=notebook)
 
 
 class ThreadStore:

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from .errors import ErrorReply, default_error_type, error_body, error_message, new_request_id
 from .paging import list_page
@@ -34,7 +35,7 @@ CheckParams = Callable[[Any], "ErrorReply | None"]
 def _iso(ts: float | None) -> str | None:
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def batch_result(params: Any, message_for: MessageFor, check: CheckParams) -> dict:

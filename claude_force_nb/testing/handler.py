@@ -2,18 +2,20 @@
 
 A ``/v1/messages`` request goes through, in order: the scripted fault's delay (or reset, or raw
 body), a list of checks that may answer with an error (scripted status, overload, missing auth,
-bad JSON, an invalid body or unknown model (``testing.validation``), ``[[fake:error=N]]``), the answer and the rate limits, then delivery:
-stalled, streamed, truncated or plain JSON.  Every response to it carries the rate-limit headers.
-While the server is down (``drop``), connections are reset before any of this.
+bad JSON, an invalid body or unknown model (``testing.validation``), ``[[fake:error=N]]``), the
+answer and the rate limits, then delivery: stalled, streamed, truncated or plain JSON.  Every
+response to it carries the rate-limit headers.  While the server is down (``drop``), connections
+are reset before any of this.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from .errors import ErrorReply, new_request_id, retry_headers

@@ -29,9 +29,9 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Callable
+from datetime import UTC, datetime
 
 from .errors import ErrorReply
 
@@ -42,7 +42,7 @@ _HEADER = "anthropic-ratelimit-"
 
 def rfc3339(ts: float) -> str:
     """Epoch seconds as ``YYYY-MM-DDTHH:MM:SSZ``, rounded up to the whole second."""
-    return datetime.fromtimestamp(math.ceil(ts), tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(math.ceil(ts), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class TokenBucket:

@@ -8,16 +8,17 @@ field, and ``GET /v1/models/{alias}`` returns the dated model, as the API does.
 A ``retired`` model is listed only when asked for (``?lifecycle=retired``) and a request naming
 it is a 404 ``not_found_error``, like an id nobody knows; a ``deprecated`` one still answers, even
 past its ``retires_at`` (the API's ``lifecycle`` is the retirement signal, not the date).  The
-lifecycles follow the SDK's own list of deprecated models (``anthropic._data``) as of 2.15.  Release dates, context sizes and
-capabilities are illustrative: the fake promises their shape and order, not Anthropic's figures.
-``FakeAnthropicServer.add_model`` adds a model (e.g. one newer than the product's price table).
+lifecycles follow the SDK's own list of deprecated models (``anthropic._data``) as of 2.15.
+Release dates, context sizes and capabilities are illustrative: the fake promises their shape and
+order, not Anthropic's figures.  ``FakeAnthropicServer.add_model`` adds a model (e.g. one newer
+than the product's price table).
 """
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from .paging import list_page
@@ -97,7 +98,7 @@ def _model(id: str, name: str, date: str, line: str, *, lifecycle: str = "active
 def default_models() -> list[ModelInfo]:
     """The models a new server knows, newest first (the ids of the SDK's ``Model`` literal and their
     predecessors; the dated 4.5-and-older ids carry their aliases)."""
-    big = dict(max_tokens=128_000, max_input_tokens=1_000_000)
+    big: dict[str, Any] = {"max_tokens": 128_000, "max_input_tokens": 1_000_000}
     return [
         _model("claude-fable-5-2", "Claude Fable 5.2", "2026-10-20", "fable", **big),
         _model("claude-mythos-5-2", "Claude Mythos 5.2", "2026-10-20", "mythos", **big),
@@ -123,9 +124,11 @@ def default_models() -> list[ModelInfo]:
         _model("claude-sonnet-4-5-20250929", "Claude Sonnet 4.5", "2025-09-29", "sonnet",
                aliases=("claude-sonnet-4-5",), lifecycle="retired", deprecated="2026-08-30", retires="2026-11-30"),
         _model("claude-opus-4-1-20250805", "Claude Opus 4.1", "2025-08-05", "opus", aliases=("claude-opus-4-1",),
-               max_tokens=32_000, structured_outputs=False, lifecycle="retired", deprecated="2026-02-05", retires="2026-06-15"),
+               max_tokens=32_000, structured_outputs=False,
+               lifecycle="retired", deprecated="2026-02-05", retires="2026-06-15"),
         _model("claude-opus-4-20250514", "Claude Opus 4", "2025-05-14", "opus", aliases=("claude-opus-4-0",),
-               max_tokens=32_000, structured_outputs=False, lifecycle="retired", deprecated="2026-02-05", retires="2026-06-15"),
+               max_tokens=32_000, structured_outputs=False,
+               lifecycle="retired", deprecated="2026-02-05", retires="2026-06-15"),
         _model("claude-sonnet-4-20250514", "Claude Sonnet 4", "2025-05-14", "sonnet", aliases=("claude-sonnet-4-0",),
                structured_outputs=False, lifecycle="retired", deprecated="2026-02-05", retires="2026-06-15"),
         _model("claude-3-7-sonnet-20250219", "Claude Sonnet 3.7", "2025-02-19", "sonnet",
@@ -184,4 +187,4 @@ class ModelCatalog:
 
 def created_now() -> str:
     """Today at midnight UTC, RFC 3339: the release date of a model a test adds."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT00:00:00Z")
+    return datetime.now(UTC).strftime("%Y-%m-%dT00:00:00Z")

@@ -18,14 +18,14 @@ def list_page(items: list[dict], query: dict[str, list[str]], *, what: str) -> t
     ``what`` names the objects in the 404 for a cursor that matches none of them.
     """
     try:
-        limit = int((query.get("limit") or ["20"])[0])
+        limit = int(_first(query, "limit") or "20")
     except ValueError:
         return 400, "limit: Input should be a valid integer"
     if not 1 <= limit <= 1000:
         return 400, "limit: Input should be greater than or equal to 1 and less than or equal to 1000"
     ids = [item["id"] for item in items]
-    after = (query.get("after_id") or [None])[0]
-    before = (query.get("before_id") or [None])[0]
+    after = _first(query, "after_id")
+    before = _first(query, "before_id")
     for cursor in (after, before):
         if cursor is not None and cursor not in ids:
             return 404, f"{what} not found: {cursor}"
@@ -40,3 +40,9 @@ def list_page(items: list[dict], query: dict[str, list[str]], *, what: str) -> t
     chosen = items[start:end]
     return 200, {"data": chosen, "has_more": has_more, "first_id": chosen[0]["id"] if chosen else None,
                  "last_id": chosen[-1]["id"] if chosen else None}
+
+
+def _first(query: dict[str, list[str]], name: str) -> str | None:
+    """The first value of a query parameter, or None when the URL does not give it."""
+    values = query.get(name)
+    return values[0] if values else None

@@ -57,7 +57,7 @@ class _Maker:
 
     def pick(self, path: str, n: int) -> int:
         """A number in ``range(n)`` fixed by the seed and the path."""
-        digest = hashlib.sha256(f"{self.seed}\0{path}".encode("utf-8")).digest()
+        digest = hashlib.sha256(f"{self.seed}\0{path}".encode()).digest()
         return int.from_bytes(digest[:8], "big") % max(1, n)
 
     def make(self, schema: Any, path: str, depth: int) -> Any:
@@ -98,8 +98,7 @@ class _Maker:
                 for part in schema["allOf"]:
                     merged = _merge(merged, self.resolve(part, depth + 1))
                 schema = merged
-            elif isinstance(schema.get("anyOf") or schema.get("oneOf"), list):
-                branches = schema.get("anyOf") or schema.get("oneOf")
+            elif isinstance(branches := schema.get("anyOf") or schema.get("oneOf"), list):
                 rest = {k: v for k, v in schema.items() if k not in ("anyOf", "oneOf")}
                 chosen = next((b for b in branches if _type_of(self.resolve(b, depth + 1)) != "null"), branches[0])
                 schema = _merge(rest, self.resolve(chosen, depth + 1))
@@ -119,7 +118,9 @@ class _Maker:
     def make_object(self, schema: dict, path: str, depth: int) -> dict:
         if depth >= _MAX_DEPTH:
             return {}
-        props = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
+        props = schema.get("properties")
+        if not isinstance(props, dict):
+            props = {}
         required = [r for r in schema.get("required") or [] if isinstance(r, str)]
         names = [p for p in props if p in required] + [r for r in required if r not in props]
         return {name: self.make(props.get(name, {}), f"{path}.{name}", depth + 1) for name in names}
@@ -130,7 +131,9 @@ class _Maker:
         count = max(_int(schema.get("minItems"), 0), 1)
         if isinstance(schema.get("maxItems"), int):
             count = min(count, schema["maxItems"])
-        prefix = schema.get("prefixItems") if isinstance(schema.get("prefixItems"), list) else []
+        prefix = schema.get("prefixItems")
+        if not isinstance(prefix, list):
+            prefix = []
         items = schema.get("items", {})
         return [self.make(prefix[i] if i < len(prefix) else items, f"{path}[{i}]", depth + 1) for i in range(count)]
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .answers import CachePrefix, PromptCache, build_message, input_usage
 from .batches import BatchStore
@@ -50,9 +51,10 @@ class FakeAnthropicServer(ServerMetrics):
         self.ping_interval_s = ping_interval_s
         self.clock = clock
         self.prompt_cache = PromptCache()
-        self.models = ModelCatalog()
-        self.batches = BatchStore(clock, lambda params, found: self._answer(params, None, found), batch_delay_s,
-                                  check=self.check)
+        # models and batches are annotated because testing.handler reads them through an import cycle
+        self.models: ModelCatalog = ModelCatalog()
+        self.batches: BatchStore = BatchStore(
+            clock, lambda params, found: self._answer(params, None, found), batch_delay_s, check=self.check)
         self.rate_limits = RateLimits(
             clock, requests_per_minute=requests_per_minute, tokens_per_minute=tokens_per_minute,
             input_tokens_per_minute=input_tokens_per_minute, output_tokens_per_minute=output_tokens_per_minute)
@@ -109,6 +111,7 @@ class FakeAnthropicServer(ServerMetrics):
         httpd = HTTPServer((self._host, port), Handler)
         httpd.fake = self
         host, port = httpd.server_address[:2]
+        assert isinstance(host, str), "an AF_INET/AF_INET6 server's address is (str, int, ...)"
         self._bound_port = port
         self._httpd = httpd
         self.url = f"http://{host}:{port}"
@@ -320,7 +323,9 @@ class FakeAnthropicServer(ServerMetrics):
                 return 0.0
         return max(0.0, stall_s - (self.clock() - started))
 
-    def _compose(self, body: dict, fault: Fault | None, found: dict[str, str | None]) -> tuple[dict, CachePrefix | None]:
+    def _compose(
+        self, body: dict, fault: Fault | None, found: dict[str, str | None]
+    ) -> tuple[dict, CachePrefix | None]:
         """The Message for a valid body, and its cacheable prefix (not remembered yet)."""
         prefix = self.prompt_cache.lookup(body)
         model = self.models.find(body["model"])

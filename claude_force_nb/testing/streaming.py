@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .errors import error_message
 from .faults import Fault
@@ -34,7 +35,7 @@ class SseWriter:
 
     def event(self, name: str, data: dict) -> None:
         """Queue ``event: NAME`` with ``data`` as JSON (the ``type`` field is the caller's)."""
-        self.raw(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode("utf-8"))
+        self.raw(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode())
 
     def raw(self, payload: bytes) -> None:
         """Queue bytes as one chunk, whatever they contain."""

@@ -84,7 +84,9 @@ def planned_calls(body: dict, fault: Fault | None, found: dict[str, str | None])
     if fault is not None and fault.text is not None:
         return []
     tools = custom_tools(body)
-    choice = body.get("tool_choice") if isinstance(body.get("tool_choice"), dict) else {"type": "auto"}
+    choice = body.get("tool_choice")
+    if not isinstance(choice, dict):
+        choice = {"type": "auto"}
     kind = choice.get("type")
     if not tools or kind == "none" or (kind == "auto" and tool_results(body)):
         return []
@@ -112,7 +114,7 @@ def tool_use_blocks(body: dict, calls: list[tuple[str, dict]]) -> list[dict]:
                             "messages": body.get("messages")}, sort_keys=True, default=str)
     blocks = []
     for i, (name, arguments) in enumerate(calls):
-        digest = int.from_bytes(hashlib.sha256(f"{canonical}\0{i}".encode("utf-8")).digest(), "big")
+        digest = int.from_bytes(hashlib.sha256(f"{canonical}\0{i}".encode()).digest(), "big")
         suffix = "".join(_ALPHABET[(digest >> (6 * k)) % 62] for k in range(22))
         blocks.append({"type": "tool_use", "id": f"toolu_01{suffix}", "name": name, "input": arguments})
     return blocks

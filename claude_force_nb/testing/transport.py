@@ -15,8 +15,9 @@ import struct
 import sys
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from .errors import default_error_type, error_body, error_message
 
@@ -65,6 +66,7 @@ class BaseHandler(BaseHTTPRequestHandler):
     server_version = "FakeAnthropic/1.0"
     sys_version = ""
     server: HTTPServer
+    _headers_buffer: list[bytes]   # set by BaseHTTPRequestHandler.send_header; typeshed leaves it out
 
     @property
     def owner(self) -> ConnectionOwner:

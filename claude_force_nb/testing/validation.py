@@ -25,7 +25,8 @@ All but the model lookup are 400 ``invalid_request_error``.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .errors import ErrorReply
 from .models import ModelCatalog

@@ -23,10 +23,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .._pool import ConnectionPool
-from .._sqlite import is_corruption, is_locked, move_aside, reset_after_fork, vacuum, write_transaction
 from ...core.errors import CacheError
 from ...core.settings import ensure_private_dir
+from .._pool import ConnectionPool
+from .._sqlite import is_corruption, is_locked, move_aside, reset_after_fork, vacuum, write_transaction
 from ..faults import FaultState, fault_kind, tell, warn_once
 from . import table
 from .counters import Counters, Unwritten
@@ -148,7 +148,8 @@ class CacheFile:
                 self.counters.give_back(taken)
             if isinstance(exc, (sqlite3.OperationalError, OSError)) and fault_kind(exc) not in (None, "locked"):
                 self._failed(exc)
-                raise CacheError(f"The response cache {self.path} cannot be written now ({self.fault.reason}).") from exc
+                reason = self.fault.reason
+                raise CacheError(f"The response cache {self.path} cannot be written now ({reason}).") from exc
             raise
         if self.fault.cleared():
             log.info("The response cache %s can be written again: caching is back on.", self.path)

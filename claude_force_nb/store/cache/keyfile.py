@@ -34,7 +34,9 @@ def master_secret(settings: Settings, secret: bytes | str | None = None) -> byte
     if isinstance(secret, str):
         secret = secret.encode()
     if not secret:
-        raise ConfigurationError("The cache secret is empty: set CLAUDE_FORCE_CACHE_SECRET to a long random value or unset it.")
+        raise ConfigurationError(
+            "The cache secret is empty: set CLAUDE_FORCE_CACHE_SECRET to a long random value or unset it."
+        )
     return bytes(secret)
 
 

@@ -80,9 +80,10 @@ def decode(payload: bytes) -> CachedResponse:
     if payload[:4] != MAGIC:
         raise ForeignPayload("payload written by another version of claude-force-nb")
     try:
-        _, cost, created, expires, i, o, w5, w1, cr, n_agent, n_model, n_rid, n_stop, n_head = HEADER.unpack_from(payload)
+        header = HEADER.unpack_from(payload)
     except struct.error as exc:
         raise ValueError(f"payload header is truncated ({exc})") from None
+    _, cost, created, expires, i, o, w5, w1, cr, n_agent, n_model, n_rid, n_stop, n_head = header
     body = payload[HEADER.size:].decode("utf-8", "surrogatepass")
     # where each string ends in the body (a None string takes no room)
     agent_end = 0 if n_agent == NONE else n_agent

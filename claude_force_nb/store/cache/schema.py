@@ -20,9 +20,9 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+from ...core.errors import CacheError
 from .._sqlite import is_disk_full, vacuum
 from ..migrations import Migration, migrate, migration
-from ...core.errors import CacheError
 from .keys import stored_rowid
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "adopt", "ensure_schema", "schema_version"]
@@ -64,7 +64,10 @@ def m001_entries(conn: sqlite3.Connection) -> None:
     conn.execute(f"CREATE TABLE entries(id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE,{_COLUMNS_AFTER_KEY})")
     for statement in _ENTRY_INDEXES:
         conn.execute(statement)
-    conn.execute("CREATE TABLE totals(id INTEGER PRIMARY KEY CHECK (id = 1), entries INTEGER NOT NULL, bytes INTEGER NOT NULL)")
+    conn.execute(
+        "CREATE TABLE totals(id INTEGER PRIMARY KEY CHECK (id = 1),"
+        " entries INTEGER NOT NULL, bytes INTEGER NOT NULL)"
+    )
     conn.execute("INSERT INTO totals(id, entries, bytes) VALUES (1, 0, 0)")
     for statement in _TOTAL_TRIGGERS:
         conn.execute(statement)
@@ -118,7 +121,8 @@ def _move_rows(conn: sqlite3.Connection, path: Path) -> None:
         chunk = moves[start:start + UPGRADE_CHUNK_ROWS]
         conn.executemany(
             """INSERT INTO entries(id, key, kid, payload, sig, created, expires, last_access, size, hits)
-               SELECT ?, key, kid, payload, sig, created, expires, last_access, size, hits FROM entries_v1 WHERE id = ?""",
+               SELECT ?, key, kid, payload, sig, created, expires, last_access, size, hits
+               FROM entries_v1 WHERE id = ?""",
             chunk,
         )
         conn.executemany("DELETE FROM entries_v1 WHERE id = ?", [(old_id,) for _, old_id in chunk])

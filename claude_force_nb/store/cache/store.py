@@ -123,30 +123,35 @@ class ResponseCache:
         rowid = check_key(key)
         row = self._file.lookup(rowid)
         if row is None:
-            return self._miss()
+            self._miss()
+            return None
         payload, sig = row
         try:
             genuine = self._signer.genuine(key, payload, sig)
         except TypeError:       # NULLs written by hand
-            return self._integrity_failure(key, sig, "wrong column types", defer_writes)
+            self._integrity_failure(key, sig, "wrong column types", defer_writes)
+            return None
         if not genuine:
-            return self._integrity_failure(key, sig, "bad signature", defer_writes)
+            self._integrity_failure(key, sig, "bad signature", defer_writes)
+            return None
         try:
             response = decode(payload)
         except ForeignPayload:
-            return self._miss()  # another version's format: the next put overwrites it
+            self._miss()  # another version's format: the next put overwrites it
+            return None
         except ValueError as exc:
-            return self._integrity_failure(key, sig, f"unreadable payload ({exc})", defer_writes)
+            self._integrity_failure(key, sig, f"unreadable payload ({exc})", defer_writes)
+            return None
         if (response.expires is not None and now >= response.expires) or (
                 self.ttl_s is not None and now >= response.created + self.ttl_s):
-            return self._miss()
+            self._miss()
+            return None
         if self._file.counters.hit(key, now) and not defer_writes:
             self._file.write_hits()
         return response
 
     def _miss(self) -> None:
         self._file.counters.miss()
-        return None
 
     def _not_ours_to_judge(self, key: str, sig: Any) -> bool:
         """Whether the row that failed its check is another secret's (its key id differs) or
@@ -164,7 +169,8 @@ class ResponseCache:
 
     def _integrity_failure(self, key: str, sig: Any, why: str, defer_writes: bool) -> None:
         if self._not_ours_to_judge(key, sig):
-            return self._miss()          # another secret's row, or another key's: not tampering
+            self._miss()                 # another secret's row, or another key's: not tampering
+            return
         self._file.counters.miss(tampered_key=key)
         warn_once(
             "integrity",
@@ -173,8 +179,8 @@ class ResponseCache:
             self.path, key[:12], why,
         )
         if not defer_writes:             # delete exactly the row judged, not one a concurrent put wrote
-            self._file.try_write(lambda conn: conn.execute("DELETE FROM entries WHERE id = ? AND sig IS ?", (rowid_of(key), sig)))
-        return None
+            judged = (rowid_of(key), sig)
+            self._file.try_write(lambda conn: conn.execute("DELETE FROM entries WHERE id = ? AND sig IS ?", judged))
 
     # ------------------------------------------------------------------ writes
 
@@ -307,7 +313,7 @@ class ResponseCache:
         Rows that fail verification, or were signed under another secret, are left out.
         ``views.reports.cache_contents`` gives them as a DataFrame."""
         self._file.write_hits()
-        scanned = self._file.read(lambda conn: conn.execute(
+        scanned: list[Any] = self._file.read(lambda conn: conn.execute(
             f"SELECT {table.SCANNED}, size, hits FROM entries ORDER BY created DESC, id DESC").fetchall(), [])
         rows = []
         for rowid, raw_key, kid, payload, sig, size, hits in scanned:
