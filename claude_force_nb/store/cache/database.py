@@ -117,7 +117,15 @@ class CacheFile:
 
     def lookup(self, rowid: int) -> tuple[Any, Any] | None:
         """(payload, sig) of the row ``rowid`` as bytes, or None. Corruption is recovered from;
-        a lock held past the busy timeout, or a file that cannot be read, is a miss."""
+        a lock held past the busy timeout, or a file that cannot be read, is a miss.
+
+        Every hit comes here, so the common case asks this thread's open connection directly;
+        on any error the read is simply made again through ``read``, which recovers from a
+        corrupt, deleted or unreadable file and decides what the user is told."""
+        try:
+            return self.pool.get().execute(table.LOOKUP, (rowid,)).fetchone()
+        except (sqlite3.Error, OSError):
+            pass
         try:
             return self.read(lambda conn: conn.execute(table.LOOKUP, (rowid,)).fetchone(), None)
         except sqlite3.OperationalError as err:
