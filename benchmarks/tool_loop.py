@@ -41,7 +41,7 @@ def lookup(key: str) -> str:
 
 def serve(loops: int, latency: float) -> None:
     """The server process: scripted for ``loops`` loops, serving until stdin closes."""
-    from claude_force_nb.testing import Fault, FakeAnthropicServer
+    from claude_force_nb.testing import FakeAnthropicServer, Fault
 
     with FakeAnthropicServer(latency_s=latency) as server:
         for _ in range(loops):

@@ -11,9 +11,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .views import reports
     from .core.agents import AgentDefinition, AgentRegistry
-    from .store.cache import ResponseCache
     from .core.errors import (
         APICallError,
         BudgetExceededError,
@@ -21,11 +19,13 @@ if TYPE_CHECKING:
         InvalidInputError,
         UnknownAgentError,
     )
-    from .store.ledger import Ledger
-    from .engine.orchestrator import Job, Orchestrator
     from .core.pricing import cost_of
     from .core.results import AgentResult, Usage
     from .core.settings import Settings
+    from .engine.orchestrator import Job, Orchestrator
+    from .store.cache import ResponseCache
+    from .store.ledger import Ledger
+    from .views import reports
 
 # A library does not decide where log lines go: without a handler configured by the user,
 # warnings from the background loop must not print into whichever cell happens to run.

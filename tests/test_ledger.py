@@ -9,17 +9,17 @@ import sqlite3
 import subprocess
 import sys
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from claude_force_nb.core.results import AgentResult, Usage
+from claude_force_nb.core.settings import Settings
 from claude_force_nb.store import ledger as ledger_mod
 from claude_force_nb.store.cache import CachedResponse, ResponseCache
 from claude_force_nb.store.ledger import COLUMNS, MIGRATIONS, Ledger, current_session_id
 from claude_force_nb.store.migrations import migrate
-from claude_force_nb.core.results import AgentResult, Usage
-from claude_force_nb.core.settings import Settings
 
 EXPECTED = {
     "id": "INTEGER",
@@ -150,7 +150,7 @@ def test_filters(ledger):
     ids = lambda **f: [r["id"] for r in ledger.rows(**f)]  # noqa: E731
     assert ids() == [1, 2, 3, 4]
     assert ids(since=2000.0) == [2, 3, 4]
-    assert ids(since=datetime.fromtimestamp(2500, tz=timezone.utc)) == [3, 4]
+    assert ids(since=datetime.fromtimestamp(2500, tz=UTC)) == [3, 4]
     assert ids(agent="code-reviewer") == [1, 3]
     assert ids(agent=["python-expert", "x"]) == [2, 4]
     assert ids(model="claude-sonnet-4-6", since=1500) == [3]

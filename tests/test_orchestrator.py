@@ -11,15 +11,15 @@ import time
 
 import pytest
 
-from claude_force_nb.engine import runner
 from claude_force_nb.core.errors import (
     InvalidInputError,
     MissingAPIKeyError,
     RateLimitedError,
     UnknownAgentError,
 )
-from claude_force_nb.engine.orchestrator import Job
 from claude_force_nb.core.pricing import UnknownModelWarning
+from claude_force_nb.engine import runner
+from claude_force_nb.engine.orchestrator import Job
 from claude_force_nb.testing import Fault
 
 from .conftest import TEST_KEY

@@ -34,7 +34,9 @@ def _env_budget(name: str) -> float | None:
     except ValueError:
         raise ConfigurationError(f"{name}={raw!r} is not a number: set it to e.g. 5.0 or unset it.") from None
     if budget_problem(value) is not None:
-        raise ConfigurationError(f"{name}={raw!r} is not a budget: set it to an amount in USD of 0 or more, or unset it.")
+        raise ConfigurationError(
+            f"{name}={raw!r} is not a budget: set it to an amount in USD of 0 or more, or unset it."
+        )
     return value
 
 
@@ -148,7 +150,9 @@ _SETTING_CHECKS: dict[str, Check] = {
     "tokens_per_minute": _whole("tokens_per_minute", 1, optional=True),
     "budget_usd": budget_problem,
     "max_task_chars": _whole("max_task_chars", 1),
-    "max_steps": lambda value: max_steps_problem(value) or (None if value is not None else "max_steps=None: use e.g. 10."),
+    "max_steps": lambda value: (
+        max_steps_problem(value) or (None if value is not None else "max_steps=None: use e.g. 10.")
+    ),
     "tool_timeout_s": _seconds("tool_timeout_s", zero=False),
     "thread_history_tokens": _whole("thread_history_tokens", 0),
     "cache_enabled": flag_problem("cache_enabled"),
@@ -193,7 +197,9 @@ def ensure_private_dir(path: Path) -> Path:
     real = path.resolve()
     st = real.stat()
     if not stat.S_ISDIR(st.st_mode):
-        raise ConfigurationError(f"{path} exists but is not a directory: remove it or point CLAUDE_FORCE_HOME elsewhere.")
+        raise ConfigurationError(
+            f"{path} exists but is not a directory: remove it or point CLAUDE_FORCE_HOME elsewhere."
+        )
     if hasattr(os, "getuid") and st.st_uid != os.getuid():
         raise InsecurePathError(
             f"{path} (resolves to {real}) belongs to another user: point CLAUDE_FORCE_HOME at a directory you own."

@@ -39,7 +39,9 @@ class BackgroundJob(Generic[T]):
     before it starts. Starting from the runner thread itself raises RuntimeError.
     """
 
-    def __init__(self, work: Callable[[], Coroutine[Any, Any, T]], *, on_cancel: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self, work: Callable[[], Coroutine[Any, Any, T]], *, on_cancel: Callable[[], None] | None = None
+    ) -> None:
         self.future: concurrent.futures.Future[T] = concurrent.futures.Future()
         self._on_cancel = on_cancel
         self._lock = threading.Lock()

@@ -32,7 +32,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from . import outcomes, runner
 from ..core.agents import AgentDefinition, AgentRegistry
 from ..core.errors import ClaudeForceError, InvalidInputError
 from ..core.options import MAX_OUTPUT_TOKENS, RunOptions
@@ -41,15 +40,16 @@ from ..core.results import AgentResult
 from ..core.settings import Settings
 from ..store.cache import ResponseCache
 from ..store.ledger import Ledger
+from ..store.threads import ThreadStore
+from . import outcomes, runner
+from .jobs import Job, agent_named_in
 from .limits import BudgetGuard, input_token_bound
 from .pacing import Pacer
 from .persistence import PersistenceWriter
 from .requests import Call, build_call
 from .retry import CircuitBreaker
 from .sending import Sender, TextCallback, usable_api_key
-from .jobs import Job, agent_named_in
 from .tool_loop import StepCallback, agent_tools, checked_answer, run_loop
-from ..store.threads import ThreadStore
 
 __all__ = ["MAX_OUTPUT_TOKENS", "Job", "Orchestrator", "safe_log_text"]
 
@@ -163,7 +163,9 @@ class Orchestrator:
         extend (``cell_id``: a re-run cell replaces its turn; ``notebook``: for ``--continue``).
         """
         options = RunOptions(model=model, max_tokens=max_tokens, temperature=temperature, system=system,
-                             use_cache=use_cache, refresh=refresh, stream=stream, tools=tools, schema=schema,
+                             use_cache=use_cache, refresh=refresh, stream=stream,
+                             tools=tools,  # type: ignore[arg-type]  # a list is made a ToolSet by RunOptions
+                             schema=schema,
                              thread=thread, max_steps=max_steps, cell_id=cell_id, notebook=notebook)
         return await runner.run_async(self._run(agent, task, options, on_text, on_step))
 
@@ -285,10 +287,12 @@ class Orchestrator:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
+        results: list[AgentResult] = []
         for outcome in done:
             if isinstance(outcome, BaseException):
                 raise outcome
-        return list(done)
+            results.append(outcome)
+        return results
 
     def _prepare(self, agent_name: str | AgentDefinition, task: str, options: RunOptions) -> Call:
         """The agent looked up, everything validated, the request built; raises InvalidInputError."""
@@ -317,7 +321,8 @@ class Orchestrator:
                 await self._add_to_thread(call, result)
             return result
         finally:
-            self._tasks.discard(current)  # type: ignore[arg-type]
+            if current is not None:
+                self._tasks.discard(current)
 
     async def _add_to_thread(self, call: Call, result: AgentResult) -> None:
         """The run's exchange joins its thread (off the loop); a storage failure is logged, not raised."""
@@ -336,20 +341,21 @@ class Orchestrator:
             extra={"agent": call.agent.name, "model": call.model, "task": safe_log_text(call.task)},
         )
         if call.use_cache:
-            call = replace(call, cache_key=self.cache.key_for(call.body))
+            key = self.cache.key_for(call.body)
+            call = replace(call, cache_key=key)
             if not call.options.refresh:
                 # A signed read takes ~10 µs: cheaper on the loop than a hop to the I/O thread.
                 # defer_writes: any bookkeeping write waits for the next batch on the I/O thread,
                 # so the loop never waits on another process's write lock.
-                hit = self.cache.get(call.cache_key, defer_writes=True)
+                hit = self.cache.get(key, defer_writes=True)
                 if hit is not None:
                     content = outcomes.cached_content(hit)
-                    result = outcomes.from_cache(call, hit, time.perf_counter() - started, offline=self.offline)
-                    result = checked_answer(call, result, content)
-                    if on_text is not None and result.text:
-                        on_text(result.text)
-                    await self._writer.record(result, call.task)
-                    return result, content
+                    answer = outcomes.from_cache(call, hit, time.perf_counter() - started, offline=self.offline)
+                    answer = checked_answer(call, answer, content)
+                    if on_text is not None and answer.text:
+                        on_text(answer.text)
+                    await self._writer.record(answer, call.task)
+                    return answer, content
         if not self.offline:
             usable_api_key(self.settings.api_key)  # missing or malformed: refused before anything is sent
         worst_case = self.prices.worst_case(call.model, input_token_bound(*call.input_texts), call.max_tokens)

@@ -143,9 +143,6 @@ class CallPacing:
         self.overloaded += slot.throttled == OVERLOADED
         self.waited_s += slot.held_s
 
-    def fields(self) -> dict[str, int | float]:
-        return {"rate_limited": self.rate_limited, "overloaded": self.overloaded, "waited_s": self.waited_s}
-
 
 class Slot:
     """One attempt's place in the run: ``async with pacer.slot(...) as slot``.

@@ -27,7 +27,13 @@ from typing import Any
 import anthropic
 import httpx2
 
-from ..core.errors import APICallError, IncompleteResponseError, InvalidAPIKeyError, MissingAPIKeyError, StalledStreamError
+from ..core.errors import (
+    APICallError,
+    IncompleteResponseError,
+    InvalidAPIKeyError,
+    MissingAPIKeyError,
+    StalledStreamError,
+)
 from ..core.pricing import PriceTable
 from ..core.results import AgentResult
 from ..core.settings import Settings
@@ -99,19 +105,23 @@ class Sender:
         content: list[dict[str, Any]] = []
         try:
             message, request_id = await with_retries(
-                attempt, breaker=self._breaker, attempts=s.max_attempts, base_wait_s=s.retry_base_wait_s, max_wait_s=s.retry_max_wait_s,
-                before_sleep=before_sleep,
+                attempt, breaker=self._breaker, attempts=s.max_attempts,
+                base_wait_s=s.retry_base_wait_s, max_wait_s=s.retry_max_wait_s, before_sleep=before_sleep,
             )
         except asyncio.CancelledError:
             raise
-        except (anthropic.AnthropicError, httpx2.TransportError, asyncio.TimeoutError, APICallError) as exc:
-            result = outcomes.from_failure(call, exc, attempts, time.perf_counter() - started, offline=s.offline)
+        except (TimeoutError, anthropic.AnthropicError, httpx2.TransportError, APICallError) as exc:
+            elapsed = time.perf_counter() - started
+            result = outcomes.from_failure(call, exc, attempts, elapsed, offline=s.offline)
         else:
+            elapsed = time.perf_counter() - started
             result = outcomes.from_message(
-                call, message, request_id, attempts, time.perf_counter() - started, prices=self._prices, offline=s.offline
+                call, message, request_id, attempts, elapsed, prices=self._prices, offline=s.offline
             )
             content = outcomes.content_blocks(message)
-        return dataclasses.replace(result, **met.fields()), content
+        paced = dataclasses.replace(result, rate_limited=met.rate_limited, overloaded=met.overloaded,
+                                    waited_s=met.waited_s)
+        return paced, content
 
     async def _send_once(self, call: Call, on_text: TextCallback | None, slot: Slot) -> tuple[Any, str | None]:
         """One attempt: the request as a stream (deltas to on_text) or a single JSON reply."""
@@ -152,6 +162,7 @@ class Sender:
         """The SDK client, created on (and bound to) the runner loop; max_retries=0."""
         if self._client is None:
             s = self._settings()
+            base_url: str | None
             if s.offline:
                 api_key, base_url = "offline", offline_base_url()
             else:

@@ -32,7 +32,7 @@ from ..core.agents import AgentDefinition
 from ..core.errors import BudgetExceededError, SchemaMismatchError, UnknownToolError
 from ..core.results import AgentResult, Usage
 from ..core.schemas import SCHEMA_TOOL_NAME
-from ..core.tools import ToolSet, ToolStep
+from ..core.tools import Tool, ToolSet, ToolStep
 from .file_tools import agent_file_tools
 from .outcomes import TOOL_USE
 from .requests import Call
@@ -109,7 +109,7 @@ async def run_loop(
     ends the run with an error result that keeps what the earlier steps did.
     """
     max_steps = call.options.max_steps or 1
-    tools = call.options.tools or {}
+    tools: ToolSet | dict[str, Tool] = call.options.tools or {}
     results: list[AgentResult] = []
     steps: list[ToolStep] = []
     current = call

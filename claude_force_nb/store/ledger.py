@@ -28,14 +28,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ..core.errors import ClaudeForceError, ConfigurationError
+from ..core.results import AgentResult
+from ..core.settings import Settings, ensure_private_dir
 from ._pool import ConnectionPool
 from ._sqlite import is_corruption, reset_after_fork, write_transaction
 from .faults import FaultState, fault_kind, tell
 from .ledger_schema import COLUMNS, MIGRATIONS, ensure_schema
 from .unsaved import Filter, UnsavedRows
-from ..core.errors import ClaudeForceError, ConfigurationError
-from ..core.results import AgentResult
-from ..core.settings import Settings, ensure_private_dir
 
 __all__ = ["COLUMNS", "MIGRATIONS", "Ledger", "current_session_id"]
 
