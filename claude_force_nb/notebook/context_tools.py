@@ -22,6 +22,7 @@ from typing import Any
 from ..core.errors import ToolError
 from ..core.schemas import short_repr
 from ..core.tools import Tool, tool
+from ..views.table_text import is_table
 
 __all__ = ["DEFAULT_HIDDEN", "NOTEBOOK_TOOLS", "notebook_tools"]
 
@@ -74,7 +75,7 @@ def notebook_tools(
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
             raise ToolError(f"No variable {name!r} in the notebook{hint}: call list_variables to see the names.")
         value = variables[name]
-        text = _describe_table(name, value, head_rows) if _is_table(value) else _describe_object(name, value)
+        text = _describe_table(name, value, head_rows) if is_table(value) else _describe_object(name, value)
         return _cut(text, describe_chars)
 
     return [list_variables, describe]
@@ -93,22 +94,16 @@ def _visible(user_ns: Mapping[str, Any], hidden: Container[str]) -> list[tuple[s
     ]
 
 
-def _is_table(value: Any) -> bool:
-    """A DataFrame (2-D) or Series (1-D) by its attributes; numpy arrays have no describe()."""
-    shape = getattr(value, "shape", None)
-    return isinstance(shape, tuple) and len(shape) in (1, 2) and hasattr(value, "describe") and hasattr(value, "head")
-
-
 def _summary(value: Any) -> str:
     """One short line about a value."""
     kind = type(value).__name__
     try:
         shape = getattr(value, "shape", None)
-        if _is_table(value) and len(shape) == 2:
+        if is_table(value) and len(shape) == 2:
             columns = ", ".join(str(c) for c in list(value.columns)[:10])
             more = ", …" if shape[1] > 10 else ""
             return f"{kind} {shape[0]:,} rows × {shape[1]:,} columns ({columns}{more})"
-        if _is_table(value):
+        if is_table(value):
             return f"{kind} {shape[0]:,} values, dtype {value.dtype}"
         if isinstance(shape, tuple) and hasattr(value, "dtype"):
             return f"{kind} shape {shape}, dtype {value.dtype}"
