@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/cache.py
 	$(PY) benchmarks/kernel.py
 	$(PY) benchmarks/rate_limits.py
+	$(PY) benchmarks/tool_loop.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

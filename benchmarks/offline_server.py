@@ -15,10 +15,11 @@ from contextlib import contextmanager
 
 
 @contextmanager
-def served(*flags: str) -> Iterator[str]:
-    """``python -m claude_force_nb.testing *flags`` running; yields its URL, stops it afterwards."""
+def served(*flags: str, command: list[str] | None = None) -> Iterator[str]:
+    """``python -m claude_force_nb.testing *flags`` (or ``command`` + flags: a script that prints
+    the URL first and serves until stdin closes) running; yields its URL, stops it afterwards."""
     server = subprocess.Popen(
-        [sys.executable, "-m", "claude_force_nb.testing", *flags],
+        [*(command or [sys.executable, "-m", "claude_force_nb.testing"]), *flags],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )
     url = server.stdout.readline().strip()

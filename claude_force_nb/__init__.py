@@ -39,6 +39,7 @@ _LAZY = {
     "InvalidInputError": "core.errors", "UnknownAgentError": "core.errors", "Ledger": "store.ledger",
     "Job": "engine.orchestrator", "Orchestrator": "engine.orchestrator", "cost_of": "core.pricing",
     "AgentResult": "core.results", "Usage": "core.results", "Settings": "core.settings",
+    "ThreadStore": "store.threads", "tool": "core.tools",
 }
 
 
@@ -71,11 +72,13 @@ __all__ = [
     "Orchestrator",
     "ResponseCache",
     "Settings",
+    "ThreadStore",
     "UnknownAgentError",
     "Usage",
     "cost_of",
     "load_ipython_extension",
     "reports",
+    "tool",
     "unload_ipython_extension",
 ]
 

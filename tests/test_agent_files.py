@@ -37,7 +37,8 @@ def test_front_matter_gives_every_field_and_aliases_resolve() -> None:
     text = "---\nname: rev\ndescription: ' Reviews '\nmodel: Haiku\ncache: false\nmax_tokens: 2048\n" \
            "temperature: 0\ntools: Read\n---\n\n  Be strict.  \n"
     assert parse(text) == {"name": "rev", "system": "Be strict.", "description": "Reviews",
-                           "model": "claude-haiku-4-5", "cache": False, "max_tokens": 2048, "temperature": 0.0}
+                           "model": "claude-haiku-4-5", "cache": False, "max_tokens": 2048, "temperature": 0.0,
+                           "tools": ("Read",)}
 
 
 def test_no_front_matter_takes_the_stem_and_absent_keys_stay_absent() -> None:

@@ -142,6 +142,7 @@ def test_front_matter_fields_and_unknown_keys_ignored(reg, pagents: Path) -> Non
         cache=False,
         max_tokens=2048,
         temperature=0.2,
+        tools=("Read", "Grep", "Glob"),
     )
     assert reg().names() == ["strict-reviewer"]  # the stem 'reviewer' is not a name here
 

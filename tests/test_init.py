@@ -19,6 +19,19 @@ def test_all_is_sorted_and_every_name_resolves():
         assert name in names
 
 
+def test_tool_and_thread_store_come_from_the_package():
+    from claude_force_nb import ThreadStore, tool
+    from claude_force_nb.core.tools import Tool
+
+    @tool
+    def double(x: int) -> int:
+        """Twice x."""
+        return 2 * x
+
+    assert isinstance(double, Tool) and double(4) == 8 and double.input_schema["required"] == ["x"]
+    assert ThreadStore.__name__ == "ThreadStore"
+
+
 def test_importing_the_package_loads_neither_the_sdk_nor_pandas():
     code = "import sys, claude_force_nb; print('anthropic' in sys.modules, 'pandas' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)

@@ -209,11 +209,13 @@ def test_the_public_names_are_exactly_these() -> None:
         "Orchestrator",
         "ResponseCache",
         "Settings",
+        "ThreadStore",
         "UnknownAgentError",
         "Usage",
         "cost_of",
         "load_ipython_extension",
         "reports",
+        "tool",
         "unload_ipython_extension",
     ]
     for name in claude_force_nb.__all__:

@@ -8,7 +8,7 @@ import os
 import sqlite3
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -46,6 +46,7 @@ EXPECTED = {
     "rate_limited": "INTEGER",
     "overloaded": "INTEGER",
     "waited_s": "REAL",
+    "run_id": "TEXT",
 }
 
 
@@ -106,18 +107,18 @@ def test_rows_for_hit_miss_and_failure(ledger):
          "cached": 1, "input_tokens": 100, "output_tokens": 50, "cache_write_5m_tokens": 10,
          "cache_write_1h_tokens": 20, "cache_read_tokens": 30, "cost_usd": 0.0, "saved_usd": 0.0042,
          "latency_s": 0.003, "ok": 1, "error_type": None, "request_id": "req_hit",
-         "cache_key": "v1:" + "a" * 64, "offline": 0, "attempts": 0, "task_head": "Review this", **NO_PACING},
+         "cache_key": "v1:" + "a" * 64, "offline": 0, "attempts": 0, "task_head": "Review this", **NO_PACING, "run_id": None},
         {"id": 2, "ts": 1001.5, "session_id": sid, "agent": "python-expert", "model": "claude-haiku-4-5",
          "cached": 0, "input_tokens": 1200, "output_tokens": 340, "cache_write_5m_tokens": 0,
          "cache_write_1h_tokens": 0, "cache_read_tokens": 0, "cost_usd": 0.0029, "saved_usd": 0.0,
          "latency_s": 1.75, "ok": 1, "error_type": None, "request_id": "req_miss",
-         "cache_key": "v1:" + "b" * 64, "offline": 1, "attempts": 2, "task_head": "x" * 200, **NO_PACING},
+         "cache_key": "v1:" + "b" * 64, "offline": 1, "attempts": 2, "task_head": "x" * 200, **NO_PACING, "run_id": None},
         {"id": 3, "ts": 1002.0, "session_id": sid, "agent": "code-reviewer", "model": "claude-sonnet-4-6",
          "cached": 0, "input_tokens": 0, "output_tokens": 0, "cache_write_5m_tokens": 0,
          "cache_write_1h_tokens": 0, "cache_read_tokens": 0, "cost_usd": 0.0, "saved_usd": 0.0,
          "latency_s": 12.5, "ok": 0, "error_type": "overloaded_error", "request_id": "req_fail",
          "cache_key": None, "offline": 0, "attempts": 4, "task_head": "", "rate_limited": 1, "overloaded": 2,
-         "waited_s": 3.25},
+         "waited_s": 3.25, "run_id": None},
     ]
     assert len(ledger) == 3
 
@@ -206,7 +207,7 @@ def test_old_ledger_is_migrated_without_losing_rows(settings):
             "cached": 0, "input_tokens": 7, "output_tokens": 8, "cache_write_5m_tokens": 0,
             "cache_write_1h_tokens": 0, "cache_read_tokens": 0, "cost_usd": 0.5, "saved_usd": 0.0,
             "latency_s": 2.0, "ok": 1, "error_type": None, "request_id": "req_old", "cache_key": None,
-            "offline": 0, "attempts": 1, "task_head": "", **NO_PACING,
+            "offline": 0, "attempts": 1, "task_head": "", **NO_PACING, "run_id": None,
         }]
         assert led.record(MISS, ts=200.0) == 2
     conn = sqlite3.connect(settings.ledger_path)
@@ -347,3 +348,21 @@ def test_garbage_ledger_is_reported_not_deleted(settings):
     with pytest.raises(ConfigurationError, match="ledger"):
         Ledger(settings)
     assert settings.ledger_path.read_bytes() == b"not a database " * 100
+
+
+def test_the_steps_of_one_run_share_its_run_id_and_an_older_ledger_gains_the_column(settings):
+    home = Path(settings.data_dir)
+    home.mkdir(mode=0o700)
+    with Ledger(settings) as led:               # as the previous release left it: m001..m005
+        led.record(MISS, task="before", ts=10.0)
+    conn = sqlite3.connect(settings.ledger_path, isolation_level=None)
+    try:
+        conn.execute("DROP INDEX calls_run")
+        conn.execute("ALTER TABLE calls DROP COLUMN run_id")
+        conn.execute("DELETE FROM _migrations WHERE name = 'm006_run_id'")
+    finally:
+        conn.close()
+    with Ledger(settings) as led:
+        led.record_many([(replace(MISS, run_id="run-1"), "step 1"), (replace(HIT, run_id="run-1"), "step 2")],
+                        ts=11.0)
+        assert [(r["id"], r["run_id"]) for r in led.rows()] == [(1, None), (2, "run-1"), (3, "run-1")]

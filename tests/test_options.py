@@ -29,14 +29,17 @@ def test_defaults_leave_every_choice_to_the_agent_and_settings() -> None:
     assert RunOptions() == RunOptions(model=None, max_tokens=None, temperature=None, system=None,
                                       use_cache=True, refresh=False, stream=None)
     assert [f.name for f in dataclasses.fields(RunOptions)] == [
-        "model", "max_tokens", "temperature", "system", "use_cache", "refresh", "stream"]
+        "model", "max_tokens", "temperature", "system", "use_cache", "refresh", "stream",
+        "tools", "schema", "thread", "max_steps", "cell_id", "notebook"]
 
 
 def test_good_values_of_every_field_are_kept() -> None:
     options = RunOptions(model="claude-haiku-4-5", max_tokens=MAX_OUTPUT_TOKENS, temperature=0, system="Be brief.",
                          use_cache=False, refresh=True, stream=False)
     assert options.as_kwargs() == {"model": "claude-haiku-4-5", "max_tokens": 128_000, "temperature": 0,
-                                   "system": "Be brief.", "use_cache": False, "refresh": True, "stream": False}
+                                   "system": "Be brief.", "use_cache": False, "refresh": True, "stream": False,
+                                   "tools": None, "schema": None, "thread": None, "max_steps": None,
+                                   "cell_id": None, "notebook": None}
     assert RunOptions(max_tokens=1, temperature=1.0, model="", stream=True).max_tokens == 1
     assert RunOptions(model="us.anthropic.claude-sonnet-4-6-v1:0").model == "us.anthropic.claude-sonnet-4-6-v1:0"
 
@@ -96,19 +99,20 @@ def test_from_kwargs_names_an_unknown_option_and_the_known_ones() -> None:
         RunOptions.from_kwargs(max_token=5, temprature=0.1)
     assert str(info.value) == (
         "Unknown option(s) max_token, temprature: use model, max_tokens, temperature, system, use_cache, "
-        "refresh, stream (see help(Orchestrator.run))."
+        "refresh, stream, tools, schema, thread, max_steps, cell_id, notebook (see help(Orchestrator.run))."
     )
 
 
 def test_resolve_takes_the_call_then_the_agent_then_settings() -> None:
     agent = AgentDefinition("a", "sys", model="claude-opus-4-6", max_tokens=2048, temperature=0.3)
     bare = AgentDefinition("b", "sys")
-    s = settings(default_model="claude-haiku-4-5", max_tokens=512, stream=False)
-    assert RunOptions().resolve(bare, s) == RunOptions(model="claude-haiku-4-5", max_tokens=512, stream=False)
+    s = settings(default_model="claude-haiku-4-5", max_tokens=512, stream=False, max_steps=4)
+    assert RunOptions().resolve(bare, s) == RunOptions(model="claude-haiku-4-5", max_tokens=512, stream=False,
+                                                       max_steps=4)
     assert RunOptions().resolve(agent, s) == RunOptions(model="claude-opus-4-6", max_tokens=2048, temperature=0.3,
-                                                        stream=False)
+                                                        stream=False, max_steps=4)
     given = RunOptions(model="claude-sonnet-4-6", max_tokens=10, temperature=0.0, system="x", use_cache=False,
-                       refresh=True, stream=True)
+                       refresh=True, stream=True, max_steps=2)
     assert given.resolve(agent, s) == given  # temperature 0 is a choice, not "unset"
 
 
@@ -137,3 +141,24 @@ def test_a_lone_surrogate_in_a_task_is_refused_before_sending(make_orch, server)
     [result] = orch.run_many_sync([("assistant", "caf\udce9")])
     assert result.error_type == "InvalidInputError" and "lone surrogate" in result.error
     assert server.request_count == 0
+
+
+def test_tools_and_schema_are_made_once_and_bad_ones_refused_in_one_line() -> None:
+    def double(x: int) -> int:
+        """Twice x."""
+        return 2 * x
+
+    options = RunOptions(tools=[double], schema="title, score float", thread="sales", max_steps=3)
+    assert list(options.tools) == ["double"] and options.schema.columns == ("title", "score")
+    assert RunOptions(tools=double).tools == options.tools or list(RunOptions(tools=double).tools) == ["double"]
+    assert options.as_kwargs()["tools"] is options.tools  # handed on as it is, never copied
+    with pytest.raises(InvalidInputError, match=r"^tools='double' is not a list of functions"):
+        RunOptions(tools="double")
+    with pytest.raises(InvalidInputError, match=r"^Cannot make a tool of 3 \(int\)"):
+        RunOptions(tools=[3])
+    with pytest.raises(InvalidInputError, match=r"^max_steps=0 is not a whole number from 1 to 1,000"):
+        RunOptions(max_steps=0)
+    with pytest.raises(InvalidInputError, match=r"^thread='' is not a non-empty str"):
+        RunOptions(thread="")
+    with pytest.raises(InvalidInputError, match=r"^Invalid schema string"):
+        RunOptions(schema="title,, score")

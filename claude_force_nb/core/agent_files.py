@@ -9,7 +9,7 @@ An agent ``.md`` file may start with YAML front matter between two ``---`` lines
     cache: false              # opt out of the response cache (default true)
     max_tokens: 2048          # 1 to 128,000: the same rules as for a call (options.py)
     temperature: 0.2          # 0..1
-    tools: Read, Grep         # Claude Code keys we do not use are ignored
+    tools: Read, Grep         # Read/Grep/Glob are offered; other Claude Code tools are named in a warning
     ---
     You are a meticulous reviewer...
 
@@ -92,6 +92,7 @@ class DefinitionFields(TypedDict):
     cache: NotRequired[bool]
     max_tokens: NotRequired[int]
     temperature: NotRequired[float]
+    tools: NotRequired[tuple[str, ...]]
 
 
 @dataclass(frozen=True)
@@ -252,6 +253,13 @@ def _validated_options(meta: dict[Any, Any], label: str, claim: str | None) -> d
     follow(temperature_problem, temperature)
     if temperature is not None:
         out["temperature"] = float(temperature)
+    tools = meta.get("tools")
+    if tools is not None:
+        names = tools.split(",") if isinstance(tools, str) else tools
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise DefinitionProblem(f"{label}: 'tools' must be a list of tool names such as Read, Grep, not {tools!r}.",
+                                    claim)
+        out["tools"] = tuple(n.strip() for n in names if n.strip())
     description = meta.get("description")
     if description is not None:
         if not isinstance(description, str):

@@ -73,6 +73,7 @@ class AgentDefinition:
     cache: bool = True
     max_tokens: int | None = None
     temperature: float | None = None
+    tools: tuple[str, ...] = ()  # the file's ``tools:`` names (the engine decides what is offered)
 
     @property
     def fingerprint(self) -> str:

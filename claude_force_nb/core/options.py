@@ -20,12 +20,16 @@ from .errors import InvalidInputError
 
 if TYPE_CHECKING:  # pragma: no cover
     from .agents import AgentDefinition
+    from .schemas import OutputSchema
     from .settings import Settings
+    from .tools import ToolSet
 
 __all__ = [
     "MAX_OUTPUT_TOKENS",
     "RunOptions",
     "flag_problem",
+    "max_steps_problem",
+    "MAX_STEPS_LIMIT",
     "max_tokens_problem",
     "model_problem",
     "surrogate_problem",
@@ -35,6 +39,7 @@ __all__ = [
 # The most output tokens any current model accepts in one answer (Opus 4.6 / Sonnet 4.6
 # with the 128k output limit). The API refuses more; refusing it here names the fix.
 MAX_OUTPUT_TOKENS = 128_000
+MAX_STEPS_LIMIT = 1_000  # model turns of one tool loop; more is a runaway, not a plan
 _MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}$")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -99,6 +104,47 @@ def _system_problem(value: object) -> str | None:
     return surrogate_problem(value, "The system text")
 
 
+def max_steps_problem(value: object) -> str | None:
+    """Why ``value`` cannot be max_steps (model turns of one tool loop); None if it can (or is not set)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_STEPS_LIMIT:
+        return f"max_steps={value!r} is not a whole number from 1 to {MAX_STEPS_LIMIT:,}: pass e.g. max_steps=10."
+    return None
+
+
+def _label_problem(name: str) -> Callable[[object], str | None]:
+    """The check of an optional non-empty text option (thread, cell_id, notebook)."""
+
+    def problem(value: object) -> str | None:
+        if value is None or (isinstance(value, str) and value.strip()):
+            return None
+        return f"{name}={value!r} is not a non-empty str: pass a name, or None."
+
+    return problem
+
+
+def _tool_set(value: object) -> ToolSet | None:
+    """``tools=`` as a ToolSet: a list of functions/Tools (one function alone will do)."""
+    from .tools import Tool, ToolSet  # pydantic and docstring_parser: only when tools are used
+
+    if value is None or isinstance(value, ToolSet):
+        return value
+    if isinstance(value, Tool) or callable(value):
+        value = [value]
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple, set, frozenset)):
+        raise InvalidInputError(
+            f"tools={value!r:.60} is not a list of functions: pass e.g. tools=[describe, lookup]."
+        )
+    return ToolSet(value)
+
+
+def _output_schema(value: object) -> OutputSchema | None:
+    from .schemas import OutputSchema
+
+    return None if value is None else OutputSchema.from_spec(value)  # type: ignore[arg-type]
+
+
 def flag_problem(name: str, *, optional: bool = False) -> Callable[[object], str | None]:
     """The check of a True/False option (``optional``: None is allowed too)."""
     allowed = "True, False or None (None: Settings decides)" if optional else "True or False"
@@ -124,8 +170,16 @@ class RunOptions:
     use_cache: bool = True  # read and write the response cache
     refresh: bool = False  # skip the cache read; store the new answer
     stream: bool | None = None
+    tools: ToolSet | None = None  # functions the model may call (a list is made a ToolSet)
+    schema: OutputSchema | None = None  # structured output (a spec is made an OutputSchema)
+    thread: str | None = None  # a conversation thread to continue and extend
+    max_steps: int | None = None  # model turns of a tool loop at most
+    cell_id: str | None = None  # the notebook cell asking (a re-run replaces its thread turn)
+    notebook: str | None = None  # the notebook asking (for ``--continue``)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "tools", _tool_set(self.tools))
+        object.__setattr__(self, "schema", _output_schema(self.schema))
         for name, problem in _CHECKS.items():
             if (message := problem(getattr(self, name))) is not None:
                 raise InvalidInputError(message)
@@ -141,8 +195,8 @@ class RunOptions:
         return cls(**kwargs)
 
     def as_kwargs(self) -> dict[str, Any]:
-        """The options as keyword arguments for ``Orchestrator.run``."""
-        return dataclasses.asdict(self)
+        """The options as keyword arguments for ``Orchestrator.run`` (tools and schema as they are)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
     def resolve(self, agent: AgentDefinition, settings: Settings) -> RunOptions:
         """These options with the defaults filled in: this call, then the agent, then Settings.
@@ -156,6 +210,7 @@ class RunOptions:
             max_tokens=self.max_tokens if self.max_tokens is not None else (agent.max_tokens or settings.max_tokens),
             temperature=self.temperature if self.temperature is not None else agent.temperature,
             stream=settings.stream if self.stream is None else self.stream,
+            max_steps=self.max_steps if self.max_steps is not None else settings.max_steps,
         )
 
 
@@ -167,4 +222,10 @@ _CHECKS: dict[str, Callable[[object], str | None]] = {
     "use_cache": flag_problem("use_cache"),
     "refresh": flag_problem("refresh"),
     "stream": flag_problem("stream", optional=True),
+    "tools": lambda value: None,  # checked while made a ToolSet
+    "schema": lambda value: None,  # checked while made an OutputSchema
+    "thread": _label_problem("thread"),
+    "max_steps": max_steps_problem,
+    "cell_id": _label_problem("cell_id"),
+    "notebook": _label_problem("notebook"),
 }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import (
     APICallError,
@@ -14,6 +14,9 @@ from .errors import (
     RateLimitedError,
     StalledStreamError,
 )
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .tools import ToolStep
 
 __all__ = ["AgentResult", "Usage"]
 
@@ -61,6 +64,10 @@ class Usage:
     def to_dict(self) -> dict[str, int]:
         return asdict(self)
 
+    def __add__(self, other: Usage) -> Usage:
+        """Token counts of two calls together (the steps of one tool loop)."""
+        return Usage(*(getattr(self, name) + getattr(other, name) for name in self.__dataclass_fields__))
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Usage:
         return cls(**{k: int(data.get(k, 0) or 0) for k in cls.__dataclass_fields__})
@@ -98,6 +105,9 @@ class AgentResult:
     rate_limited: int = 0  # attempts of this call answered 429
     overloaded: int = 0  # attempts of this call answered 529
     waited_s: float = 0.0  # seconds held back by the run's pacing and between retries
+    steps: tuple[ToolStep, ...] = ()  # the tool calls of a tool loop, in order
+    data: Any = None  # the validated structured output (a ``schema=`` run)
+    run_id: str | None = None  # shared by the ledger rows of every step of one run
 
     @property
     def ok(self) -> bool:
@@ -109,6 +119,8 @@ class AgentResult:
         parts = [self.agent, self.model, f"{u.total_input_tokens:,} in / {u.output_tokens:,} out"]
         parts.append(format_cost(self.cost_usd))
         parts.append(f"{self.latency_s:.2f}s")
+        if self.steps:
+            parts.append(f"{len(self.steps)} tool call{'s' if len(self.steps) != 1 else ''}")
         if self.cached:
             parts.append(f"cached (saved {format_cost(self.saved_usd)})")
         if self.offline:

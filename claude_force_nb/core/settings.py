@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigurationError, InsecurePathError
-from .options import MAX_OUTPUT_TOKENS, flag_problem, max_tokens_problem, model_problem
+from .options import MAX_OUTPUT_TOKENS, flag_problem, max_steps_problem, max_tokens_problem, model_problem
 
 __all__ = ["DEFAULT_MODEL", "Settings", "budget_problem", "ensure_private_dir", "setting_problem"]
 
@@ -148,6 +148,9 @@ _SETTING_CHECKS: dict[str, Check] = {
     "tokens_per_minute": _whole("tokens_per_minute", 1, optional=True),
     "budget_usd": budget_problem,
     "max_task_chars": _whole("max_task_chars", 1),
+    "max_steps": lambda value: max_steps_problem(value) or (None if value is not None else "max_steps=None: use e.g. 10."),
+    "tool_timeout_s": _seconds("tool_timeout_s", zero=False),
+    "thread_history_tokens": _whole("thread_history_tokens", 0),
     "cache_enabled": flag_problem("cache_enabled"),
     "cache_ttl_s": _seconds("cache_ttl_s", zero=False),
     "cache_max_bytes": _whole("cache_max_bytes", 1),
@@ -234,6 +237,9 @@ class Settings:
     tokens_per_minute: int | None = None
     budget_usd: float | None = None
     max_task_chars: int = 200_000
+    max_steps: int = 10               # model turns of one tool loop at most
+    tool_timeout_s: float = 60.0      # one tool call at most (a Tool's own timeout_s wins)
+    thread_history_tokens: int = 8_000  # estimated tokens of thread history resent with a call
 
     cache_enabled: bool = True
     cache_ttl_s: float = 7 * 24 * 3600.0

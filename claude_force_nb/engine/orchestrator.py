@@ -4,7 +4,9 @@ All work happens on the runner's private loop (see runner.py). ``run``/``run_man
 awaitable from any loop; ``run_sync``/``run_many_sync`` block (notebook-safe; an interrupt
 cancels in-flight calls). A call goes: options checked (core/options.py), request built
 (requests.py), cache read, budget reserved, sent with retries (sending.py), its result
-built (outcomes.py), its ledger row and cache entry written (persistence.py).
+built (outcomes.py), its ledger row and cache entry written (persistence.py). A run with
+tools is a loop of such calls (tool_loop.py), each one a ledger row under the run's
+``run_id``; a run in a thread starts from the thread's history and adds its exchange to it.
 
 Outcomes: a problem found before anything is sent (unknown agent, bad input, missing
 or malformed key, budget) raises a ClaudeForceError. Anything that happened on the wire
@@ -25,8 +27,9 @@ import asyncio
 import logging
 import re
 import time
+import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from . import outcomes, runner
@@ -44,6 +47,9 @@ from .persistence import PersistenceWriter
 from .requests import Call, build_call
 from .retry import CircuitBreaker
 from .sending import Sender, TextCallback, usable_api_key
+from .jobs import Job, agent_named_in
+from .tool_loop import StepCallback, agent_tools, checked_answer, run_loop
+from ..store.threads import ThreadStore
 
 __all__ = ["MAX_OUTPUT_TOKENS", "Job", "Orchestrator", "safe_log_text"]
 
@@ -56,29 +62,6 @@ def safe_log_text(text: str, limit: int = 80) -> str:
     """User text for a log line: truncated, control characters escaped."""
     short = text if len(text) <= limit else text[:limit] + "…"
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", short)
-
-
-@dataclass(frozen=True)
-class Job:
-    """One unit of work for run_many: an agent, a task and per-job options."""
-
-    agent: str
-    task: str
-    model: str | None = None
-    max_tokens: int | None = None
-    temperature: float | None = None
-
-    @classmethod
-    def coerce(cls, item: Job | Sequence[Any] | dict[str, Any]) -> Job:
-        if isinstance(item, Job):
-            return item
-        if isinstance(item, dict):
-            return cls(**item)
-        if isinstance(item, (str, bytes)) or not isinstance(item, Sequence):
-            raise TypeError(f"a job is (agent, task), (agent, task, {{options}}), a dict or a Job, not {item!r:.40}")
-        if len(item) == 3 and isinstance(item[2], dict):
-            return cls(item[0], item[1], **item[2])
-        return cls(*item)
 
 
 class Orchestrator:
@@ -96,6 +79,8 @@ class Orchestrator:
         self.registry = registry or AgentRegistry()
         self._cache = cache
         self._ledger = ledger
+        self._threads: ThreadStore | None = None
+        self._warned_tools: set[str] = set()  # agents whose unavailable tools were named once
         self.prices = price_table(self.settings.prices_path if self.settings.prices_path.is_file() else None)
         self.budget = BudgetGuard(self.settings.budget_usd)
         self.breaker = CircuitBreaker(self.settings.circuit_failures, self.settings.circuit_reset_s)
@@ -135,6 +120,13 @@ class Orchestrator:
         return self._ledger
 
     @property
+    def threads(self) -> ThreadStore:
+        """The conversation threads (``threads.sqlite3`` next to the ledger), opened on first use."""
+        if self._threads is None:
+            self._threads = ThreadStore(self.settings)
+        return self._threads
+
+    @property
     def offline(self) -> bool:
         return self.settings.offline
 
@@ -153,14 +145,27 @@ class Orchestrator:
         stream: bool | None = None,
         system: str | None = None,
         on_text: TextCallback | None = None,
+        tools: Iterable[Any] | None = None,
+        schema: Any = None,
+        thread: str | None = None,
+        max_steps: int | None = None,
+        cell_id: str | None = None,
+        notebook: str | None = None,
+        on_step: StepCallback | None = None,
     ) -> AgentResult:
         """Run ``agent`` on ``task``. Raises for bad input; API failures come back as results.
 
         ``system`` adds instructions after the agent's definition (it is part of the cache key).
+        ``tools``: functions (or ``@tool`` Tools) the model may call, in a loop of at most
+        ``max_steps`` requests; ``on_step(ToolStep)`` is called as each call finishes.
+        ``schema``: a pydantic model, JSON-schema dict or field list (``'title, score float'``):
+        ``result.data`` is the validated answer. ``thread``: a conversation to continue and
+        extend (``cell_id``: a re-run cell replaces its turn; ``notebook``: for ``--continue``).
         """
         options = RunOptions(model=model, max_tokens=max_tokens, temperature=temperature, system=system,
-                             use_cache=use_cache, refresh=refresh, stream=stream)
-        return await runner.run_async(self._run(agent, task, options, on_text))
+                             use_cache=use_cache, refresh=refresh, stream=stream, tools=tools, schema=schema,
+                             thread=thread, max_steps=max_steps, cell_id=cell_id, notebook=notebook)
+        return await runner.run_async(self._run(agent, task, options, on_text, on_step))
 
     async def run_many(
         self,
@@ -172,9 +177,12 @@ class Orchestrator:
         """Run every job concurrently; one result per job, in input order, whatever fails."""
         return await runner.run_async(self._run_many(list(jobs), on_result, common))
 
-    def run_sync(self, agent: str, task: str, *, on_text: TextCallback | None = None, **options: Any) -> AgentResult:
+    def run_sync(
+        self, agent: str, task: str, *, on_text: TextCallback | None = None, on_step: StepCallback | None = None,
+        **options: Any,
+    ) -> AgentResult:
         """Blocking ``run`` (same keywords): works in scripts, IPython and inside a running event loop."""
-        return runner.run_sync(self._run(agent, task, RunOptions.from_kwargs(**options), on_text))
+        return runner.run_sync(self._run(agent, task, RunOptions.from_kwargs(**options), on_text, on_step))
 
     def run_many_sync(self, jobs: Iterable[Any], **kwargs: Any) -> list[AgentResult]:
         """Blocking ``run_many``."""
@@ -201,7 +209,7 @@ class Orchestrator:
         self._closed = True
         await runner.run_async(self._aclose_on_loop())
         self._writer.close()
-        for store in (self._cache, self._ledger):
+        for store in (self._cache, self._ledger, self._threads):
             if store is not None:
                 store.close()
 
@@ -242,6 +250,7 @@ class Orchestrator:
     ) -> list[AgentResult]:
         resolved: dict[str, AgentDefinition] = {}  # one registry scan per agent, not per job
         on_text = common.pop("on_text", None)
+        on_step = common.pop("on_step", None)
 
         async def one(i: int, item: Any) -> AgentResult:
             model = self.settings.default_model  # what a refused job shows, until its own model is known
@@ -257,9 +266,9 @@ class Orchestrator:
                 if job.agent not in resolved:
                     resolved[job.agent] = self.registry.get(job.agent)
                 model = options.resolve(resolved[job.agent], self.settings).model or model
-                result = await self._run(resolved[job.agent], job.task, options, on_text)
+                result = await self._run(resolved[job.agent], job.task, options, on_text, on_step)
             except ClaudeForceError as exc:
-                result = outcomes.refused(_agent_named_in(item), exc, model=model,
+                result = outcomes.refused(agent_named_in(item), exc, model=model,
                                           offline=self.offline)
             if on_result is not None:
                 on_result(i, result)
@@ -283,10 +292,16 @@ class Orchestrator:
     def _prepare(self, agent_name: str | AgentDefinition, task: str, options: RunOptions) -> Call:
         """The agent looked up, everything validated, the request built; raises InvalidInputError."""
         agent = agent_name if isinstance(agent_name, AgentDefinition) else self.registry.get(agent_name)
-        return build_call(agent, task, options, self.settings)
+        options = replace(options, tools=agent_tools(agent, options.tools, self._warned_tools))
+        history = None
+        if options.thread is not None:
+            history = self.threads.history(options.thread, self.settings.thread_history_tokens,
+                                           cell_id=options.cell_id)
+        return build_call(agent, task, options, self.settings, history=history, run_id=uuid.uuid4().hex[:16])
 
     async def _run(
-        self, agent_name: str | AgentDefinition, task: str, options: RunOptions, on_text: TextCallback | None
+        self, agent_name: str | AgentDefinition, task: str, options: RunOptions, on_text: TextCallback | None,
+        on_step: StepCallback | None = None,
     ) -> AgentResult:
         if self._closed:
             raise InvalidInputError("This Orchestrator is closed: create a new one.")
@@ -295,11 +310,25 @@ class Orchestrator:
         if current is not None:
             self._tasks.add(current)
         try:
-            return await self._run_call(call, on_text)
+            result = await run_loop(call, self._run_call, on_text=on_text, on_step=on_step,
+                                    tool_timeout_s=self.settings.tool_timeout_s, started=time.perf_counter())
+            if call.options.thread is not None and result.ok:
+                await self._add_to_thread(call, result)
+            return result
         finally:
             self._tasks.discard(current)  # type: ignore[arg-type]
 
-    async def _run_call(self, call: Call, on_text: TextCallback | None) -> AgentResult:
+    async def _add_to_thread(self, call: Call, result: AgentResult) -> None:
+        """The run's exchange joins its thread (off the loop); a storage failure is logged, not raised."""
+        options = call.options
+        try:
+            await asyncio.to_thread(self.threads.record, options.thread or "", call.task, result,
+                                    cell_id=options.cell_id, notebook=options.notebook)
+        except ClaudeForceError:
+            log.warning("could not add the answer to thread %r", options.thread, exc_info=True)
+
+    async def _run_call(self, call: Call, on_text: TextCallback | None) -> tuple[AgentResult, list[dict[str, Any]]]:
+        """One request: from the cache, or sent (budget reserved, paced, retried); recorded."""
         started = time.perf_counter()
         log.info(
             "agent call",
@@ -313,18 +342,20 @@ class Orchestrator:
                 # so the loop never waits on another process's write lock.
                 hit = self.cache.get(call.cache_key, defer_writes=True)
                 if hit is not None:
+                    content = outcomes.cached_content(hit)
                     result = outcomes.from_cache(call, hit, time.perf_counter() - started, offline=self.offline)
-                    if on_text is not None:
+                    result = checked_answer(call, result, content)
+                    if on_text is not None and result.text:
                         on_text(result.text)
                     await self._writer.record(result, call.task)
-                    return result
+                    return result, content
         if not self.offline:
             usable_api_key(self.settings.api_key)  # missing or malformed: refused before anything is sent
-        worst_case = self.prices.worst_case(call.model, input_token_bound(call.system, call.task), call.max_tokens)
+        worst_case = self.prices.worst_case(call.model, input_token_bound(*call.input_texts), call.max_tokens)
         reserved = self.budget.reserve(worst_case, call.model)
         result: AgentResult | None = None
         try:
-            result = await self._sender.send(call, on_text, started)
+            result, content = await self._sender.send_reply(call, on_text, started)
         except asyncio.CancelledError:
             # Interrupted (stop button, %agent cancel, close): the request was closed. Keep a
             # ledger row so the attempt is visible; its partial cost is unknown to us.
@@ -335,16 +366,10 @@ class Orchestrator:
             raise
         finally:
             self.budget.settle(reserved, result.cost_usd if result is not None else None)
+        result = checked_answer(call, result, content)
         entry = None
         if result.ok and call.use_cache and result.stop_reason and not result.refused:
-            entry = (call.cache_key or "", outcomes.cache_entry(call, result))
+            entry = (call.cache_key or "", outcomes.cache_entry(call, result, content))
         await self._writer.record(result, call.task, entry)
-        return result
+        return result, content
 
-
-def _agent_named_in(item: Any) -> str:
-    """The agent a (possibly malformed) run_many job names, for its error result."""
-    agent = getattr(item, "agent", None) or (item.get("agent") if isinstance(item, dict) else None)
-    if agent is None and isinstance(item, (list, tuple)) and item:
-        agent = item[0]
-    return str(agent or "?")

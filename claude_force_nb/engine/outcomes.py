@@ -4,11 +4,16 @@ Anything that happened on the wire (API errors after retries, an empty answer, a
 truncated stream, an open circuit) becomes an AgentResult with ``error`` set; only a
 problem found before sending is raised (by the orchestrator). A failed call costs $0
 as far as we know; a cancelled one has an unknown cost (None).
+
+A reply that asks for tools (``stop_reason "tool_use"``) may have no text: its content
+blocks (:func:`content_blocks`) are what the tool loop needs. Its cache entry keeps them
+as JSON in place of the text, so a cached step replays the same tool calls.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import anthropic
@@ -20,7 +25,43 @@ from ..core.results import AgentResult, Usage
 from ..store.cache import CachedResponse
 from .requests import Call
 
-__all__ = ["cache_entry", "describe_failure", "from_cache", "from_failure", "from_message", "refused"]
+__all__ = [
+    "cache_entry",
+    "cached_content",
+    "content_blocks",
+    "describe_failure",
+    "from_cache",
+    "from_failure",
+    "from_message",
+    "refused",
+]
+
+TOOL_USE = "tool_use"
+
+
+def content_blocks(message: Any) -> list[dict[str, Any]]:
+    """A reply's content as plain dicts, exactly as the next request of a tool loop resends it."""
+    blocks = []
+    for block in message.content or []:
+        kind = getattr(block, "type", "")
+        if kind == "text":
+            blocks.append({"type": "text", "text": block.text})
+        elif kind == "tool_use":
+            blocks.append({"type": "tool_use", "id": block.id, "name": block.name, "input": block.input})
+        else:  # thinking and the like go back unchanged
+            blocks.append(block.model_dump(mode="json", exclude_none=True))
+    return blocks
+
+
+def _text_of(blocks: list[dict[str, Any]]) -> str:
+    return "".join(b.get("text", "") for b in blocks if b.get("type") == "text")
+
+
+def cached_content(hit: CachedResponse) -> list[dict[str, Any]]:
+    """The content blocks of a cache hit (a tool_use step keeps them; an answer is its text)."""
+    if hit.stop_reason == TOOL_USE:
+        return list(json.loads(hit.text))
+    return [{"type": "text", "text": hit.text}]
 
 
 def from_message(
@@ -33,7 +74,7 @@ def from_message(
     served = message.model or call.model
     refused_answer = message.stop_reason == "refusal"
     error = error_type = None
-    if not text.strip() and not refused_answer:
+    if not text.strip() and not refused_answer and message.stop_reason != TOOL_USE:
         exc = EmptyResponseError(
             f"The model returned no text (stop_reason={message.stop_reason!r}); "
             f"try again, rephrase the task or raise max_tokens.",
@@ -55,6 +96,7 @@ def from_message(
         offline=offline,
         refused=refused_answer,
         attempts=attempts,
+        run_id=call.run_id,
     )
 
 
@@ -63,7 +105,7 @@ def from_cache(call: Call, hit: CachedResponse, latency: float, *, offline: bool
     return AgentResult(
         agent=call.agent.name,
         model=hit.model,
-        text=hit.text,
+        text=_text_of(cached_content(hit)) if hit.stop_reason == TOOL_USE else hit.text,
         usage=hit.usage,
         cost_usd=0.0,
         saved_usd=hit.cost_usd or 0.0,
@@ -74,6 +116,7 @@ def from_cache(call: Call, hit: CachedResponse, latency: float, *, offline: bool
         cache_key=call.cache_key,
         offline=offline,
         attempts=0,
+        run_id=call.run_id,
     )
 
 
@@ -91,6 +134,7 @@ def from_failure(call: Call, exc: BaseException, attempts: int, latency: float, 
         cache_key=call.cache_key,
         offline=offline,
         attempts=attempts,
+        run_id=call.run_id,
     )
 
 
@@ -106,10 +150,11 @@ def refused(agent: str, exc: ClaudeForceError, *, model: str, offline: bool) -> 
     )
 
 
-def cache_entry(call: Call, result: AgentResult) -> CachedResponse:
-    """What the response cache keeps of a successful result."""
+def cache_entry(call: Call, result: AgentResult, content: list[dict[str, Any]] | None = None) -> CachedResponse:
+    """What the response cache keeps of a successful result (a tool_use step: its ``content``)."""
+    tool_step = result.stop_reason == TOOL_USE and content is not None
     return CachedResponse(
-        text=result.text,
+        text=json.dumps(content, ensure_ascii=False) if tool_step else result.text,
         stop_reason=result.stop_reason or "",
         usage=result.usage,
         model=result.model,

@@ -72,6 +72,12 @@ class Sender:
 
     async def send(self, call: Call, on_text: TextCallback | None, started: float) -> AgentResult:
         """Send ``call`` with retries; API failures come back as results with ``error`` set."""
+        return (await self.send_reply(call, on_text, started))[0]
+
+    async def send_reply(
+        self, call: Call, on_text: TextCallback | None, started: float
+    ) -> tuple[AgentResult, list[dict[str, Any]]]:
+        """``send``, with the reply's content blocks (none for a failure): what a tool loop continues from."""
         attempts = 0
         met = CallPacing()
 
@@ -90,6 +96,7 @@ class Sender:
             _log_retry(state)
 
         s = self._settings()
+        content: list[dict[str, Any]] = []
         try:
             message, request_id = await with_retries(
                 attempt, breaker=self._breaker, attempts=s.max_attempts, base_wait_s=s.retry_base_wait_s, max_wait_s=s.retry_max_wait_s,
@@ -103,7 +110,8 @@ class Sender:
             result = outcomes.from_message(
                 call, message, request_id, attempts, time.perf_counter() - started, prices=self._prices, offline=s.offline
             )
-        return dataclasses.replace(result, **met.fields())
+            content = outcomes.content_blocks(message)
+        return dataclasses.replace(result, **met.fields()), content
 
     async def _send_once(self, call: Call, on_text: TextCallback | None, slot: Slot) -> tuple[Any, str | None]:
         """One attempt: the request as a stream (deltas to on_text) or a single JSON reply."""

@@ -234,6 +234,7 @@ class Ledger:
             "rate_limited": _count(result, "rate_limited"),
             "overloaded": _count(result, "overloaded"),
             "waited_s": _seconds(result, "waited_s"),
+            "run_id": getattr(result, "run_id", None),
         }
 
     def rows(

@@ -20,7 +20,7 @@ COLUMNS: dict[str, type] = {
     "input_tokens": int, "output_tokens": int, "cache_write_5m_tokens": int, "cache_write_1h_tokens": int,
     "cache_read_tokens": int, "cost_usd": float, "saved_usd": float, "latency_s": float, "ok": bool,
     "error_type": str, "request_id": str, "cache_key": str, "offline": bool, "attempts": int, "task_head": str,
-    "rate_limited": int, "overloaded": int, "waited_s": float,
+    "rate_limited": int, "overloaded": int, "waited_s": float, "run_id": str,
 }
 
 MIGRATIONS: list[Migration] = []
@@ -75,6 +75,13 @@ def m005_pacing(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE calls ADD COLUMN rate_limited INTEGER NOT NULL DEFAULT 0")
     conn.execute("ALTER TABLE calls ADD COLUMN overloaded INTEGER NOT NULL DEFAULT 0")
     conn.execute("ALTER TABLE calls ADD COLUMN waited_s REAL NOT NULL DEFAULT 0")
+
+
+@migration(MIGRATIONS)
+def m006_run_id(conn: sqlite3.Connection) -> None:
+    """The run a call belongs to: every step of one tool loop shares it (NULL for older rows)."""
+    conn.execute("ALTER TABLE calls ADD COLUMN run_id TEXT")
+    conn.execute("CREATE INDEX IF NOT EXISTS calls_run ON calls(run_id)")
 
 
 def ensure_schema(conn: sqlite3.Connection) -> None:
