@@ -30,18 +30,9 @@ BADGE_STYLE = "font-size: 0.85em; color: #666; font-family: var(--jp-code-font-f
 _FENCE = re.compile(r"```[\w+-]*\n(.*?)```", re.S)
 
 
-def badge_line(result: AgentResult) -> str:
-    """The result's footer, with how many tool calls it made when it made any."""
-    footer = result.footer()
-    steps = len(getattr(result, "steps", ()))
-    if steps and "step" not in footer:
-        footer += f" · {steps} tool call{'s' if steps != 1 else ''}"
-    return footer
-
-
 def badge_html(result: AgentResult) -> str:
     colour = "#b00" if not result.ok else ("#0a7" if result.cached else "#666")
-    return f'<div style="{BADGE_STYLE} color: {colour};">{html.escape(badge_line(result))}</div>'
+    return f'<div style="{BADGE_STYLE} color: {colour};">{html.escape(result.footer())}</div>'
 
 
 def provenance(result: AgentResult) -> dict[str, Any]:
@@ -94,7 +85,7 @@ def result_bundle(result: AgentResult, fmt: str = "markdown") -> dict[str, str]:
         body = result.text
     return _with_steps({
         "text/markdown": f"{body}\n\n{badge_html(result)}",
-        "text/plain": f"{result.text if result.ok else result.error}\n-- {badge_line(result)}",
+        "text/plain": f"{result.text if result.ok else result.error}\n-- {result.footer()}",
     }, [step.label() for step in getattr(result, "steps", ())])
 
 
