@@ -28,6 +28,7 @@ __all__ = ["DEFAULT_HIDDEN", "NOTEBOOK_TOOLS", "notebook_tools"]
 
 NOTEBOOK_TOOLS = ("list_variables", "describe")  # what ``--tools notebook`` offers
 DEFAULT_HIDDEN = frozenset({"In", "Out", "exit", "quit", "get_ipython"})
+_TYPING_MODULES = frozenset({"typing", "typing_extensions"})
 _LINE_CHARS = 160  # one variable in list_variables
 _MAX_COLS, _MAX_COLWIDTH = 30, 40
 
@@ -90,6 +91,7 @@ def _visible(user_ns: Mapping[str, Any], hidden: Container[str]) -> list[tuple[s
         and name not in DEFAULT_HIDDEN
         and name not in hidden
         and not (inspect.ismodule(value) or inspect.isclass(value) or inspect.isroutine(value))
+        and type(value).__module__ not in _TYPING_MODULES  # from typing import Literal, Optional...
         and not isinstance(value, Tool)
     ]
 
