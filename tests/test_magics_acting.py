@@ -134,3 +134,21 @@ def test_compare_with_a_schema_has_one_typed_column_per_field(sales_ns, ip, serv
                     "Rate it.")
     assert list(frame.columns[:7]) == ["agent", "model", "text", "label", "score", "votes", "ok"]
     assert [str(frame[c].dtype) for c in ("label", "score", "votes", "ok")] == ["string", "Float64", "Int64", "boolean"]
+
+
+def test_a_dataframe_in_a_cell_is_sent_as_a_summary_within_table_chars(sales_ns, ip, server):  # noqa: F811
+    import numpy as np
+    import pandas as pd
+
+    ip.user_ns["big"] = pd.DataFrame({"x": np.arange(1_000_000), "label": ["some text"] * 1_000_000})
+    try:
+        cell(ip, "agent assistant", "Look:\n{big}")
+        sent = server.requests[-1].body["messages"][0]["content"]
+        assert sent.startswith("Look:\nDataFrame big, 1,000,000 rows × 2 columns") and len(sent) <= 6 + 2_000
+        ip.run_line_magic("config", "AgentMagics.table_chars = 300")
+        cell(ip, "agent assistant", "{big}")
+        assert len(server.requests[-1].body["messages"][0]["content"]) <= 300
+        cell(ip, "agent assistant", "{sales!full}")
+        assert server.requests[-1].body["messages"][0]["content"] == ",region,amount\n0,north,10.0\n1,south,4.0\n"
+    finally:
+        ip.user_ns.pop("big", None)
