@@ -191,7 +191,8 @@ class Orchestrator:
     def configure(self, **changes: Any) -> None:
         """Change settings that need no new client (model and token defaults, concurrency,
         streaming, budget). Spend, calls in flight and the cache are kept."""
-        movable = {"default_model", "max_tokens", "max_concurrent", "stream", "budget_usd", "max_task_chars"}
+        movable = {"default_model", "max_tokens", "max_concurrent", "stream", "budget_usd", "max_task_chars",
+                   "max_steps", "tool_timeout_s", "thread_history_tokens"}
         if unknown := set(changes) - movable:
             raise InvalidInputError(
                 f"{', '.join(sorted(unknown))} cannot change on a live Orchestrator: create a new one."
