@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from claude_force_nb.core.results import AgentResult, Usage
+from claude_force_nb.core.schemas import OutputSchema
 from claude_force_nb.views import reports
 from claude_force_nb.views.compare import ALL, clip, clip_columns, comparison_frame, filter_entries
 
@@ -22,6 +23,30 @@ def test_comparison_frame_has_one_row_per_run_in_order():
     assert frame.iloc[0, :8].tolist() == ["a", "m1", "answer", 16, 5, 0.25, 1.5, True]
     assert pd.isna(frame.loc[0, "error"]) and pd.isna(frame.loc[1, "text"])  # missing, whatever pandas' string dtype
     assert frame.loc[1, "error"] == "boom" and math.isnan(frame.loc[1, "cost_usd"])
+
+
+def test_schema_fields_become_typed_columns_after_the_text():
+    from pydantic import BaseModel
+
+    class Rating(BaseModel):
+        label: str
+        score: float
+        votes: int
+        text: str  # named like a run column: it must not hide the answer
+
+    model_answer = Rating(label="good", score=2.0, votes=3, text="because")  # a whole float stays a float
+    runs = [AgentResult(agent="a", model="m", text="{...}", data=model_answer),
+            AgentResult(agent="b", model="m", text="{...}", data={"label": "bad", "score": 1.0, "votes": 7,
+                                                                 "text": "why"}),
+            AgentResult(agent="c", model="m", error="no", error_type="schema_mismatch")]
+    frame = comparison_frame(runs, OutputSchema.from_spec(Rating))
+    assert list(frame.columns[:7]) == ["agent", "model", "text", "label", "score", "votes", "data.text"]
+    assert [str(frame[c].dtype) for c in ("label", "score", "votes", "data.text")] == [
+        "string", "Float64", "Int64", "string"]
+    whole = comparison_frame(runs[:1], OutputSchema.from_spec("score float, tags list[str]"))
+    assert str(whole["score"].dtype) == "Float64" and whole["tags"].dtype == object  # typed by the schema, not the values
+    assert frame["votes"].tolist()[:2] == [3, 7] and frame["votes"].isna().tolist() == [False, False, True]
+    assert frame["text"].tolist()[:2] == ["{...}", "{...}"] and frame["data.text"].tolist()[:2] == ["because", "why"]
 
 
 def test_comparison_frame_of_no_runs_is_empty_with_the_columns():

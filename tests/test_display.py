@@ -121,6 +121,28 @@ def test_stream_view_fills_one_display_in_and_ends_with_the_badge(shell):
     assert len(updates) == 3
 
 
+def test_stream_view_shows_each_tool_call_above_the_answer_as_it_returns(shell):
+    from claude_force_nb.core.tools import ToolStep
+
+    looked = ToolStep("describe", {"name": "sales"}, "3 rows", 0.012)
+    failed = ToolStep("lookup", {"key": "<k>"}, "", 1.5, error="KeyError: 'k'")
+    with capture_output() as cap:
+        view = StreamView("coder", "claude-haiku-4-5")
+        view.on_step(looked)
+        view.on_text("North")
+        view.on_step(failed)
+        view.fail("stopped")
+        view.on_step(looked)  # after the end: nothing is drawn
+    first, *updates = cap.outputs
+    lines = ["→ describe(name='sales') · 12 ms", "→ lookup(key='<k>') · 1.5 s · error: KeyError: 'k'"]
+    assert updates[0].data["text/markdown"].endswith("→ describe(name='sales') · 12 ms</div>\n\n"
+                                                     "*coder (claude-haiku-4-5) is thinking…*")
+    assert updates[1].data["text/plain"] == f"{lines[0]}\nNorth"
+    assert updates[2].data["text/plain"] == "\n".join([*lines, "North"])
+    assert "→ lookup(key='&lt;k&gt;') · 1.5 s" in updates[2].data["text/markdown"]
+    assert updates[3].data["text/plain"] == "\n".join([*lines, "stopped"]) and len(updates) == 4
+
+
 def test_stream_view_failure_is_escaped(shell):
     with capture_output() as cap:
         view = StreamView("coder", "claude-haiku-4-5")

@@ -79,3 +79,23 @@ def test_a_value_holding_a_lone_surrogate_is_refused_with_where_it_is():
         "The value of {names[1]} holds a lone surrogate '\\udce9' at line 2, column 4: it cannot be sent as UTF-8 "
         "text. Remove it, or decode the data it came from with its real encoding. "
         "Write {{names[1]}} to send it literally, or use --no-interpolate.")
+
+
+def test_a_dataframe_field_is_a_summary_within_the_budget_and_full_sends_it_whole():
+    import numpy as np
+    import pandas as pd
+
+    frame = pd.DataFrame({"x": np.arange(1_000_000), "y": np.arange(1_000_000) * 0.5})
+    ns = {"df": frame}
+    text = interpolate("Rows: {df}", ns)
+    assert text.startswith("Rows: DataFrame df, 1,000,000 rows × 2 columns") and len(text) <= 2_000 + 6
+    assert "| 4 | 4 | 2.0 |" in text and "999999" not in text
+    assert len(interpolate("{df}", ns, table_chars=300)) <= 300
+    assert interpolate("{df['y']}", ns).startswith("Series df['y'], 1,000,000 values; dtype float64")
+    small = {"df": frame.head(3)}
+    assert interpolate("{df!full}", small) == ",x,y\n0,0,0.0\n1,1,0.5\n2,2,1.0\n"
+    assert interpolate("{{df!full}} {other!full}", small) == "{df!full} {other!full}"
+
+
+def test_full_of_a_plain_value_is_its_text():
+    assert interpolate("{n!full}", {"n": 42}) == "42"

@@ -47,3 +47,20 @@ def test_quickstart_rerun_is_cached_and_free(tmp_path, monkeypatch):
     badges = [o["data"]["text/markdown"] for c in second.cells if c.cell_type == "code" for o in c.outputs
               if o.get("output_type") == "display_data" and "text/markdown" in o.get("data", {})]
     assert badges and all("cached (saved $" in b for b in badges)
+
+
+def test_tools_and_threads_shows_tool_calls_typed_columns_and_a_thread(tmp_path, monkeypatch):
+    nb = execute(ROOT / "notebooks" / "tools_and_threads.ipynb", tmp_path, monkeypatch)
+
+    def shown(cell):
+        return "\n".join(str(o.get("data", {}).get("text/markdown") or o.get("data", {}).get("text/plain") or "")
+                         for o in cell.outputs)
+
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    by_source = {c.source.splitlines()[0]: c for c in code}
+    assert "→ top_region(metric=" in shown(by_source["%%agent data-analyst --tools top_region -o answer"])
+    assert "→ list_variables() · " in shown(by_source["%%agent data-analyst --tools notebook,top_region"])
+    dtypes = shown(by_source['ratings[["agent", "label", "confidence"]].dtypes'])
+    assert "Float64" in dtypes and "string" in dtypes
+    turns = shown(by_source["turns = %agent thread show survey"])
+    assert "200 farms" in turns and "per region" in turns

@@ -22,11 +22,13 @@ from typing import Any
 from ..core.errors import ToolError
 from ..core.schemas import short_repr
 from ..core.tools import Tool, tool
+from ..views.table_text import is_table
 
 __all__ = ["DEFAULT_HIDDEN", "NOTEBOOK_TOOLS", "notebook_tools"]
 
 NOTEBOOK_TOOLS = ("list_variables", "describe")  # what ``--tools notebook`` offers
 DEFAULT_HIDDEN = frozenset({"In", "Out", "exit", "quit", "get_ipython"})
+_TYPING_MODULES = frozenset({"typing", "typing_extensions"})
 _LINE_CHARS = 160  # one variable in list_variables
 _MAX_COLS, _MAX_COLWIDTH = 30, 40
 
@@ -74,7 +76,7 @@ def notebook_tools(
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
             raise ToolError(f"No variable {name!r} in the notebook{hint}: call list_variables to see the names.")
         value = variables[name]
-        text = _describe_table(name, value, head_rows) if _is_table(value) else _describe_object(name, value)
+        text = _describe_table(name, value, head_rows) if is_table(value) else _describe_object(name, value)
         return _cut(text, describe_chars)
 
     return [list_variables, describe]
@@ -89,14 +91,9 @@ def _visible(user_ns: Mapping[str, Any], hidden: Container[str]) -> list[tuple[s
         and name not in DEFAULT_HIDDEN
         and name not in hidden
         and not (inspect.ismodule(value) or inspect.isclass(value) or inspect.isroutine(value))
+        and type(value).__module__ not in _TYPING_MODULES  # from typing import Literal, Optional...
         and not isinstance(value, Tool)
     ]
-
-
-def _is_table(value: Any) -> bool:
-    """A DataFrame (2-D) or Series (1-D) by its attributes; numpy arrays have no describe()."""
-    shape = getattr(value, "shape", None)
-    return isinstance(shape, tuple) and len(shape) in (1, 2) and hasattr(value, "describe") and hasattr(value, "head")
 
 
 def _summary(value: Any) -> str:
@@ -104,11 +101,11 @@ def _summary(value: Any) -> str:
     kind = type(value).__name__
     try:
         shape = getattr(value, "shape", None)
-        if _is_table(value) and len(shape) == 2:
+        if is_table(value) and len(shape) == 2:
             columns = ", ".join(str(c) for c in list(value.columns)[:10])
             more = ", …" if shape[1] > 10 else ""
             return f"{kind} {shape[0]:,} rows × {shape[1]:,} columns ({columns}{more})"
-        if _is_table(value):
+        if is_table(value):
             return f"{kind} {shape[0]:,} values, dtype {value.dtype}"
         if isinstance(shape, tuple) and hasattr(value, "dtype"):
             return f"{kind} shape {shape}, dtype {value.dtype}"

@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..engine.pacing import PacingStats
 
 __all__ = ["CURSOR", "StreamView", "TextStream", "badge_html", "compare_html", "extract_code", "provenance",
-           "result_bundle", "thinking_bundle"]
+           "result_bundle", "steps_markdown", "thinking_bundle"]
 
 UPDATE_EVERY_S = 0.1
 CURSOR = " ▌"
@@ -60,8 +60,21 @@ def extract_code(text: str) -> str:
     return "\n\n".join(b.rstrip() for b in blocks) if blocks else text
 
 
+def steps_markdown(labels: Sequence[str]) -> str:
+    """The tool calls made so far, one line each (``→ describe(name='sales') · 12 ms``)."""
+    return "".join(f'<div style="{BADGE_STYLE}">{html.escape(label, quote=False)}</div>' for label in labels)
+
+
+def _with_steps(bundle: dict[str, str], labels: Sequence[str]) -> dict[str, str]:
+    """``bundle`` with the tool-call lines above its text (unchanged when there were none)."""
+    if not labels:
+        return bundle
+    return {"text/markdown": f"{steps_markdown(labels)}\n\n{bundle['text/markdown']}",
+            "text/plain": "\n".join([*labels, bundle["text/plain"]])}
+
+
 def result_bundle(result: AgentResult, fmt: str = "markdown") -> dict[str, str]:
-    """A mime bundle for a finished result: the answer, then the footer badge."""
+    """A mime bundle for a finished result: its tool calls, the answer, then the footer badge."""
     if not result.ok:
         body = f"**{html.escape(result.agent)} failed:** {html.escape(result.error or '')}"
     elif fmt == "code":
@@ -70,10 +83,10 @@ def result_bundle(result: AgentResult, fmt: str = "markdown") -> dict[str, str]:
         body = f"<pre style='white-space: pre-wrap'>{html.escape(result.text)}</pre>"
     else:
         body = result.text
-    return {
+    return _with_steps({
         "text/markdown": f"{body}\n\n{badge_html(result)}",
         "text/plain": f"{result.text if result.ok else result.error}\n-- {result.footer()}",
-    }
+    }, [step.label() for step in getattr(result, "steps", ())])
 
 
 class TextStream:
@@ -119,6 +132,7 @@ class StreamView:
 
     With ``pacing`` (the orchestrator's ``pacer.stats``), the "thinking…" line also says
     when the run is paced ("paced: 429, resuming in 1.2s") until the answer starts.
+    Each tool call (``on_step``) adds a line above the answer as soon as it returns.
     Every method may be called from the runner thread; nothing drawn after ``finish`` or
     ``fail`` can replace what they drew.
     """
@@ -130,13 +144,25 @@ class StreamView:
         self.stream = stream if stream is not None else TextStream()
         self._lock = threading.Lock()
         self._thinking, self._done = True, False
+        self.steps: list[str] = []  # the labels of the tool calls made so far
         self.handle: DisplayHandle = display(thinking_bundle(agent, model), raw=True, display_id=True)
         self._watch = PacingWatch(pacing, self._show_pacing) if pacing is not None else None
 
     def _show_pacing(self, line: str | None) -> None:
         with self._lock:
             if self._thinking:
-                self.handle.update(thinking_bundle(self.agent, self.model, line), raw=True)
+                self.handle.update(_with_steps(thinking_bundle(self.agent, self.model, line), self.steps), raw=True)
+
+    def on_step(self, step: Any) -> None:
+        """Called when a tool call returns (from the runner thread): its line appears at once."""
+        with self._lock:
+            if self._done:
+                return
+            self.steps.append(step.label())
+            current = self.stream.text
+            bundle = ({"text/markdown": current + CURSOR, "text/plain": current} if current
+                      else thinking_bundle(self.agent, self.model))
+            self.handle.update(_with_steps(bundle, self.steps), raw=True)
 
     def stop_pacing(self) -> None:
         """Stop saying how the run is paced (the answer started, or the cell is done)."""
@@ -152,7 +178,8 @@ class StreamView:
                 if self._done:
                     return
                 self._thinking = False
-                self.handle.update({"text/markdown": text + CURSOR, "text/plain": text}, raw=True)
+                self.handle.update(_with_steps({"text/markdown": text + CURSOR, "text/plain": text}, self.steps),
+                                   raw=True)
 
     def _final(self, data: dict[str, str], metadata: dict[str, Any] | None = None) -> None:
         self.stop_pacing()  # outside the lock: a pacing update in progress ends first
@@ -164,7 +191,8 @@ class StreamView:
         self._final(result_bundle(result, self.fmt), provenance(result))
 
     def fail(self, message: str) -> None:
-        self._final({"text/markdown": f"**Error:** {html.escape(message)}", "text/plain": message})
+        self._final(_with_steps({"text/markdown": f"**Error:** {html.escape(message)}", "text/plain": message},
+                                self.steps))
 
 
 def compare_html(results: Sequence[AgentResult]) -> str:

@@ -32,8 +32,9 @@ from ..core.settings import DEFAULT_MODEL, Settings, setting_problem
 from ..engine.background import BackgroundJob
 from ..views.compare import comparison_frame
 from .arguments import comma_list, parse, split, text_for_agent, variable_name
+from .cell_options import cell_id, notebook_key, resolve_schema, resolve_thread, resolve_tools
 from .display import StreamView, compare_html, extract_code, provenance
-from .interpolate import interpolate
+from .interpolate import TABLE_CHARS, interpolate
 from .subcommands import USAGE, Subcommands
 
 if TYPE_CHECKING:
@@ -67,6 +68,8 @@ class AgentMagics(Magics):
     budget_usd = Float(None, allow_none=True, help="Refuse calls that could take this kernel's spend past this many USD (default: CLAUDE_FORCE_BUDGET_USD or none).").tag(config=True)
     stream = Bool(None, allow_none=True, help="Stream answers into the cell as they arrive (default True).").tag(config=True)
     interpolate = Bool(True, help="Fill {name} fields in cells from the user namespace.").tag(config=True)
+    table_chars = Int(TABLE_CHARS, min=200, help="Most characters a {df} summary of a DataFrame takes "
+                      "({df!full} sends it whole).").tag(config=True)
 
     @validate("default_model", "max_tokens", "max_concurrent", "budget_usd")
     def _check_setting(self, proposal: Any) -> Any:
@@ -130,28 +133,39 @@ class AgentMagics(Magics):
     @argument("--no-stream", action="store_true", help="Wait for the whole answer.")
     @argument("--bg", action="store_true", help="Return at once; the answer fills in later (`%agent cancel` stops it).")
     @argument("--no-interpolate", action="store_true", help="Send {braces} exactly as written.")
+    @argument("--tools", metavar="F,G", help="Notebook functions the agent may call (`notebook`: list_variables, describe).")
+    @argument("--schema", metavar="SPEC", help="Answer in this shape: a variable (pydantic model or dict) or 'title, score float'.")
+    @argument("--thread", metavar="T", help="Continue the conversation thread T (created if new).")
+    @argument("-c", "--continue", dest="continue_latest", action="store_true",
+              help="Continue this notebook's most recent thread.")
+    @argument("--max-steps", type=int, metavar="N", help="Most model turns in a tool loop (default 10).")
     @cell_magic
     @_friendly
     def agent(self, line: str, cell: str) -> None:
         """Send the cell to an agent; the answer streams in, then a badge with tokens, cost and latency.
 
-        Example::
+        Each tool call shows as a line when it returns; with ``--schema`` the result's ``.data``
+        holds the validated answer. Example::
 
             %%agent code-reviewer -m claude-haiku-4-5
             def add(a, b): return a - b
+
+            %%agent analyst --tools notebook,top_customers --schema 'summary, risk float' -o r
+            Which region is shrinking in {sales}?
         """
         args = parse(self.agent.parser, line)
         variable_name(args.out)
         task = self._task(cell, args.no_interpolate)
         orch = self.orchestrator
         definition = orch.registry.get(args.agent)  # fail fast, before anything is shown
+        acting = self._acting(args)
         run_options = RunOptions(
             model=args.model, max_tokens=args.max_tokens, temperature=args.temperature, system=args.system,
             use_cache=not args.no_cache, refresh=args.refresh, stream=False if args.no_stream else None,
         )
         view = StreamView(args.agent, run_options.resolve(definition, orch.settings).model, args.format,
                           pacing=orch.pacer.stats)
-        options = run_options.as_kwargs()
+        options = {**run_options.as_kwargs(), **acting, "on_step": view.on_step}
         if args.bg:
             self._start_background(args, task, options, view)
             return
@@ -167,11 +181,27 @@ class AgentMagics(Magics):
             view.stop_pacing()
         self._finish(args, result, view)
 
+    def _acting(self, args: Any) -> dict[str, Any]:
+        """The run's tools, schema, thread and where the cell is (only what the cell asks for)."""
+        user_ns = self.shell.user_ns if self.shell is not None else {}
+        hidden = getattr(self.shell, "user_ns_hidden", ())
+        notebook = notebook_key(user_ns)
+        acting: dict[str, Any] = {"cell_id": cell_id(self.shell), "notebook": notebook}
+        if args.tools is not None:
+            acting["tools"] = resolve_tools(args.tools, user_ns, hidden)
+        if args.schema is not None:
+            acting["schema"] = resolve_schema(args.schema, user_ns)
+        if args.max_steps is not None:
+            acting["max_steps"] = args.max_steps
+        if args.thread is not None or args.continue_latest:
+            acting["thread"] = resolve_thread(args.thread, args.continue_latest, lambda: self.orchestrator.threads, notebook)
+        return acting
+
     def _task(self, cell: str, raw: bool) -> str:
         """The cell's text as it will be sent (refused before anything is shown if it cannot be)."""
         task = text_for_agent(cell, "The cell").strip("\n")
         if self.interpolate and not raw:
-            task = interpolate(task, self.shell.user_ns if self.shell else {})
+            task = interpolate(task, self.shell.user_ns if self.shell else {}, self.table_chars)
         return task
 
     def _finish(self, args: Any, result: AgentResult, view: StreamView) -> None:
@@ -229,12 +259,14 @@ class AgentMagics(Magics):
     @argument("--no-cache", action="store_true", help="Neither read nor write the response cache.")
     @argument("-o", "--out", metavar="VAR", help="Store the comparison DataFrame in this variable.")
     @argument("--no-interpolate", action="store_true", help="Send {braces} exactly as written.")
+    @argument("--schema", metavar="SPEC", help="Answer in this shape; each field becomes a column of the table.")
     @cell_magic
     @_friendly
     def compare(self, line: str, cell: str) -> Any:
         """Run the cell's task on every agent × model, concurrently; answers side by side.
 
-        Returns a DataFrame (agent, model, text, tokens, cost, latency, cached). Example::
+        Returns a DataFrame (agent, model, text, tokens, cost, latency, cached); with
+        ``--schema 'label, score float'`` also one typed column per field. Example::
 
             %%compare -a python-expert,code-reviewer -m claude-haiku-4-5,claude-sonnet-4-6
             How should I deduplicate rows in a 10 GB CSV?
@@ -249,12 +281,14 @@ class AgentMagics(Magics):
         orch = self.orchestrator
         for name in agents:
             orch.registry.get(name)
-        common = RunOptions(max_tokens=args.max_tokens, temperature=args.temperature, use_cache=not args.no_cache)
+        schema = resolve_schema(args.schema, self.shell.user_ns) if args.schema is not None else None
+        common = RunOptions(max_tokens=args.max_tokens, temperature=args.temperature, use_cache=not args.no_cache,
+                            schema=schema)
         checked = [RunOptions(model=m) for m in models]  # a bad model fails before any call
         jobs = [{"agent": a, "task": task, "model": o.model} for a, o in itertools.product(agents, checked)]
         results = orch.run_many_sync(jobs, **common.as_kwargs())
         display(HTML(compare_html(results)), metadata={"claude_force_nb": [provenance(r)["claude_force_nb"] for r in results]})
-        frame = comparison_frame(results)
+        frame = comparison_frame(results, schema)
         if args.out:
             self.shell.user_ns[args.out] = frame
         return frame

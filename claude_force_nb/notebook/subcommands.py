@@ -22,14 +22,15 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["SUBCOMMANDS", "Subcommands"]
 
-SUBCOMMANDS = ("list", "runs", "costs", "stats", "pacing", "cache", "budget", "cancel", "console", "compare-ui",
-               "cache-ui", "dashboard", "help")
+SUBCOMMANDS = ("list", "runs", "costs", "stats", "pacing", "cache", "budget", "cancel", "threads", "thread",
+               "console", "compare-ui", "cache-ui", "dashboard", "help")
+THREAD_ACTIONS = ("show", "reset")
 CACHE_ACTIONS = ("stats", "list", "clear", "verify", "prune")
 APPS = {"console": "AgentConsole", "compare-ui": "CompareView", "cache-ui": "CacheBrowser", "dashboard": "CostDashboard"}
 
 USAGE = """%agent list | runs | costs [--by agent|model|day|session] | stats [--by ...] | pacing
 | cache [stats|list|clear|verify|prune] | budget [USD|off] | cancel
-| console | compare-ui | cache-ui | dashboard | help
+| threads | thread show|reset NAME | console | compare-ui | cache-ui | dashboard | help
 
 Subcommands that show tables return DataFrames: ``df = %agent costs --by day``."""
 
@@ -159,6 +160,25 @@ class Subcommands:
         _no_arguments("cancel", rest)
         n = self.magics.cancel_all()
         print(f"Cancelled {n} background run{'s' if n != 1 else ''}.")
+
+    def threads(self, rest: list[str]) -> Any:
+        from ..views.threads import threads_frame
+
+        _no_arguments("threads", rest)
+        return threads_frame(self.orch.threads)
+
+    def thread(self, rest: list[str]) -> Any:
+        from ..views.threads import thread_frame
+
+        if len(rest) != 2 or rest[0] not in THREAD_ACTIONS:
+            raise UsageError(f"Usage: %agent thread show|reset NAME (got {' '.join(rest)!r}); "
+                             "`%agent threads` lists the names.")
+        action, name = rest
+        if action == "show":
+            return thread_frame(self.orch.threads, name)  # an unknown name: one line with close names
+        removed = self.orch.threads.reset(name)
+        print(f"Thread {name!r} reset: {removed} turn{'s' if removed != 1 else ''} forgotten (the ledger is kept).")
+        return None
 
     def open_app(self, command: str, rest: list[str]) -> Any:
         from . import widgets

@@ -14,18 +14,27 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from ..core.results import AgentResult
+    from ..core.schemas import OutputSchema
 
 __all__ = ["ALL", "clip", "clip_columns", "comparison_frame", "filter_entries"]
+
+_DTYPES = {"integer": "Int64", "number": "Float64", "string": "string", "boolean": "boolean"}  # JSON type -> column
 
 ALL = "(all)"
 """The filter value that matches every agent or model (what the widgets' dropdowns show)."""
 
 
-def comparison_frame(results: Sequence[AgentResult]) -> pd.DataFrame:
-    """The %%compare table: one row per run, in the order the runs were asked for."""
+def comparison_frame(results: Sequence[AgentResult], schema: OutputSchema | None = None) -> pd.DataFrame:
+    """The %%compare table: one row per run, in the order the runs were asked for.
+
+    With the runs' ``schema``, each of its fields gets a column after ``text``, typed as the
+    schema says (integer: Int64, number: Float64, string: string, boolean: boolean, else
+    object; a failed run's field is <NA>); a field named like a run column (``text``,
+    ``model``...) is called ``data.text``.
+    """
     import pandas as pd
 
-    return pd.DataFrame(
+    frame = pd.DataFrame(
         {
             "agent": [r.agent for r in results],
             "model": [r.model for r in results],
@@ -38,6 +47,28 @@ def comparison_frame(results: Sequence[AgentResult]) -> pd.DataFrame:
             "error": [r.error for r in results],
         }
     )
+    if schema is None:
+        return frame
+    records = [_fields_of(r.data) for r in results]
+    properties = schema.json_schema.get("properties", {})
+    data = pd.DataFrame(
+        {f"data.{name}" if name in frame.columns else name:  # never hide a run column
+         pd.Series([record.get(name) for record in records], dtype=object, index=frame.index).astype(
+             _DTYPES.get(str(properties.get(name, {}).get("type")), object))
+         for name in schema.columns},
+        index=frame.index,
+    )
+    at = frame.columns.get_loc("text") + 1
+    return pd.concat([frame.iloc[:, :at], data, frame.iloc[:, at:]], axis=1)
+
+
+def _fields_of(data: Any) -> dict[str, Any]:
+    """A structured answer's fields by name: a pydantic instance (by alias) or a dict; {} for None."""
+    if data is None:
+        return {}
+    if hasattr(data, "model_dump"):
+        return data.model_dump(by_alias=True)
+    return dict(data)
 
 
 def filter_entries(frame: pd.DataFrame, agent: str | None = None, model: str | None = None, text: str | None = None) -> pd.DataFrame:
