@@ -4,8 +4,8 @@ from a plain dict namespace, capped."""
 from __future__ import annotations
 
 import os
-import typing
 import re
+import typing
 
 import numpy as np
 import pandas as pd
@@ -41,7 +41,7 @@ def namespace() -> dict[str, object]:
         "sales": sales, "units": sales["units"], "grid": np.zeros((2, 3)),
         "title": "Quarterly sales", "ids": list(range(1_000_000)), "rate": 0.25,
         "helper": lambda x: x, "Frame": pd.DataFrame, "my_tool": my_tool,
-        "Literal": typing.Literal, "MaybeInt": typing.Optional[int],  # typing names, not data
+        "Literal": typing.Literal, "MaybeInt": typing.Optional[int],  # noqa: UP045  # typing names, not data
     }
 
 

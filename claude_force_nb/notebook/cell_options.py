@@ -19,8 +19,8 @@ from typing import Any
 
 from IPython.core.error import UsageError
 
-from ..core.schemas import OutputSchema
 from ..core.errors import UnknownToolError
+from ..core.schemas import OutputSchema
 from ..core.tools import Tool, tool
 from ..store.ledger import current_session_id
 from ..store.threads import ThreadStore, check_thread_name

@@ -100,7 +100,7 @@ def _summary(value: Any) -> str:
     """One short line about a value."""
     kind = type(value).__name__
     try:
-        shape = getattr(value, "shape", None)
+        shape: Any = getattr(value, "shape", None)
         if is_table(value) and len(shape) == 2:
             columns = ", ".join(str(c) for c in list(value.columns)[:10])
             more = ", …" if shape[1] > 10 else ""

@@ -38,8 +38,8 @@ from .interpolate import TABLE_CHARS, interpolate
 from .subcommands import USAGE, Subcommands
 
 if TYPE_CHECKING:
-    from ..engine.orchestrator import Orchestrator
     from ..core.results import AgentResult
+    from ..engine.orchestrator import Orchestrator
 
 __all__ = ["AgentMagics", "interpolate", "load", "unload"]
 
@@ -62,11 +62,17 @@ class AgentMagics(Magics):
     """Run Claude agents from cells: %%agent, %agent <subcommand>, %%compare."""
 
     # None means "as Settings.from_env() says" (CLAUDE_FORCE_MODEL, CLAUDE_FORCE_BUDGET_USD...).
-    default_model = Unicode(None, allow_none=True, help=f"Model used when neither the cell nor the agent names one (default: CLAUDE_FORCE_MODEL or {DEFAULT_MODEL}).").tag(config=True)
+    default_model = Unicode(None, allow_none=True, help=(
+        f"Model used when neither the cell nor the agent names one (default: CLAUDE_FORCE_MODEL or {DEFAULT_MODEL})."
+    )).tag(config=True)
     max_tokens = Int(None, allow_none=True, help="Default max_tokens per answer (default 1024).").tag(config=True)
     max_concurrent = Int(None, allow_none=True, help="Most requests in flight at once (default 8).").tag(config=True)
-    budget_usd = Float(None, allow_none=True, help="Refuse calls that could take this kernel's spend past this many USD (default: CLAUDE_FORCE_BUDGET_USD or none).").tag(config=True)
-    stream = Bool(None, allow_none=True, help="Stream answers into the cell as they arrive (default True).").tag(config=True)
+    budget_usd = Float(None, allow_none=True, help=(
+        "Refuse calls that could take this kernel's spend past this many USD "
+        "(default: CLAUDE_FORCE_BUDGET_USD or none)."
+    )).tag(config=True)
+    stream = Bool(None, allow_none=True,
+                  help="Stream answers into the cell as they arrive (default True).").tag(config=True)
     interpolate = Bool(True, help="Fill {name} fields in cells from the user namespace.").tag(config=True)
     table_chars = Int(TABLE_CHARS, min=200, help="Most characters a {df} summary of a DataFrame takes "
                       "({df!full} sends it whole).").tag(config=True)
@@ -133,8 +139,10 @@ class AgentMagics(Magics):
     @argument("--no-stream", action="store_true", help="Wait for the whole answer.")
     @argument("--bg", action="store_true", help="Return at once; the answer fills in later (`%agent cancel` stops it).")
     @argument("--no-interpolate", action="store_true", help="Send {braces} exactly as written.")
-    @argument("--tools", metavar="F,G", help="Notebook functions the agent may call (`notebook`: list_variables, describe).")
-    @argument("--schema", metavar="SPEC", help="Answer in this shape: a variable (pydantic model or dict) or 'title, score float'.")
+    @argument("--tools", metavar="F,G",
+              help="Notebook functions the agent may call (`notebook`: list_variables, describe).")
+    @argument("--schema", metavar="SPEC",
+              help="Answer in this shape: a variable (pydantic model or dict) or 'title, score float'.")
     @argument("--thread", metavar="T", help="Continue the conversation thread T (created if new).")
     @argument("-c", "--continue", dest="continue_latest", action="store_true",
               help="Continue this notebook's most recent thread.")
@@ -163,7 +171,8 @@ class AgentMagics(Magics):
             model=args.model, max_tokens=args.max_tokens, temperature=args.temperature, system=args.system,
             use_cache=not args.no_cache, refresh=args.refresh, stream=False if args.no_stream else None,
         )
-        view = StreamView(args.agent, run_options.resolve(definition, orch.settings).model, args.format,
+        model = run_options.resolve(definition, orch.settings).model or orch.settings.default_model
+        view = StreamView(args.agent, model, args.format,
                           pacing=orch.pacer.stats)
         options = {**run_options.as_kwargs(), **acting, "on_step": view.on_step}
         if args.bg:
@@ -183,7 +192,7 @@ class AgentMagics(Magics):
 
     def _acting(self, args: Any) -> dict[str, Any]:
         """The run's tools, schema, thread and where the cell is (only what the cell asks for)."""
-        user_ns = self.shell.user_ns if self.shell is not None else {}
+        user_ns = self.user_ns if self.shell is not None else {}
         hidden = getattr(self.shell, "user_ns_hidden", ())
         notebook = notebook_key(user_ns)
         acting: dict[str, Any] = {"cell_id": cell_id(self.shell), "notebook": notebook}
@@ -194,20 +203,22 @@ class AgentMagics(Magics):
         if args.max_steps is not None:
             acting["max_steps"] = args.max_steps
         if args.thread is not None or args.continue_latest:
-            acting["thread"] = resolve_thread(args.thread, args.continue_latest, lambda: self.orchestrator.threads, notebook)
+            acting["thread"] = resolve_thread(
+                args.thread, args.continue_latest, lambda: self.orchestrator.threads, notebook
+            )
         return acting
 
     def _task(self, cell: str, raw: bool) -> str:
         """The cell's text as it will be sent (refused before anything is shown if it cannot be)."""
         task = text_for_agent(cell, "The cell").strip("\n")
         if self.interpolate and not raw:
-            task = interpolate(task, self.shell.user_ns if self.shell else {}, self.table_chars)
+            task = interpolate(task, self.user_ns if self.shell else {}, self.table_chars)
         return task
 
     def _finish(self, args: Any, result: AgentResult, view: StreamView) -> None:
         view.finish(result)
         if args.out:
-            self.shell.user_ns[args.out] = result
+            self.user_ns[args.out] = result
         if args.format == "code" and result.ok and self.shell is not None:
             self.shell.set_next_input(extract_code(result.text), replace=False)
 
@@ -229,7 +240,7 @@ class AgentMagics(Magics):
                 view.stop_pacing()
             view.finish(result)
             if args.out:
-                self.shell.user_ns[args.out] = result
+                self.user_ns[args.out] = result
             return result
 
         job = BackgroundJob(work, on_cancel=lambda: view.fail("Cancelled."))
@@ -281,26 +292,33 @@ class AgentMagics(Magics):
         orch = self.orchestrator
         for name in agents:
             orch.registry.get(name)
-        schema = resolve_schema(args.schema, self.shell.user_ns) if args.schema is not None else None
+        schema = resolve_schema(args.schema, self.user_ns) if args.schema is not None else None
         common = RunOptions(max_tokens=args.max_tokens, temperature=args.temperature, use_cache=not args.no_cache,
                             schema=schema)
         checked = [RunOptions(model=m) for m in models]  # a bad model fails before any call
         jobs = [{"agent": a, "task": task, "model": o.model} for a, o in itertools.product(agents, checked)]
         results = orch.run_many_sync(jobs, **common.as_kwargs())
-        display(HTML(compare_html(results)), metadata={"claude_force_nb": [provenance(r)["claude_force_nb"] for r in results]})
+        provenances = [provenance(r)["claude_force_nb"] for r in results]
+        display(HTML(compare_html(results)), metadata={"claude_force_nb": provenances})
         frame = comparison_frame(results, schema)
         if args.out:
-            self.shell.user_ns[args.out] = frame
+            self.user_ns[args.out] = frame
         return frame
 
     # -- %agent <subcommand> ---------------------------------------------------------------
 
-    @line_magic("agent")
+    @line_magic("agent")  # type: ignore[arg-type]  # IPython types line_magic(name) as if it took no name
     @_friendly
     def agent_line(self, line: str) -> Any:
         return self._subcommands.run(split(line))
 
-    agent_line.__doc__ = USAGE
+    agent_line.__doc__ = USAGE  # type: ignore[assignment]  # (the same wrong type as above)
+
+    @property
+    def user_ns(self) -> dict[str, Any]:
+        """The notebook's variables (magics are always registered with a shell)."""
+        assert self.shell is not None
+        return self.shell.user_ns
 
     def add_app(self, app: Any) -> None:
         """Keep a widget app opened by ``%agent console`` & co.: cancelled and closed with the extension."""
@@ -329,7 +347,9 @@ def load(ipython: Any) -> None:
     try:
         magics = AgentMagics(shell=ipython)
     except TraitError as exc:  # c.AgentMagics.* in ipython_config.py or a profile
-        raise UsageError(f"{exc} It is set in the IPython configuration (c.AgentMagics...): fix or remove it.") from None
+        raise UsageError(
+            f"{exc} It is set in the IPython configuration (c.AgentMagics...): fix or remove it."
+        ) from None
     ipython.register_magics(magics)
     _loaded[id(ipython)] = magics
 

@@ -7,6 +7,7 @@ typo is never silently ignored. Tables come back as DataFrames
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
@@ -26,7 +27,9 @@ SUBCOMMANDS = ("list", "runs", "costs", "stats", "pacing", "cache", "budget", "c
                "console", "compare-ui", "cache-ui", "dashboard", "help")
 THREAD_ACTIONS = ("show", "reset")
 CACHE_ACTIONS = ("stats", "list", "clear", "verify", "prune")
-APPS = {"console": "AgentConsole", "compare-ui": "CompareView", "cache-ui": "CacheBrowser", "dashboard": "CostDashboard"}
+APPS = {
+    "console": "AgentConsole", "compare-ui": "CompareView", "cache-ui": "CacheBrowser", "dashboard": "CostDashboard",
+}
 
 USAGE = """%agent list | runs | costs [--by agent|model|day|session] | stats [--by ...] | pacing
 | cache [stats|list|clear|verify|prune] | budget [USD|off] | cancel
@@ -35,7 +38,9 @@ USAGE = """%agent list | runs | costs [--by agent|model|day|session] | stats [--
 Subcommands that show tables return DataFrames: ``df = %agent costs --by day``."""
 
 
-def _no_arguments(command: str, rest: list[str]) -> None:
+Words = Sequence[str]  # a magic line's words (a method here is named `list`, so not list[str])
+
+def _no_arguments(command: str, rest: Words) -> None:
     if rest:
         raise UsageError(f"%agent {command} takes no arguments (got {' '.join(rest)!r}): use `%agent {command}`.")
 
@@ -53,7 +58,7 @@ class Subcommands:
     def __init__(self, magics: AgentMagics) -> None:
         self.magics = magics
 
-    def run(self, words: list[str]) -> Any:
+    def run(self, words: Words) -> Any:
         if not words:
             raise UsageError(f"Usage: %agent SUBCOMMAND — one of {', '.join(SUBCOMMANDS)} (`%agent help`).")
         command, rest = words[0], words[1:]
@@ -67,37 +72,39 @@ class Subcommands:
     def orch(self) -> Any:
         return self.magics.orchestrator
 
-    def help(self, rest: list[str]) -> None:
+    def help(self, rest: Words) -> None:
         _no_arguments("help", rest)
         print(USAGE)
         print("Cell magics: %%agent AGENT [options] (see %%agent?), %%compare -a A,B [-m M1,M2]")
 
-    def list(self, rest: list[str]) -> Any:
+    def list(self, rest: Words) -> Any:
         _no_arguments("list", rest)
         return agent_list(self.orch.registry)
 
-    def runs(self, rest: list[str]) -> Any:
+    def runs(self, rest: Words) -> Any:
         from ..views import reports
 
         _no_arguments("runs", rest)
         return _noted(reports.runs(ledger=self.orch.ledger))
 
-    def _by(self, command: str, rest: list[str]) -> str:
+    def _by(self, command: str, rest: Words) -> str:
         usage = f"Usage: %agent {command} [--by {'|'.join(GROUPINGS)}]"
         if not rest:
             return "agent"
         if len(rest) != 2 or rest[0] != "--by":
             raise UsageError(f"{usage} (got {' '.join(rest)!r}).")
         if rest[1] not in GROUPINGS:
-            raise UsageError(f"Cannot group by {rest[1]!r}: use one of {', '.join(GROUPINGS)}, e.g. `%agent {command} --by model`.")
+            raise UsageError(
+                f"Cannot group by {rest[1]!r}: use one of {', '.join(GROUPINGS)}, e.g. `%agent {command} --by model`."
+            )
         return rest[1]
 
-    def costs(self, rest: list[str]) -> Any:
+    def costs(self, rest: Words) -> Any:
         from ..views import reports
 
         return _noted(reports.costs(by=self._by("costs", rest), ledger=self.orch.ledger))
 
-    def stats(self, rest: list[str]) -> Any:
+    def stats(self, rest: Words) -> Any:
         from ..views import reports
 
         by = self._by("stats", rest)
@@ -106,11 +113,11 @@ class Subcommands:
             print(pacing_summary(paced))
         return _noted(reports.stats(by=by, ledger=self.orch.ledger))
 
-    def pacing(self, rest: list[str]) -> None:
+    def pacing(self, rest: Words) -> None:
         _no_arguments("pacing", rest)
         print(pacing_summary(self.orch.pacer.stats()))
 
-    def cache(self, rest: list[str]) -> Any:
+    def cache(self, rest: Words) -> Any:
         from ..views import reports
 
         action = rest[0] if rest else "stats"
@@ -131,7 +138,7 @@ class Subcommands:
             print(f"Pruned {cache.prune()} expired or excess entries.")
         return None
 
-    def budget(self, rest: list[str]) -> None:
+    def budget(self, rest: Words) -> None:
         if len(rest) > 1:
             raise UsageError(f"Usage: %agent budget [USD|off] (got {' '.join(rest)!r}).")
         if rest:
@@ -156,18 +163,18 @@ class Subcommands:
             raise UsageError(f"Budget {word!r} is not a budget (it must be 0 or more, and finite): {fix}.")
         return value
 
-    def cancel(self, rest: list[str]) -> None:
+    def cancel(self, rest: Words) -> None:
         _no_arguments("cancel", rest)
         n = self.magics.cancel_all()
         print(f"Cancelled {n} background run{'s' if n != 1 else ''}.")
 
-    def threads(self, rest: list[str]) -> Any:
+    def threads(self, rest: Words) -> Any:
         from ..views.threads import threads_frame
 
         _no_arguments("threads", rest)
         return threads_frame(self.orch.threads)
 
-    def thread(self, rest: list[str]) -> Any:
+    def thread(self, rest: Words) -> Any:
         from ..views.threads import thread_frame
 
         if len(rest) != 2 or rest[0] not in THREAD_ACTIONS:
@@ -180,7 +187,7 @@ class Subcommands:
         print(f"Thread {name!r} reset: {removed} turn{'s' if removed != 1 else ''} forgotten (the ledger is kept).")
         return None
 
-    def open_app(self, command: str, rest: list[str]) -> Any:
+    def open_app(self, command: str, rest: Words) -> Any:
         from . import widgets
 
         _no_arguments(command, rest)

@@ -71,7 +71,9 @@ def _fields_of(data: Any) -> dict[str, Any]:
     return dict(data)
 
 
-def filter_entries(frame: pd.DataFrame, agent: str | None = None, model: str | None = None, text: str | None = None) -> pd.DataFrame:
+def filter_entries(
+    frame: pd.DataFrame, agent: str | None = None, model: str | None = None, text: str | None = None
+) -> pd.DataFrame:
     """Rows of the cache's entries matching an agent, a model (None, "" or ``ALL``: any)
     and a case-insensitive substring of the task or the answer. Order is kept."""
     mask = frame.index == frame.index  # all True, aligned with the frame
@@ -82,7 +84,8 @@ def filter_entries(frame: pd.DataFrame, agent: str | None = None, model: str | N
     needle = (text or "").strip().casefold()
     if needle:
         def has(column: str) -> Any:
-            return frame[column].fillna("").astype(str).str.casefold().str.contains(needle, regex=False).to_numpy(dtype=bool)
+            values = frame[column].fillna("").astype(str).str.casefold()
+            return values.str.contains(needle, regex=False).to_numpy(dtype=bool)
 
         mask = mask & (has("task") | has("answer"))
     return frame[mask]

@@ -122,7 +122,9 @@ class App:
             return self.future
         return None
 
-    def _start(self, work: Callable[[], Coroutine[Any, Any, Any]], on_cancel: Callable[[], None]) -> concurrent.futures.Future[Any]:
+    def _start(
+        self, work: Callable[[], Coroutine[Any, Any, Any]], on_cancel: Callable[[], None]
+    ) -> concurrent.futures.Future[Any]:
         """Run ``work`` on the runner loop; ``on_cancel`` restores the widgets if it is cancelled."""
         try:
             self._job = BackgroundJob(work, on_cancel=on_cancel)

@@ -53,7 +53,8 @@ class AgentConsole(App):
         self.last_result: AgentResult | None = None
         self._stream: _Stream | None = None
 
-        self.agent = W.Dropdown(options=names, value=("assistant" if "assistant" in names else (names[0] if names else None)),
+        first = "assistant" if "assistant" in names else (names[0] if names else None)
+        self.agent = W.Dropdown(options=names, value=first,
                                 description="Agent", layout=W.Layout(width="16em"))
         self.model = W.Combobox(options=known_models(orch), value=orch.settings.default_model, ensure_option=False,
                                 placeholder="model id", description="Model", layout=W.Layout(width="18em"))

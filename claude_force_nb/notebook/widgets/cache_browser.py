@@ -113,7 +113,9 @@ class CacheBrowser(App):
     def _apply_filters(self) -> None:
         assert self.frame is not None
         selected = self.selector.value
-        self.filtered = filtered = filter_entries(self.frame, self.agent_filter.value, self.model_filter.value, self.search.value)
+        self.filtered = filtered = filter_entries(
+            self.frame, self.agent_filter.value, self.model_filter.value, self.search.value
+        )
         options = []
         for key, row in filtered.iterrows():
             created = row["created"].strftime("%Y-%m-%d %H:%M") if row["created"] == row["created"] else "?"
@@ -131,7 +133,8 @@ class CacheBrowser(App):
         key = self.selector.value
         self.delete_button.disabled = key is None
         if key is None or self.frame is None or key not in self.frame.index:
-            self.preview.outputs = (html_output("<i style='color: #666;'>Select an entry to preview it.</i>", "(no entry selected)"),)
+            hint = html_output("<i style='color: #666;'>Select an entry to preview it.</i>", "(no entry selected)")
+            self.preview.outputs = (hint,)
             return
         row = self.frame.loc[key]
 

@@ -87,7 +87,8 @@ class CompareView(App):
         if not agents:
             raise InvalidInputError("Select at least one agent: nothing was sent.")
         checked = [RunOptions(model=m, max_tokens=int(self.max_tokens.value)) for m in models]
-        return [{"agent": a, "task": task, "model": o.model, "max_tokens": o.max_tokens} for a in agents for o in checked]
+        return [{"agent": a, "task": task, "model": o.model, "max_tokens": o.max_tokens}
+                for a in agents for o in checked]
 
     def run(self) -> concurrent.futures.Future[Any]:
         """Check the inputs, submit every agent × model concurrently, return at once."""
