@@ -58,7 +58,7 @@ def test_two_homes_with_one_secret_share_an_answer_and_a_third_secret_cannot(hom
     third = other.run_sync("assistant", "What is a monad?")
     assert not third.cached and server.request_count == 2
     # the other team's keys live under another prefix: neither the entry nor its name is reachable
-    names = {name.decode() for name in redis_server.client().scan_iter(match="cfnb:v1:*")}
+    names = {name.decode() for name in redis_server.client().scan_iter(match="cfnb:v1:*:v1:*")}
     ours = {n for n in names if n.startswith(team_prefix(alice.cache.kid))}
     theirs = {n for n in names if n.startswith(team_prefix(other.cache.kid))}
     assert len(ours) == 1 and len(theirs) == 1 and ours != theirs

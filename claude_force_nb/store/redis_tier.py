@@ -45,6 +45,14 @@ SCAN_COUNT = 1000               # keys per SCAN step of clear_team
 REPORT_TIMEOUT_S = 10.0         # reports and clear read many keys: a longer wait than a lookup
 
 
+def _bump(lock: threading.Lock, counters: Any, *names: str) -> bool:
+    """Add one to each counter ``names`` of ``counters``; True when the first is now 1 (warn then)."""
+    with lock:
+        for name in names:
+            setattr(counters, name, getattr(counters, name) + 1)
+        return bool(getattr(counters, names[0]) == 1)
+
+
 def team_prefix(kid: bytes) -> str:
     """The key prefix of the team whose secret has key id ``kid``."""
     return f"{KEY_ROOT}{kid.hex()}:"
@@ -101,6 +109,7 @@ class RedisLink:
         self._probing = False
         self.failures = 0                         # timeouts and connection errors met
         self.outages = 0
+        self.refusals = 0                         # writes Redis refused (maxmemory reached)
         self._faults = (self.redis.ConnectionError, self.redis.TimeoutError, OSError)
 
     @property
@@ -164,8 +173,17 @@ class RedisLink:
             self._probing = False
         log.info("Redis at %s answers again: the team tier is back.", self.where)
 
+    def refused(self, exc: BaseException) -> None:
+        """Redis answered but refused a write (maxmemory reached): warn once, keep the circuit closed."""
+        if _bump(self._lock, self, "refusals"):
+            warnings.warn(
+                f"Redis at {self.where} refused a write ({exc}): team cache entries stay local and team ledger "
+                "rows wait in the local ledger. Give Redis a maxmemory with `maxmemory-policy volatile-lru` so "
+                "old cache entries make room.", StorageWarning, stacklevel=3)
+
     def status(self) -> dict[str, Any]:
-        return {"url": self.where, "up": self.up, "failures": self.failures, "outages": self.outages}
+        return {"url": self.where, "up": self.up, "failures": self.failures, "outages": self.outages,
+                "refusals": self.refusals}
 
     def close(self) -> None:
         for client in (self.client, self._slow_client):
@@ -203,8 +221,7 @@ class RedisCacheTier:
         self.hits = self.misses = self.integrity_failures = self.skipped = self.write_errors = 0
 
     def _count(self, name: str) -> None:
-        with self._lock:
-            setattr(self, name, getattr(self, name) + 1)
+        _bump(self._lock, self, name)
 
     def get(self, key: str) -> tuple[bytes, bytes] | None:
         """The verified (payload, signature) stored under ``key``, or None (a counted miss)."""
@@ -233,11 +250,7 @@ class RedisCacheTier:
 
     def tampered(self, key: str, why: str) -> None:
         """Count a value that failed its check (a miss); warn the first time."""
-        with self._lock:
-            self.misses += 1
-            self.integrity_failures += 1
-            first = self.integrity_failures == 1
-        if first:
+        if _bump(self._lock, self, "integrity_failures", "misses"):
             warnings.warn(
                 f"Redis at {self.link.where}: the team cache entry {key[:12]} failed its integrity check ({why}); "
                 "it was treated as a miss. Someone without the team secret wrote to Redis (further failures "
@@ -265,12 +278,7 @@ class RedisCacheTier:
         if refused:
             with self._lock:
                 self.write_errors += len(refused)
-                first = self.write_errors == len(refused)
-            if first:
-                warnings.warn(
-                    f"Redis at {self.link.where} refused {len(refused)} team cache write(s) ({refused[0]}): "
-                    "answers stay in the local cache only. Give Redis a maxmemory with "
-                    "`maxmemory-policy volatile-lru` so old entries make room.", StorageWarning, stacklevel=3)
+            self.link.refused(refused[0])
         return len(results) - len(refused)
 
     def clear(self) -> int:
