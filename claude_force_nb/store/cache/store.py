@@ -96,7 +96,7 @@ class ResponseCache:
         self.max_bytes = int(s.cache_max_bytes)
         self.max_entry_bytes = int(s.cache_max_entry_bytes)
         self._file = CacheFile(self.path, clock, fault=fault, retry=not forever)
-        self._team = TeamCache.for_settings(s, self._signer, self._adopt)   # None without redis_url
+        self._team = TeamCache.for_settings(s, self._signer, self._fits, self._adopt)   # None without redis_url
 
     def _served(self, rowid: Any, raw_key: Any, kid: Any, payload: Any, sig: Any) -> str | None:
         """The key of a scanned row (``table.SCANNED``) that ``get`` would serve, else None:
@@ -226,11 +226,20 @@ class ResponseCache:
             self._team.put_many([(row[1], row[3], row[4], row[6]) for row in todo], now)
         return [stored and row is not None for row in rows]
 
+    def _size(self, key: str, payload: bytes, sig: bytes) -> int:
+        """An entry's size as the caps count it: key + kid + payload + signature."""
+        return len(key.encode()) + len(self.kid) + len(payload) + len(sig)
+
+    def _fits(self, key: str, payload: bytes, sig: bytes) -> bool:
+        """Whether an entry is within the entry and total size caps (as a put stores it)."""
+        size = self._size(key, payload, sig)
+        return size <= self.max_entry_bytes and size <= self.max_bytes
+
     def _adopt(self, key: str, payload: bytes, sig: bytes, response: CachedResponse) -> bool:
         """Store a team hit in the local file as it was signed: same payload, same expiry."""
-        size = len(key.encode()) + len(self.kid) + len(payload) + len(sig)
-        if size > self.max_entry_bytes or size > self.max_bytes:
+        if not self._fits(key, payload, sig):
             return False
+        size = self._size(key, payload, sig)
         now = self._clock()
         row = (rowid_of(key), key, self.kid, payload, sig, response.created, response.expires, now, size)
         removed: list[int] = []
@@ -250,8 +259,8 @@ class ResponseCache:
             return None
         payload = encode(response, now, expires)
         sig = self._signer.sign(key, payload)
-        size = len(key.encode()) + len(self.kid) + len(payload) + len(sig)
-        if size > self.max_entry_bytes or size > self.max_bytes:
+        size = self._size(key, payload, sig)
+        if not self._fits(key, payload, sig):
             return None
         return (rowid_of(key), key, self.kid, payload, sig, now, expires, now, size)
 

@@ -20,20 +20,22 @@ from .signing import Signer
 __all__ = ["Adopt", "TeamCache"]
 
 Adopt = Callable[[str, bytes, bytes, CachedResponse], bool]   # write a team hit to the local file
+Fits = Callable[[str, bytes, bytes], bool]                     # whether the local file would take it
 
 
 class TeamCache:
     """A ResponseCache's team tier: lookups, write-through and the local copies of team hits."""
 
-    def __init__(self, tier: RedisCacheTier, adopt: Adopt) -> None:
+    def __init__(self, tier: RedisCacheTier, fits: Fits, adopt: Adopt) -> None:
         self.tier = tier
+        self._fits = fits
         self._adopt = adopt
         self._writer: ThreadPoolExecutor | None = None
 
     @classmethod
-    def for_settings(cls, settings: Settings, signer: Signer, adopt: Adopt) -> TeamCache | None:
+    def for_settings(cls, settings: Settings, signer: Signer, fits: Fits, adopt: Adopt) -> TeamCache | None:
         link = link_for(settings)
-        return None if link is None else cls(RedisCacheTier(link, signer), adopt)
+        return None if link is None else cls(RedisCacheTier(link, signer), fits, adopt)
 
     def get(self, key: str, now: float, ttl_s: float | None, *, defer_writes: bool) -> CachedResponse | None:
         found = self.tier.get(key)
@@ -53,7 +55,9 @@ class TeamCache:
             self.tier.miss()
             return None
         self.tier.hit()
-        if defer_writes:
+        if not self._fits(key, payload, sig):
+            pass                        # too big for the local file: it stays a team entry
+        elif defer_writes:
             if self._writer is None:
                 self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="claude-force-nb-team")
             self._writer.submit(self._adopt, key, payload, sig, response)
