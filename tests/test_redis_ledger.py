@@ -18,7 +18,7 @@ from claude_force_nb.store.ledger import Ledger
 from claude_force_nb.testing import FakeAnthropicServer
 
 from .conftest import TEST_KEY
-from .redis_support import RedisServer, need_redis_server, redis_server  # noqa: F401
+from .redis_support import RedisServer, need_redis_server, redis_server, silent_server  # noqa: F401
 
 SECRET = b"team-secret-0123456789abcdef-xyz"
 QUIET = pytest.mark.filterwarnings("ignore::claude_force_nb.store.faults.StorageWarning")
@@ -129,3 +129,22 @@ def test_redis_killed_during_a_200_call_run_every_call_completes_and_rows_reach_
         finally:
             orch.close()
             redis.kill()
+
+
+@QUIET
+def test_a_redis_that_never_answers_costs_a_run_one_timeout(tmp_path, server, silent_server):
+    home = tmp_path / "home"
+    settings = Settings(api_key=TEST_KEY, base_url=server.url, data_dir=home, secrets_dir=home / "secrets",
+                        cache_secret=SECRET, redis_url=silent_server.url, redis_timeout_s=0.05, redis_retry_s=60.0)
+    orch = Orchestrator(settings, registry=AgentRegistry(tmp_path / "project", user_dir=tmp_path / "agents"))
+    try:
+        started = time.perf_counter()
+        results = orch.run_many_sync([("assistant", f"q {i}") for i in range(40)])
+        elapsed = time.perf_counter() - started
+        assert all(r.ok for r in results) and server.request_count == 40
+        team = orch.cache.stats()["redis"]
+        assert team["failures"] == 1 and team["skipped"] == 40 and not team["up"]
+        assert elapsed < 0.05 + 2.0 and len(orch.ledger) == 40      # rows kept locally, sent later
+        assert orch.ledger.team.sent == 0
+    finally:
+        orch.close()

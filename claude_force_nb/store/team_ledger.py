@@ -155,7 +155,7 @@ class TeamLedger:
 
     def _entry(self, origin: str, rowid: int, row: dict[str, Any]) -> dict[bytes, bytes]:
         uid, user, host = f"{origin}:{rowid}".encode(), self.user.encode(), self.host.encode()
-        body = json.dumps(row, separators=(",", ":"), allow_nan=False).encode()
+        body = json.dumps(row, separators=(",", ":")).encode()
         return {b"uid": uid, b"user": user, b"host": host, b"row": body, b"sig": self._sign(uid, user, host, body)}
 
     def rows(self) -> list[dict[str, Any]]:
