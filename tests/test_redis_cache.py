@@ -201,3 +201,13 @@ def test_the_url_comes_from_the_environment(monkeypatch):
     monkeypatch.setenv("CLAUDE_FORCE_REDIS_URL", "unix:///run/redis.sock")
     assert Settings.from_env().redis_url == "unix:///run/redis.sock"
     assert "redis.sock" not in repr(Settings.from_env())
+
+
+@pytest.mark.parametrize(("ci", "outcome"), [("true", pytest.fail.Exception), ("", pytest.skip.Exception)])
+def test_a_missing_redis_server_skips_locally_and_fails_on_ci(monkeypatch, ci, outcome):
+    from tests import redis_support
+
+    monkeypatch.setattr(redis_support, "REDIS_SERVER", "/nonexistent/redis-server")
+    monkeypatch.setenv("CI", ci)
+    with pytest.raises(outcome, match="redis-server is not installed"):
+        redis_support.need_redis_server()
