@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean browser browser-deps
+.PHONY: demo test lint bench clean browser browser-deps redis-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) scripts/demo.py
 
-test: $(STAMP) browser-deps lint
+test: $(STAMP) browser-deps redis-deps lint
 	$(PY) -m pytest -q
 
 # ruff (style, imports, common bugs) and mypy (types) over the whole package; make test runs it first.
@@ -38,6 +38,20 @@ browser-deps:
 		rm -f "$$log"; \
 	else echo "browser-deps: no chromium (needs root and apt-get to install); tests/test_browser.py will be skipped"; fi
 
+# Debian's redis-server for tests/test_redis_*.py (each test starts its own on a free loopback port).
+# Never fails: without root or apt-get those tests are skipped, except on CI (CI=true), where a
+# missing redis-server fails them, as a missing browser fails the browser test.
+redis-deps:
+	@if command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "redis-deps: installing redis-server with apt-get"; \
+		log=$$(mktemp); \
+		if ! (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server) >"$$log" 2>&1; then \
+			tail -n 5 "$$log"; echo "redis-deps: apt-get failed; tests/test_redis_*.py will be skipped"; \
+		fi; \
+		rm -f "$$log"; \
+	else echo "redis-deps: no redis-server (needs root and apt-get to install); tests/test_redis_*.py will be skipped"; fi
+
 browser: $(STAMP) browser-deps
 	$(PY) -m pytest -q tests/test_browser.py
 
@@ -47,6 +61,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/kernel.py
 	$(PY) benchmarks/rate_limits.py
 	$(PY) benchmarks/tool_loop.py
+	$(PY) benchmarks/redis_tier.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -128,6 +128,17 @@ def _names(value: object) -> str | None:
     return f"cache_exclude={value!r} is not a set of agent names: pass e.g. frozenset({{'code-reviewer'}})."
 
 
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def _redis_url(value: object) -> str | None:
+    if value is None or (isinstance(value, str) and value.startswith(REDIS_SCHEMES) and len(value) > 8):
+        return None
+    shown = value.split("@")[-1] if isinstance(value, str) else value   # never echo a password
+    return (f"redis_url={shown!r} is not a Redis URL: use redis://host:6379/0, rediss://host:6380/0 (TLS) "
+            "or unix:///path/to/redis.sock, or None for no team tier.")
+
+
 _SETTING_CHECKS: dict[str, Check] = {
     "api_key": _text("api_key", optional=True),
     "base_url": _text("base_url", optional=True),
@@ -160,6 +171,11 @@ _SETTING_CHECKS: dict[str, Check] = {
     "cache_max_bytes": _whole("cache_max_bytes", 1),
     "cache_max_entry_bytes": _whole("cache_max_entry_bytes", 1),
     "cache_exclude": _names,
+    "redis_url": _redis_url,
+    "redis_timeout_s": _seconds("redis_timeout_s", zero=False),
+    "redis_retry_s": _seconds("redis_retry_s", zero=True),
+    "redis_stream_maxlen": _whole("redis_stream_maxlen", 1),
+    "team_user": _text("team_user", optional=True),
 }
 
 
@@ -253,6 +269,13 @@ class Settings:
     cache_max_entry_bytes: int = 5 * 1024 * 1024
     cache_exclude: frozenset[str] = frozenset()
 
+    # The team tier (store.redis_tier, store.team_ledger): off while redis_url is None.
+    redis_url: str | None = field(default=None, repr=False)  # may hold a password
+    redis_timeout_s: float = 0.05     # one Redis lookup at most; then the tier's circuit opens
+    redis_retry_s: float = 5.0        # an open circuit tries Redis again after this long
+    redis_stream_maxlen: int = 1_000_000  # team ledger stream length, approximately (XADD MAXLEN ~)
+    team_user: str | None = None      # the user named in team ledger rows; None: the login name
+
     def __post_init__(self) -> None:
         if isinstance(self.cache_exclude, (set, list, tuple)):  # any collection of names will do
             object.__setattr__(self, "cache_exclude", frozenset(self.cache_exclude))
@@ -273,6 +296,10 @@ class Settings:
             values["cache_secret"] = secret.encode()
         if model := os.environ.get("CLAUDE_FORCE_MODEL"):
             values["default_model"] = model
+        if redis_url := os.environ.get("CLAUDE_FORCE_REDIS_URL"):
+            values["redis_url"] = redis_url
+        if team_user := os.environ.get("CLAUDE_FORCE_USER"):
+            values["team_user"] = team_user
         if (budget := _env_budget("CLAUDE_FORCE_BUDGET_USD")) is not None:
             values["budget_usd"] = budget
         values.update(overrides)

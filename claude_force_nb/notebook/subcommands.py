@@ -15,7 +15,7 @@ from IPython.core.error import UsageError
 from ..core.settings import budget_problem
 from ..engine.limits import format_usd
 from ..views.agent_list import agent_list
-from ..views.reports import GROUPINGS
+from ..views.reports import GROUPINGS, TEAM_GROUPINGS
 from .pacing import pacing_summary
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -31,14 +31,14 @@ APPS = {
     "console": "AgentConsole", "compare-ui": "CompareView", "cache-ui": "CacheBrowser", "dashboard": "CostDashboard",
 }
 
-USAGE = """%agent list | runs | costs [--by agent|model|day|session] | stats [--by ...] | pacing
-| cache [stats|list|clear|verify|prune] | budget [USD|off] | cancel
+USAGE = """%agent list | runs | costs [--team] [--by agent|model|day|session|user] | stats [--by ...] | pacing
+| cache [stats|list|clear [--team --yes]|verify|prune] | budget [USD|off] | cancel
 | threads | thread show|reset NAME | console | compare-ui | cache-ui | dashboard | help
 
 Subcommands that show tables return DataFrames: ``df = %agent costs --by day``."""
 
 
-Words = Sequence[str]  # a magic line's words (a method here is named `list`, so not list[str])
+Words = Sequence[str]  # a magic line's words (a method here is named `list`, so not Words)
 
 def _no_arguments(command: str, rest: Words) -> None:
     if rest:
@@ -87,22 +87,26 @@ class Subcommands:
         _no_arguments("runs", rest)
         return _noted(reports.runs(ledger=self.orch.ledger))
 
-    def _by(self, command: str, rest: Words) -> str:
-        usage = f"Usage: %agent {command} [--by {'|'.join(GROUPINGS)}]"
+    def _by(self, command: str, rest: Words, groupings: tuple[str, ...] = GROUPINGS) -> str:
+        usage = f"Usage: %agent {command} [--by {'|'.join(groupings)}]"
         if not rest:
             return "agent"
         if len(rest) != 2 or rest[0] != "--by":
             raise UsageError(f"{usage} (got {' '.join(rest)!r}).")
-        if rest[1] not in GROUPINGS:
-            raise UsageError(
-                f"Cannot group by {rest[1]!r}: use one of {', '.join(GROUPINGS)}, e.g. `%agent {command} --by model`."
-            )
+        if rest[1] not in groupings:
+            raise UsageError(f"Cannot group by {rest[1]!r}: use one of {', '.join(groupings)}, "
+                             f"e.g. `%agent {command} --by model`.")
         return rest[1]
 
     def costs(self, rest: Words) -> Any:
+        """``%agent costs [--team] [--by ...]``: this home's spend, or the team's (from Redis)."""
         from ..views import reports
 
-        return _noted(reports.costs(by=self._by("costs", rest), ledger=self.orch.ledger))
+        team = "--team" in rest
+        rest = [word for word in rest if word != "--team"]
+        if not team:
+            return _noted(reports.costs(by=self._by("costs", rest), ledger=self.orch.ledger))
+        return reports.costs(by=self._by("costs --team", rest, TEAM_GROUPINGS), scope="team", ledger=self.orch.ledger)
 
     def stats(self, rest: Words) -> Any:
         from ..views import reports
@@ -121,11 +125,18 @@ class Subcommands:
         from ..views import reports
 
         action = rest[0] if rest else "stats"
+        if action == "clear" and rest[1:]:
+            return self._clear_team(rest[1:])
         if action not in CACHE_ACTIONS or len(rest) > 1:
             raise UsageError(f"Usage: %agent cache [{'|'.join(CACHE_ACTIONS)}] (got {' '.join(rest)!r}).")
         cache = self.orch.cache
         if action == "stats":
-            return cache.stats()
+            stats = cache.stats()
+            if team := stats.get("redis"):
+                state = "up" if team["up"] else "down (skipped until it answers)"
+                print(f"Hits per tier: local {stats['hits']:,}, Redis {team['hits']:,} (team {team['team']} at "
+                      f"{team['url']}, {state}; {team['integrity_failures']:,} rejected values)")
+            return stats
         if action == "list":
             return reports.cache_contents(cache=cache)
         if action == "clear":
@@ -137,6 +148,16 @@ class Subcommands:
         else:
             print(f"Pruned {cache.prune()} expired or excess entries.")
         return None
+
+    def _clear_team(self, flags: Words) -> None:
+        """``%agent cache clear --team --yes``: delete the team's entries on Redis, for everyone."""
+        if sorted(flags) != ["--team", "--yes"]:
+            if flags == ["--team"]:
+                raise UsageError("This deletes the cached answers of everyone sharing the team secret: "
+                                 "run `%agent cache clear --team --yes` to go ahead.")
+            raise UsageError(f"Usage: %agent cache clear [--team --yes] (got {' '.join(flags)!r}).")
+        print(f"Removed {self.orch.cache.clear_team():,} team cache entries from Redis "
+              "(local caches and ledgers are kept).")
 
     def budget(self, rest: Words) -> None:
         if len(rest) > 1:

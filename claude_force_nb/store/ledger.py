@@ -12,6 +12,9 @@ failing disk, a lock held too long) rows are kept in memory (``unsaved``, the ne
 ``MAX_UNSAVED_ROWS``), one warning says so (``faults``), and every ``RETRY_S`` the next
 record tries the file again with them; ``rows()`` returns them meanwhile, with negative
 ids. A file deleted while in use is noticed before the next write and created again.
+
+With a team tier (``Settings.redis_url``) each row saved to the file is also sent to the
+team's Redis stream (``team_ledger``): now, or by a later record once Redis answers.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from ._pool import ConnectionPool
 from ._sqlite import is_corruption, reset_after_fork, write_transaction
 from .faults import FaultState, fault_kind, tell
 from .ledger_schema import COLUMNS, MIGRATIONS, ensure_schema
+from .team_ledger import TeamLedger
 from .unsaved import Filter, UnsavedRows
 
 __all__ = ["COLUMNS", "MIGRATIONS", "Ledger", "current_session_id"]
@@ -111,6 +115,9 @@ class Ledger:
             self._run(lambda conn: None, create=True)   # open now: a bad file is reported here, not at a record
         except (sqlite3.OperationalError, OSError) as exc:
             self._failed(exc)
+        self.team = TeamLedger.for_settings(self.settings, self._run)    # None without redis_url
+        if self.team is not None:
+            self.team.start()
 
     def _after_fork(self) -> None:
         # In a forked child: the unsaved rows are the parent's to write.
@@ -171,10 +178,13 @@ class Ledger:
                 return self._unsaved.add(rows)
             if self._fault.cleared() or waiting:
                 self._saved_again()
-            return ids[len(waiting):]
+        if self.team is not None:
+            self.team.sync()
+        return ids[len(waiting):]
 
     def flush(self) -> int:
-        """Try now to write the rows kept in memory; returns how many are still waiting."""
+        """Try now to write the rows kept in memory (and send rows the team stream lacks);
+        returns how many are still waiting for the file."""
         with self._lock:
             if self._unsaved:
                 try:
@@ -184,7 +194,10 @@ class Ledger:
                 else:
                     self._fault.cleared()
                     self._saved_again()
-            return len(self._unsaved)
+            waiting = len(self._unsaved)
+        if self.team is not None:
+            self.team.sync()
+        return waiting
 
     def _saved_again(self) -> None:
         written, dropped = self._unsaved.written()
@@ -292,7 +305,7 @@ class Ledger:
     def close(self) -> None:
         """Try once more to write the rows kept in memory, then close every connection. Idempotent."""
         if not self._pool.closed:
-            if self._unsaved:
+            if self._unsaved or self.team is not None:
                 self.flush()
             self._pool.close()
 

@@ -5,6 +5,9 @@ pandas is imported inside each function so ``%load_ext claude_force_nb`` stays f
 While the ledger's file cannot be written (a read-only home, a full disk), the frames include
 the rows it keeps in memory (negative ids), and ``frame.attrs["note"]`` says what is not
 saved and why (``styled`` shows it as the caption); ``attrs["persistence"]`` has the figures.
+
+``scope="team"`` reads the team ledger stream on Redis instead (``store.team_ledger``): every
+member's rows, with ``user`` and ``host`` columns, indexed by each row's stable ``uid``.
 """
 
 from __future__ import annotations
@@ -12,9 +15,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from ..core.errors import ConfigurationError
 from ..core.settings import Settings
 from ..store.cache import ENTRY_COLUMNS, ResponseCache
 from ..store.ledger import COLUMNS as LEDGER_COLUMNS
+from ..store.team_ledger import TEAM_COLUMNS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -23,13 +28,22 @@ if TYPE_CHECKING:
 
 __all__ = ["cache_contents", "costs", "runs", "stats", "styled"]
 
+SCOPES = ("me", "team")
+
+
+def _dtypes(columns: dict[str, type], index: str) -> dict[str, str]:
+    return {
+        name: "datetime64[ns, UTC]" if name == "ts" else "category" if name in ("agent", "model", "user", "host")
+        else {int: "int64", float: "float64", bool: "bool", str: "string"}[kind]
+        for name, kind in columns.items() if name != index
+    }
+
+
 # dtypes of runs(), derived from the ledger's one description of its table (id is the index)
-RUN_COLUMNS = {
-    name: "datetime64[ns, UTC]" if name == "ts" else "category" if name in ("agent", "model")
-    else {int: "int64", float: "float64", bool: "bool", str: "string"}[kind]
-    for name, kind in LEDGER_COLUMNS.items() if name != "id"
-}
+RUN_COLUMNS = _dtypes(LEDGER_COLUMNS, "id")
+TEAM_RUN_COLUMNS = _dtypes(TEAM_COLUMNS, "uid")       # runs(scope="team"), indexed by uid
 GROUPINGS = ("agent", "model", "day", "session")
+TEAM_GROUPINGS = ("user", *GROUPINGS)
 TOTAL = "TOTAL"
 
 
@@ -41,6 +55,23 @@ def _read_ledger(ledger: Ledger | None, **filters: Any) -> tuple[list[dict[str, 
     ledger = ledger if ledger is not None else Ledger(Settings.from_env())
     try:
         return ledger.rows(**filters), ledger.status()
+    finally:
+        if owned:
+            ledger.close()
+
+
+def _read_team(ledger: Ledger | None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """(rows, status) of the team stream of ``ledger`` (or of the default one)."""
+    from ..store.ledger import Ledger
+
+    owned = ledger is None
+    ledger = ledger if ledger is not None else Ledger(Settings.from_env())
+    try:
+        if ledger.team is None:
+            raise ConfigurationError("scope='team' needs the team tier: set CLAUDE_FORCE_REDIS_URL "
+                                     "(or Settings.redis_url) and the team's CLAUDE_FORCE_CACHE_SECRET.")
+        ledger.flush()                  # this user's rows not sent yet go first
+        return ledger.team.rows(), {"persistent": True, **ledger.team.status()}
     finally:
         if owned:
             ledger.close()
@@ -69,26 +100,49 @@ def runs(
     model: str | None = None,
     session: str | None = None,
     *,
+    scope: str = "me",
     ledger: Ledger | None = None,
 ) -> pd.DataFrame:
     """One row per ledger call (hits, misses, failures), oldest first, indexed by id, with the
-    dtypes of RUN_COLUMNS (flags as bool, agent and model as categories, ts in UTC)."""
+    dtypes of RUN_COLUMNS (flags as bool, agent and model as categories, ts in UTC).
+
+    ``scope="team"``: every team member's calls from the team stream, indexed by uid, with
+    ``user`` and ``host`` too (TEAM_RUN_COLUMNS)."""
     import pandas as pd
 
+    if scope not in SCOPES:
+        raise ValueError(f"scope={scope!r} is not a scope: use 'me' (this home's ledger) or 'team' (the team stream).")
     if isinstance(since, str):
         since = pd.Timestamp(since, tz="UTC").to_pydatetime()
-    rows, status = _read_ledger(ledger, since=since, agent=agent, model=model, session=session)
-    frame = pd.DataFrame.from_records(rows, columns=list(LEDGER_COLUMNS))
+    if scope == "me":
+        rows, status = _read_ledger(ledger, since=since, agent=agent, model=model, session=session)
+        return _annotate(_typed(rows, LEDGER_COLUMNS, RUN_COLUMNS, "id"), status)
+    rows, status = _read_team(ledger)
+    frame = _typed(rows, TEAM_COLUMNS, TEAM_RUN_COLUMNS, "uid")
+    if since is not None:
+        frame = frame[frame["ts"] >= pd.Timestamp(since.timestamp() if isinstance(since, datetime) else since,
+                                                  unit="s", tz="UTC")]
+    for column, value in (("agent", agent), ("model", model), ("session_id", session)):
+        if value is not None:
+            frame = frame[frame[column] == value]
+    return _annotate(frame, status)
+
+
+def _typed(rows: list[dict[str, Any]], columns: dict[str, type], dtypes: dict[str, str], index: str) -> pd.DataFrame:
+    import pandas as pd
+
+    frame = pd.DataFrame.from_records(rows, columns=list(columns))
     frame["ts"] = pd.to_datetime(frame["ts"].astype("float64"), unit="s", utc=True).astype("datetime64[ns, UTC]")
-    for column, dtype in RUN_COLUMNS.items():
+    for column, dtype in dtypes.items():
         if column != "ts":
             frame[column] = frame[column].astype(dtype)
-    return _annotate(frame.set_index("id"), status)
+    return frame.set_index(index)
 
 
 def _group_key(frame: pd.DataFrame, by: str) -> pd.Series:
-    if by not in GROUPINGS:
-        raise ValueError(f"by={by!r} is not a grouping: use one of {', '.join(GROUPINGS)}.")
+    groupings = TEAM_GROUPINGS if "user" in frame.columns else GROUPINGS
+    if by not in groupings:
+        raise ValueError(f"by={by!r} is not a grouping: use one of {', '.join(groupings)}.")
     if by == "day":
         return frame["ts"].dt.strftime("%Y-%m-%d")
     if by == "session":
@@ -96,14 +150,15 @@ def _group_key(frame: pd.DataFrame, by: str) -> pd.Series:
     return frame[by].astype(str)
 
 
-def costs(by: str = "agent", since: Any = None, *, ledger: Ledger | None = None) -> pd.DataFrame:
+def costs(by: str = "agent", since: Any = None, *, scope: str = "me", ledger: Ledger | None = None) -> pd.DataFrame:
     """Calls, cache hits, tokens, cost and savings per agent/model/day/session, plus a TOTAL row.
 
     ``unpriced`` counts calls whose model has no price (their cost is unknown, not zero).
+    ``scope="team"``: the whole team's, from the team stream; ``by="user"`` groups by member.
     """
     import pandas as pd
 
-    frame = runs(since=since, ledger=ledger)
+    frame = runs(since=since, scope=scope, ledger=ledger)
     status = frame.attrs["persistence"]
     key = _group_key(frame, by).rename(by)
     frame = frame.assign(

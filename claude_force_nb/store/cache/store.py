@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from ...core.errors import CacheError
 from ...core.settings import Settings, ensure_private_dir
 from ..faults import fault_kind
 from . import table
@@ -39,6 +40,7 @@ from .keyfile import master_secret
 from .keys import NOT_A_KEY, check_key, rowid_if_key, rowid_of
 from .payload import TASK_HEAD_CHARS, CachedResponse, ForeignPayload, decode, encode
 from .signing import Signer
+from .team import TeamCache
 
 __all__ = ["ENTRY_COLUMNS", "ResponseCache"]
 
@@ -94,6 +96,7 @@ class ResponseCache:
         self.max_bytes = int(s.cache_max_bytes)
         self.max_entry_bytes = int(s.cache_max_entry_bytes)
         self._file = CacheFile(self.path, clock, fault=fault, retry=not forever)
+        self._team = TeamCache.for_settings(s, self._signer, self._fits, self._adopt)   # None without redis_url
 
     def _served(self, rowid: Any, raw_key: Any, kid: Any, payload: Any, sig: Any) -> str | None:
         """The key of a scanned row (``table.SCANNED``) that ``get`` would serve, else None:
@@ -112,13 +115,21 @@ class ResponseCache:
     # ------------------------------------------------------------------ reads
 
     def get(self, key: str, *, defer_writes: bool = False) -> CachedResponse | None:
-        """The cached response for ``key``, or None (absent, expired, other secret, or tampered).
+        """The cached response for ``key``, or None (absent, expired, other secret, or tampered):
+        from the local file, else from the team tier (Redis) when one is set up.
 
         With ``defer_writes`` a get never writes, so it never waits for another process's
         write lock (the orchestrator reads on its event loop): hit counts wait for this
         process's next write, and a tampered row stays until a get without the flag or a
-        put of its key (the orchestrator's next step after a miss) replaces it.
+        put of its key (the orchestrator's next step after a miss) replaces it. A team hit
+        is then written to the local file by the team tier's own thread.
         """
+        response = self._get_local(key, defer_writes)
+        if response is None and self._team is not None:
+            response = self._team.get(key, self._clock(), self.ttl_s, defer_writes=defer_writes)
+        return response
+
+    def _get_local(self, key: str, defer_writes: bool) -> CachedResponse | None:
         now = self._clock()
         rowid = check_key(key)
         row = self._file.lookup(rowid)
@@ -211,7 +222,36 @@ class ResponseCache:
         stored = self._file.try_write(op)
         if stored:
             self._file.counters.evicted(removed[-1])
+        if self._team is not None:          # write-through: after the local file, whatever it said
+            self._team.put_many([(row[1], row[3], row[4], row[6]) for row in todo], now)
         return [stored and row is not None for row in rows]
+
+    def _size(self, key: str, payload: bytes, sig: bytes) -> int:
+        """An entry's size as the caps count it: key + kid + payload + signature."""
+        return len(key.encode()) + len(self.kid) + len(payload) + len(sig)
+
+    def _fits(self, key: str, payload: bytes, sig: bytes) -> bool:
+        """Whether an entry is within the entry and total size caps (as a put stores it)."""
+        size = self._size(key, payload, sig)
+        return size <= self.max_entry_bytes and size <= self.max_bytes
+
+    def _adopt(self, key: str, payload: bytes, sig: bytes, response: CachedResponse) -> bool:
+        """Store a team hit in the local file as it was signed: same payload, same expiry."""
+        if not self._fits(key, payload, sig):
+            return False
+        size = self._size(key, payload, sig)
+        now = self._clock()
+        row = (rowid_of(key), key, self.kid, payload, sig, response.created, response.expires, now, size)
+        removed: list[int] = []
+
+        def op(conn: sqlite3.Connection) -> None:
+            table.upsert(conn, [row])
+            removed.append(table.evict(conn, now, max_bytes=self.max_bytes, keep=row[0]))
+
+        stored = self._file.try_write(op)
+        if stored:
+            self._file.counters.evicted(removed[-1])
+        return stored
 
     def _row(self, key: str, response: CachedResponse, now: float, expires: float | None) -> table.Row | None:
         """The signed row for ``response``, or None when it must not be cached."""
@@ -219,8 +259,8 @@ class ResponseCache:
             return None
         payload = encode(response, now, expires)
         sig = self._signer.sign(key, payload)
-        size = len(key.encode()) + len(self.kid) + len(payload) + len(sig)
-        if size > self.max_entry_bytes or size > self.max_bytes:
+        size = self._size(key, payload, sig)
+        if not self._fits(key, payload, sig):
             return None
         return (rowid_of(key), key, self.kid, payload, sig, now, expires, now, size)
 
@@ -242,6 +282,13 @@ class ResponseCache:
             return conn.execute("DELETE FROM entries WHERE CAST(key AS BLOB) = ?", (key.encode(),)).rowcount
 
         return bool(self._file.write(op))
+
+    def clear_team(self) -> int:
+        """Remove this team's entries from Redis (SCAN + UNLINK); returns how many. The local
+        file is untouched. Raises CacheError when no team tier is set up or Redis is down."""
+        if self._team is None:
+            raise CacheError("No team tier is set up: set CLAUDE_FORCE_REDIS_URL (or Settings.redis_url) first.")
+        return self._team.clear()
 
     def clear(self) -> int:
         """Remove every entry (the ledger is a separate file and is untouched). Returns rows removed."""
@@ -293,7 +340,8 @@ class ResponseCache:
         (``bytes`` = the sum of entry sizes: key + kid + payload + signature, the figure the
         size cap applies to — not the file size). ``hits``, ``misses``, ``integrity_failures``
         and ``evictions`` (rows removed by TTL culling or the size cap) count this instance's
-        operations in this process. ``persistent`` is False while new answers cannot be stored
+        operations in this process; with a team tier, ``redis`` holds its own counters.
+        ``persistent`` is False while new answers cannot be stored
         (a full disk, a home that cannot be written), and ``reason`` says why."""
         entries, nbytes = self._file.read(table.totals, (0, 0))
         return {
@@ -304,6 +352,7 @@ class ResponseCache:
             "max_bytes": self.max_bytes,
             "writes_enabled": self._file.writes_enabled,
             **self._file.fault.status(),
+            **({} if self._team is None else {"redis": self._team.stats()}),
         }
 
     def entries(self) -> list[dict[str, Any]]:
@@ -334,7 +383,9 @@ class ResponseCache:
     # ------------------------------------------------------------------ lifecycle
 
     def close(self) -> None:
-        """Write unwritten hit counts and close every connection. Idempotent."""
+        """Write unwritten hit counts (and team hits waiting for the file), close every connection. Idempotent."""
+        if self._team is not None:
+            self._team.close()
         self._file.close()
 
     def __enter__(self) -> ResponseCache:
