@@ -151,3 +151,19 @@ def test_a_schema_node_gives_structured_data(orch, server) -> None:
     assert set(result.nodes["a"].data) == {"title", "score"}
     assert json.loads(result.nodes["a"].text) == result.nodes["a"].data
     assert server.requests[1].body["messages"][-1]["content"] == f"Use {result.nodes['a'].text}"
+
+
+def test_the_nodes_frame_has_one_row_per_node_with_its_state(orch, server) -> None:
+    from claude_force_nb import Workflow as PublicWorkflow
+    from claude_force_nb.views.workflows import NODE_COLUMNS, nodes_frame, workflows_frame
+
+    assert PublicWorkflow is Workflow
+    result = orch.run_workflow_sync(Workflow.parse(DAG.replace("MAX", TOO_MANY)))
+    frame = nodes_frame(result)
+    assert list(frame.columns) == NODE_COLUMNS
+    assert frame["state"].tolist() == ["done", "done", "done", "failed", "skipped (needs risks)"]
+    assert frame["tokens"].tolist() == [r.usage.total_tokens if r else 0 for r in result.nodes.values()]
+    assert frame["cost"].iloc[0] == pytest.approx(result.nodes["plan"].cost_usd)
+    listing = workflows_frame({"analysis": ["data-analyst", "technical-writer"]})
+    assert listing.to_dict("records") == [
+        {"workflow": "analysis", "steps": 2, "agents": "data-analyst → technical-writer"}]
