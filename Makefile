@@ -62,6 +62,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/rate_limits.py
 	$(PY) benchmarks/tool_loop.py
 	$(PY) benchmarks/redis_tier.py
+	$(PY) benchmarks/workflows.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
