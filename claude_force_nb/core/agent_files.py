@@ -55,6 +55,7 @@ __all__ = [
     "is_valid_name",
     "os_problem",
     "parse_claude_json",
+    "parse_claude_workflows",
     "parse_definition",
     "read_text",
     "realpath",
@@ -332,8 +333,7 @@ def parse_definition(
     return fields
 
 
-def parse_claude_json(real: Path, label: str) -> list[JsonAgent]:
-    """The agents of a claude.json (structure only; files are checked by the caller)."""
+def _claude_json_object(real: Path, label: str) -> dict[str, Any]:
     try:
         data = json.loads(read_text(real, label))
     except json.JSONDecodeError as exc:
@@ -344,6 +344,25 @@ def parse_claude_json(real: Path, label: str) -> list[JsonAgent]:
         raise DefinitionProblem(
             f'{label}: must be a JSON object such as {{"agents": {{...}}}}, not a {type(data).__name__}.'
         )
+    return data
+
+
+def parse_claude_workflows(real: Path, label: str) -> dict[str, list[str]]:
+    """The ``"workflows"`` of a claude.json: name -> the agents of a chain, in order."""
+    workflows = _claude_json_object(real, label).get("workflows") or {}
+    if not isinstance(workflows, dict) or not all(
+        isinstance(agents, list) and agents and all(isinstance(a, str) for a in agents) for agents in workflows.values()
+    ):
+        raise DefinitionProblem(
+            f'{label}: "workflows" must map names to lists of agent names, e.g. '
+            f'{{"analysis": ["data-analyst", "technical-writer"]}}.'
+        )
+    return {str(name): list(agents) for name, agents in workflows.items()}
+
+
+def parse_claude_json(real: Path, label: str) -> list[JsonAgent]:
+    """The agents of a claude.json (structure only; files are checked by the caller)."""
+    data = _claude_json_object(real, label)
     agents = data.get("agents")
     if agents is None:
         return []

@@ -195,6 +195,15 @@ class AgentRegistry:
         where = "cwd" if self._cwd is None else str(self._cwd)
         return f"<AgentRegistry {where}: {len(self)} agents, {len(self.problems())} problems>"
 
+    def workflows(self) -> dict[str, list[str]]:
+        """The ``"workflows"`` of the nearest project claude.json that has them: name -> agents."""
+        for claude in self._project_dirs():
+            path = claude / "claude.json"
+            if os.path.lexists(path):
+                real, _version = agent_files.check_file(path, realpath(claude), str(path))
+                if found := agent_files.parse_claude_workflows(real, str(path)):
+                    return found
+        return {}
 
     def reload(self) -> None:
         """Forget every parsed file: the next lookup reads them all again."""

@@ -62,6 +62,7 @@ __all__ = [
     "UnknownAgentError",
     "UnknownThreadError",
     "UnknownToolError",
+    "WorkflowError",
 ]
 
 
@@ -191,6 +192,11 @@ class ToolDefinitionError(InvalidInputError):
 
 class InvalidSchemaError(InvalidInputError):
     """A ``schema=`` value that cannot describe structured output."""
+
+
+class WorkflowError(InvalidInputError):
+    """A workflow refused before anything is sent (syntax, duplicate or unknown node, cycle,
+    no single final node, unknown agent); the message names the node or line and the fix."""
 
 
 class SchemaMismatchError(APICallError):
