@@ -13,7 +13,7 @@ from IPython.core.error import UsageError
 
 from ..core.settings import budget_problem
 from ..engine.limits import format_usd
-from ..views.agent_list import agent_list
+from ..views.agent_list import agent_list, workflow_list
 from ..views.reports import GROUPINGS
 from .pacing import pacing_summary
 
@@ -22,14 +22,15 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["SUBCOMMANDS", "Subcommands"]
 
-SUBCOMMANDS = ("list", "runs", "costs", "stats", "pacing", "cache", "budget", "cancel", "console", "compare-ui",
-               "cache-ui", "dashboard", "help")
+SUBCOMMANDS = ("list", "workflows", "runs", "costs", "stats", "pacing", "cache", "budget", "cancel", "console",
+               "compare-ui", "cache-ui", "dashboard", "workflow-ui", "help")
 CACHE_ACTIONS = ("stats", "list", "clear", "verify", "prune")
-APPS = {"console": "AgentConsole", "compare-ui": "CompareView", "cache-ui": "CacheBrowser", "dashboard": "CostDashboard"}
+APPS = {"console": "AgentConsole", "compare-ui": "CompareView", "cache-ui": "CacheBrowser",
+        "dashboard": "CostDashboard", "workflow-ui": "WorkflowApp"}
 
-USAGE = """%agent list | runs | costs [--by agent|model|day|session] | stats [--by ...] | pacing
+USAGE = """%agent list | workflows | runs | costs [--by agent|model|day|session] | stats [--by ...] | pacing
 | cache [stats|list|clear|verify|prune] | budget [USD|off] | cancel
-| console | compare-ui | cache-ui | dashboard | help
+| console | compare-ui | cache-ui | dashboard | workflow-ui | help
 
 Subcommands that show tables return DataFrames: ``df = %agent costs --by day``."""
 
@@ -69,11 +70,16 @@ class Subcommands:
     def help(self, rest: list[str]) -> None:
         _no_arguments("help", rest)
         print(USAGE)
-        print("Cell magics: %%agent AGENT [options] (see %%agent?), %%compare -a A,B [-m M1,M2]")
+        print("Cell magics: %%agent AGENT [options] (see %%agent?), %%compare -a A,B [-m M1,M2], "
+              "%%workflow [NAME] (see %%workflow?), %%heavy [-n 4] [-a AGENT]")
 
     def list(self, rest: list[str]) -> Any:
         _no_arguments("list", rest)
         return agent_list(self.orch.registry)
+
+    def workflows(self, rest: list[str]) -> Any:
+        _no_arguments("workflows", rest)
+        return workflow_list(self.orch.registry)
 
     def runs(self, rest: list[str]) -> Any:
         from ..views import reports

@@ -77,6 +77,16 @@ class NodeTable:
             row.latency = _attr(event, "latency", "latency_s")
             return NodeRow(**vars(row))
 
+    def settle(self, name: str, state: str, result: AgentResult | None) -> None:
+        """A node's final state and figures, as the WorkflowResult has them."""
+        with self._lock:
+            row = self._rows.setdefault(name, NodeRow(name))
+            row.state, _, detail = state.partition(" (")
+            row.detail = detail.rstrip(")")
+            if result is not None:
+                row.agent, row.model = result.agent, result.model
+                row.tokens, row.cost, row.latency = result.usage.total_tokens, result.cost_usd, result.latency_s
+
     def stop_unfinished(self, state: str = "cancelled") -> None:
         """Mark every pending or running node (an interrupted run)."""
         with self._lock:
@@ -183,13 +193,12 @@ class WorkflowView:
 
     def finish(self, result: Any, seconds: float | None = None) -> None:
         """The final table, then the final node's answer and the run's badge (a new output)."""
-        for name, state in (getattr(result, "states", {}) or {}).items():  # the result is the truth
-            node = getattr(result, "nodes", {}).get(name)
-            self.table.apply(_ResultEvent(name, str(state), node))
+        for name, state in result.states.items():  # the result is the truth
+            self.table.settle(name, str(state), result.nodes.get(name))
         self._final_table()
-        summary = run_summary(getattr(result, "states", {}) or {}, (getattr(result, "nodes", {}) or {}).values(), seconds)
+        summary = run_summary(result.states, result.nodes.values(), seconds)
         final = _final_result(result)
-        ok = bool(getattr(result, "ok", False))
+        ok = bool(result.ok)
         if final is not None:
             bundle = result_bundle(final)
             bundle["text/markdown"] += "\n\n" + run_badge_html(summary, ok)
@@ -203,19 +212,3 @@ class WorkflowView:
         """The run stopped (interrupt, refused before sending): unfinished nodes are marked."""
         self.table.stop_unfinished()
         self._final_table(message)
-
-
-@dataclass
-class _ResultEvent:
-    """A node's final state read back from the WorkflowResult, shaped like a NodeEvent."""
-
-    node: str
-    state: str
-    result: AgentResult | None
-
-    def __getattr__(self, name: str) -> Any:
-        r = self.__dict__["result"]
-        if r is None:
-            return None
-        return {"agent": r.agent, "model": r.model, "tokens": r.usage.total_tokens, "cost": r.cost_usd,
-                "latency": r.latency_s, "error": r.error}.get(name)
