@@ -47,6 +47,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/kernel.py
 	$(PY) benchmarks/rate_limits.py
 	$(PY) benchmarks/tool_loop.py
+	$(PY) benchmarks/workflows.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

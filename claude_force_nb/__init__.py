@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from .core.pricing import cost_of
     from .core.results import AgentResult, Usage
     from .core.settings import Settings
+    from .core.workflow import Workflow
     from .engine.orchestrator import Job, Orchestrator
     from .store.cache import ResponseCache
     from .store.ledger import Ledger
@@ -39,7 +40,7 @@ _LAZY = {
     "InvalidInputError": "core.errors", "UnknownAgentError": "core.errors", "Ledger": "store.ledger",
     "Job": "engine.orchestrator", "Orchestrator": "engine.orchestrator", "cost_of": "core.pricing",
     "AgentResult": "core.results", "Usage": "core.results", "Settings": "core.settings",
-    "ThreadStore": "store.threads", "tool": "core.tools",
+    "ThreadStore": "store.threads", "tool": "core.tools", "Workflow": "core.workflow",
 }
 
 
@@ -75,6 +76,7 @@ __all__ = [
     "ThreadStore",
     "UnknownAgentError",
     "Usage",
+    "Workflow",
     "cost_of",
     "load_ipython_extension",
     "reports",

@@ -212,6 +212,7 @@ def test_the_public_names_are_exactly_these() -> None:
         "ThreadStore",
         "UnknownAgentError",
         "Usage",
+        "Workflow",
         "cost_of",
         "load_ipython_extension",
         "reports",

@@ -38,10 +38,13 @@ from ..core.options import MAX_OUTPUT_TOKENS, RunOptions
 from ..core.pricing import price_table
 from ..core.results import AgentResult
 from ..core.settings import Settings
+from ..core.workflow import Workflow
+from ..core.workflow_results import WorkflowResult
 from ..store.cache import ResponseCache
 from ..store.ledger import Ledger
 from ..store.threads import ThreadStore
-from . import outcomes, runner
+from . import heavy, outcomes, runner, workflows
+from .heavy import HeavyResult
 from .jobs import Job, agent_named_in
 from .limits import BudgetGuard, input_token_bound
 from .pacing import Pacer
@@ -50,6 +53,7 @@ from .requests import Call, build_call
 from .retry import CircuitBreaker
 from .sending import Sender, TextCallback, usable_api_key
 from .tool_loop import StepCallback, agent_tools, checked_answer, run_loop
+from .workflows import EventCallback
 
 __all__ = ["MAX_OUTPUT_TOKENS", "Job", "Orchestrator", "safe_log_text"]
 
@@ -189,6 +193,26 @@ class Orchestrator:
     def run_many_sync(self, jobs: Iterable[Any], **kwargs: Any) -> list[AgentResult]:
         """Blocking ``run_many``."""
         return runner.run_sync(self._run_many(list(jobs), kwargs.pop("on_result", None), kwargs))
+
+    async def run_workflow(self, workflow: Workflow, task: str | None = None, *,
+                           on_event: EventCallback | None = None, tools: Any = None, **options: Any) -> WorkflowResult:
+        """Run a Workflow: independent nodes concurrently, each an ordinary (cached) call;
+        ``options`` are every node's defaults. See engine/workflows.py."""
+        return await runner.run_async(workflows.run_workflow(self, workflow, task, on_event=on_event, tools=tools,
+                                                             **options))
+
+    def run_workflow_sync(self, workflow: Workflow, task: str | None = None, **kwargs: Any) -> WorkflowResult:
+        """Blocking ``run_workflow``; an interrupt cancels every running node."""
+        return runner.run_sync(workflows.run_workflow(self, workflow, task, **kwargs))
+
+    async def run_heavy(self, question: str, **kwargs: Any) -> HeavyResult:
+        """Plan ``n`` sub-questions, answer them concurrently, merge them: keywords n=4, agent="assistant",
+        synth_agent, model, on_event, tools (to every part), and every node's defaults (engine/heavy.py)."""
+        return await runner.run_async(heavy.run_heavy(self, question, **kwargs))
+
+    def run_heavy_sync(self, question: str, **kwargs: Any) -> HeavyResult:
+        """Blocking ``run_heavy``."""
+        return runner.run_sync(heavy.run_heavy(self, question, **kwargs))
 
     def configure(self, **changes: Any) -> None:
         """Change settings that need no new client (model and token defaults, concurrency,
