@@ -13,7 +13,7 @@ from IPython.core.error import UsageError
 
 from ..core.settings import budget_problem
 from ..engine.limits import format_usd
-from ..views.agent_list import agent_list, workflow_list
+from ..views.agent_list import agent_list
 from ..views.reports import GROUPINGS
 from .pacing import pacing_summary
 
@@ -78,8 +78,10 @@ class Subcommands:
         return agent_list(self.orch.registry)
 
     def workflows(self, rest: list[str]) -> Any:
+        from ..views.workflows import workflows_frame
+
         _no_arguments("workflows", rest)
-        return workflow_list(self.orch.registry)
+        return workflows_frame(self.orch.registry.workflows())
 
     def runs(self, rest: list[str]) -> Any:
         from ..views import reports

@@ -166,13 +166,14 @@ class WorkflowMagics(Magics):
             %%heavy -n 4 -a data-analyst -o h
             Should we move our nightly ETL from pandas to DuckDB?
         """
+        from ..engine.heavy import heavy_workflow  # checks -n, and names the nodes the table starts with
+
         args = parse(self.heavy.parser, line)
         variable_name(args.out)
         orch = self.orchestrator
         question = self._fill(text_for_agent(cell, "The cell").strip("\n"), set(), args.no_interpolate)
-        for agent in {args.agent, args.synth or args.agent}:
-            orch.registry.get(agent)  # an unknown agent is refused before anything is shown
-        view = WorkflowView((), f"heavy · {args.n} × {args.agent}")
+        generated = heavy_workflow(args.n, agent=args.agent, synth_agent=args.synth, model=args.model)
+        view = WorkflowView(workflow_nodes(generated, orch), f"heavy · {args.n} × {args.agent}")
         self._run(view, lambda on_event: orch.run_heavy_sync(
             question, n=args.n, agent=args.agent, synth_agent=args.synth, model=args.model, on_event=on_event),
             args.out)

@@ -11,12 +11,15 @@ import html
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from IPython.display import DisplayHandle, display
 
-from ..core.results import AgentResult, format_cost
+from ..core.results import format_cost
 from .display import BADGE_STYLE, provenance, result_bundle
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..core.workflow_results import NodeEvent, WorkflowResult
 
 __all__ = ["NodeRow", "NodeTable", "WorkflowView", "run_badge_html", "run_summary", "status_table_html"]
 
@@ -24,6 +27,7 @@ COLUMNS = ("node", "agent", "model", "state", "tokens", "cost", "latency")
 STATE_COLOURS = {"pending": "#888", "running": "#06c", "cached": "#0a7", "done": "#0a7", "failed": "#b00",
                  "skipped": "#a60", "cancelled": "#a60"}
 UNFINISHED = ("pending", "running")
+NO_FIGURES = (*UNFINISHED, "skipped", "cancelled")  # states with no tokens, cost or latency to show
 
 
 @dataclass
@@ -41,18 +45,10 @@ class NodeRow:
 
     def cells(self) -> tuple[str, ...]:
         state = f"{self.state} ({self.detail})" if self.detail else self.state
-        tokens = "" if self.tokens is None else f"{self.tokens:,}"
-        cost = "" if self.cost is None or self.state in UNFINISHED else format_cost(self.cost)
-        latency = "" if self.latency is None or self.state in UNFINISHED else f"{self.latency:.2f} s"
+        tokens = "" if self.tokens is None or self.state in NO_FIGURES else f"{self.tokens:,}"
+        cost = "" if self.cost is None or self.state in NO_FIGURES else format_cost(self.cost)
+        latency = "" if self.latency is None or self.state in NO_FIGURES else f"{self.latency:.2f} s"
         return self.node, self.agent, self.model, state, tokens, cost, latency
-
-
-def _attr(event: Any, *names: str) -> Any:
-    """The first of ``names`` the event has (NodeEvent field names, tolerant of spelling)."""
-    for name in names:
-        if (value := getattr(event, name, None)) is not None:
-            return value
-    return None
 
 
 class NodeTable:
@@ -62,30 +58,17 @@ class NodeTable:
         self._rows: dict[str, NodeRow] = {name: NodeRow(name, agent, model) for name, agent, model in nodes}
         self._lock = threading.Lock()
 
-    def apply(self, event: Any) -> NodeRow:
-        """Record a NodeEvent (node, agent, model, state, tokens, cost, latency, detail)."""
-        name = str(event.node)
+    def apply(self, event: NodeEvent) -> NodeRow:
+        """Record a node's new state; a copy of its row."""
         with self._lock:
-            row = self._rows.setdefault(name, NodeRow(name))
-            row.agent = _attr(event, "agent") or row.agent
-            row.model = _attr(event, "model") or row.model
-            state = str(_attr(event, "state") or row.state)
-            row.state, _, detail = state.partition(" (")
-            row.detail = detail.rstrip(")") or str(_attr(event, "detail", "reason", "error") or "")
-            row.tokens = _attr(event, "tokens", "total_tokens")
-            row.cost = _attr(event, "cost", "cost_usd")
-            row.latency = _attr(event, "latency", "latency_s")
+            row = self._rows.setdefault(event.node, NodeRow(event.node))
+            row.agent, row.model = event.agent, event.model
+            # A stopped run reports its running nodes failed and its pending ones skipped, both
+            # with detail "cancelled": the table says "cancelled", which is what happened.
+            row.state = "cancelled" if event.detail == "cancelled" else event.state
+            row.detail = event.detail or "" if row.state == "skipped" else ""
+            row.tokens, row.cost, row.latency = event.tokens, event.cost_usd, event.latency_s
             return NodeRow(**vars(row))
-
-    def settle(self, name: str, state: str, result: AgentResult | None) -> None:
-        """A node's final state and figures, as the WorkflowResult has them."""
-        with self._lock:
-            row = self._rows.setdefault(name, NodeRow(name))
-            row.state, _, detail = state.partition(" (")
-            row.detail = detail.rstrip(")")
-            if result is not None:
-                row.agent, row.model = result.agent, result.model
-                row.tokens, row.cost, row.latency = result.usage.total_tokens, result.cost_usd, result.latency_s
 
     def stop_unfinished(self, state: str = "cancelled") -> None:
         """Mark every pending or running node (an interrupted run)."""
@@ -124,38 +107,16 @@ def status_table_text(rows: Iterable[NodeRow]) -> str:
     return "\n".join(lines)
 
 
-def run_summary(states: dict[str, str], results: Iterable[AgentResult | None], seconds: float | None = None) -> str:
-    """One line for a whole run: node states, tokens, cost (and what the cache saved), time."""
-    counts: dict[str, int] = {}
-    for state in states.values():
-        key = str(state).partition(" (")[0]
-        counts[key] = counts.get(key, 0) + 1
-    finished = [r for r in results if r is not None]
-    tokens = sum(r.usage.total_tokens for r in finished)
-    costs = [r.cost_usd for r in finished]
-    cost = None if any(c is None for c in costs) else sum(c for c in costs if c is not None)
-    saved = sum(r.saved_usd for r in finished)
-    parts = [f"workflow · {len(states)} nodes: " + ", ".join(f"{n} {s}" for s, n in counts.items()),
-             f"{tokens:,} tokens", format_cost(cost) + (f" (saved {format_cost(saved)})" if saved else "")]
-    if seconds is not None:
-        parts.append(f"in {seconds:.2f} s")
-    return " · ".join(parts)
+def run_summary(result: WorkflowResult, seconds: float | None = None) -> str:
+    """One line for a whole run: the result's summary (states, cost, savings), its tokens and time."""
+    tokens = sum(r.usage.total_tokens for r in result.nodes.values() if r is not None)
+    timing = f" · in {seconds:.2f} s" if seconds is not None else ""
+    return f"{result.summary()} · {tokens:,} tokens{timing}"
 
 
 def run_badge_html(summary: str, ok: bool) -> str:
     colour = "#666" if ok else "#b00"
     return f'<div style="{BADGE_STYLE} color: {colour};">{html.escape(summary)}</div>'
-
-
-def _final_result(result: Any) -> AgentResult | None:
-    """The final node's AgentResult of a WorkflowResult, if it ran."""
-    final = getattr(result, "final", None)
-    if isinstance(final, AgentResult):
-        return final
-    nodes = getattr(result, "nodes", {}) or {}
-    name = getattr(result, "final_node", None) or (list(nodes)[-1] if nodes else None)
-    value = nodes.get(name) if name is not None else None
-    return value if isinstance(value, AgentResult) else None
 
 
 class WorkflowView:
@@ -179,7 +140,7 @@ class WorkflowView:
         tail = f"<div style='{BADGE_STYLE}'>{html.escape(note)}</div>" if note else ""
         return {"text/html": title + status_table_html(rows) + tail, "text/plain": status_table_text(rows)}
 
-    def on_event(self, event: Any) -> None:
+    def on_event(self, event: NodeEvent) -> None:
         """A node changed state: redraw the table."""
         self.table.apply(event)
         with self._lock:
@@ -191,14 +152,13 @@ class WorkflowView:
             self._done = True
             self.handle.update(self._bundle(note), raw=True)
 
-    def finish(self, result: Any, seconds: float | None = None) -> None:
+    def finish(self, result: WorkflowResult, seconds: float | None = None) -> None:
         """The final table, then the final node's answer and the run's badge (a new output)."""
-        for name, state in result.states.items():  # the result is the truth
-            self.table.settle(name, str(state), result.nodes.get(name))
+        for event in result.events.values():  # the result is the truth
+            self.table.apply(event)
         self._final_table()
-        summary = run_summary(result.states, result.nodes.values(), seconds)
-        final = _final_result(result)
-        ok = bool(result.ok)
+        summary = run_summary(result, seconds)
+        final, ok = result.final, result.ok
         if final is not None:
             bundle = result_bundle(final)
             bundle["text/markdown"] += "\n\n" + run_badge_html(summary, ok)

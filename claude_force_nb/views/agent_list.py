@@ -1,4 +1,4 @@
-"""The agent list (``%agent list``) and the claude.json workflows (``%agent workflows``) as DataFrames."""
+"""The agent list as a DataFrame (``%agent list``): one row per usable agent."""
 
 from __future__ import annotations
 
@@ -9,10 +9,9 @@ if TYPE_CHECKING:
 
     from ..core.agents import AgentRegistry
 
-__all__ = ["AGENT_COLUMNS", "WORKFLOW_COLUMNS", "agent_list", "workflow_list"]
+__all__ = ["AGENT_COLUMNS", "agent_list"]
 
 AGENT_COLUMNS = ("name", "source", "path", "model", "description", "chars")
-WORKFLOW_COLUMNS = ("workflow", "steps", "agents", "unknown_agents")
 
 
 def agent_list(registry: AgentRegistry) -> pd.DataFrame:
@@ -30,18 +29,3 @@ def agent_list(registry: AgentRegistry) -> pd.DataFrame:
     columns: dict[str, Any] = {k: pd.Series(v, dtype=object) for k, v in text.items()}
     columns["chars"] = pd.Series([len(d.system) for d in defs], dtype="int64")
     return pd.DataFrame(columns, columns=list(AGENT_COLUMNS))
-
-
-def workflow_list(registry: AgentRegistry) -> pd.DataFrame:
-    """One row per claude.json workflow, sorted by name: workflow, steps, agents (joined with
-    " -> "), unknown_agents (the ones no agent file defines, so the chain would be refused)."""
-    import pandas as pd
-
-    defined = sorted(registry.workflows().items())
-    return pd.DataFrame({
-        "workflow": pd.Series([name for name, _ in defined], dtype=object),
-        "steps": pd.Series([len(agents) for _, agents in defined], dtype="int64"),
-        "agents": pd.Series([" -> ".join(agents) for _, agents in defined], dtype=object),
-        "unknown_agents": pd.Series([", ".join(a for a in agents if a not in registry) for _, agents in defined],
-                                    dtype=object),
-    }, columns=list(WORKFLOW_COLUMNS))

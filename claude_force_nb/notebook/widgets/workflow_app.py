@@ -16,6 +16,7 @@ from ..workflow_view import NodeTable, run_summary, status_table_html
 from ._base import App, finished, output
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ...core.workflow_results import NodeEvent
     from ...engine.orchestrator import Orchestrator
 
 __all__ = ["WorkflowApp"]
@@ -94,11 +95,11 @@ class WorkflowApp(App):
         use_cache = bool(self.use_cache.value)
         return self._start(lambda: self._work(workflow, use_cache), self._cancelled)
 
-    def _on_event(self, event: Any) -> None:
+    def _on_event(self, event: NodeEvent) -> None:
         """A node changed state (runner thread): redraw the table, and its answer if it is selected."""
         row = self._table.apply(event)
-        if isinstance(node_result := getattr(event, "result", None), AgentResult):
-            self._answers[row.node] = node_result
+        if event.result is not None:
+            self._answers[row.node] = event.result
         self._redraw()
         counts = self._table.counts()
         self._say(" · ".join(f"{n} {state}" for state, n in counts.items()))
@@ -120,7 +121,7 @@ class WorkflowApp(App):
         self.result = result
         self._answers.update({name: r for name, r in result.nodes.items() if r is not None})
         self._redraw()
-        self._say(run_summary(result.states, result.nodes.values(), time.monotonic() - t0),
+        self._say(run_summary(result, time.monotonic() - t0),
                   "ok" if result.ok else "error")
         self._set_running(False)
         self._show_answer()
