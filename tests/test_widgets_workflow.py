@@ -88,7 +88,7 @@ def test_workflow_app_runs_from_comm_messages(kernel, server):
     reply = kernel.run(f"app = %agent workflow-ui\napp.source.value = {dag()!r}\napp")
     assert reply.ok
     ui = Frontend(kernel, reply.of_type("comm_open"))
-    table = ui.find("HTMLModel", value="")  # the table starts empty (the status line is the other HTML)
+    (table,) = [cid for cid, state in ui.models.items() if str(state.get("value")).startswith("<table")]
     ui.click(ui.find("ButtonModel", description="Run"))
     ui.wait(is_update(table, "value", lambda html: html.count(">done<") == 4), timeout=30)
     assert len(ui.updates(table, "value")) >= 5  # redrawn as the nodes ran

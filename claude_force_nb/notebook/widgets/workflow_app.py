@@ -49,7 +49,7 @@ class WorkflowApp(App):
         self.cancel_button = W.Button(description="Stop", icon="stop", disabled=True,
                                       tooltip="Cancel every running node")
         self.status = W.HTML()
-        self.table = W.HTML()
+        self.table = W.HTML(status_table_html([]))
         self.nodes = W.Select(options=[], description="Node", rows=6, layout=W.Layout(width="22em"))
         self.answer = W.Output(layout=W.Layout(border="1px solid #ddd", padding="0.25em 0.75em", min_height="2.5em",
                                                flex="1 1 auto"))
