@@ -12,6 +12,10 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from claude_force_nb import Settings
 
 
 @contextmanager
@@ -31,3 +35,10 @@ def served(*flags: str, command: list[str] | None = None) -> Iterator[str]:
     finally:
         server.stdin.close()
         server.wait(10)
+
+
+def bench_settings(url: str, tmp: str, **overrides: Any) -> Settings:
+    """Settings for a benchmark against ``url``, with its home in the temporary directory ``tmp``."""
+    home = Path(tmp) / "home"
+    return Settings(api_key="bench", base_url=url, data_dir=home, secrets_dir=home / "secrets",
+                    cache_secret=b"bench-secret", **overrides)

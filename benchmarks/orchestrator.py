@@ -22,12 +22,11 @@ import statistics
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import anthropic
-from offline_server import served
+from offline_server import bench_settings, served
 
-from claude_force_nb import AgentRegistry, Orchestrator, Settings
+from claude_force_nb import AgentRegistry, Orchestrator
 
 MODEL = "claude-haiku-4-5"
 REPEATS = 11
@@ -72,11 +71,7 @@ def measure(url: str, args: argparse.Namespace) -> int:
     raw_times: list[float] = []
     our_times: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(
-            api_key="bench", base_url=url, data_dir=Path(tmp) / "home",
-            secrets_dir=Path(tmp) / "home" / "secrets", cache_secret=b"bench-secret",
-            max_concurrent=args.concurrency, default_model=MODEL, max_tokens=256,
-        )
+        settings = bench_settings(url, tmp, max_concurrent=args.concurrency, default_model=MODEL, max_tokens=256)
         with Orchestrator(settings) as orch:
             asyncio.run(raw_fanout(url, 20, args.concurrency, "warm"))  # warm-up both paths
             orch.run_many_sync([("assistant", f"warm {i}") for i in range(20)])

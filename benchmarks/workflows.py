@@ -20,11 +20,10 @@ import statistics
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-from offline_server import served
+from offline_server import bench_settings, served
 
-from claude_force_nb import Orchestrator, Settings, Workflow
+from claude_force_nb import Orchestrator, Workflow
 from claude_force_nb.engine import runner
 
 MODEL = "claude-haiku-4-5"
@@ -65,11 +64,7 @@ def measure(url: str, args: argparse.Namespace) -> int:
     hand_times: list[float] = []
     engine_times: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(
-            api_key="bench", base_url=url, data_dir=Path(tmp) / "home",
-            secrets_dir=Path(tmp) / "home" / "secrets", cache_secret=b"bench-secret",
-            max_concurrent=args.branches, default_model=MODEL, max_tokens=256,
-        )
+        settings = bench_settings(url, tmp, max_concurrent=args.branches, default_model=MODEL, max_tokens=256)
         with Orchestrator(settings) as orch:
             runner.run_sync(by_hand(orch, "warm-up by hand", args.branches))
             orch.run_workflow_sync(wf, "warm-up engine")

@@ -14,7 +14,7 @@ from claude_force_nb.core.workflow import Workflow
 from claude_force_nb.core.workflow_results import NodeEvent
 from claude_force_nb.engine import runner
 from claude_force_nb.engine.limits import format_usd, input_token_bound
-from claude_force_nb.engine.workflows import UPSTREAM, plan_workflow, run_workflow, worst_case_usd
+from claude_force_nb.engine.workflows import UPSTREAM, cached_answers, plan_workflow, run_workflow, worst_case_usd
 from claude_force_nb.testing import Fault
 
 # Two branches after `plan`: stats -> check, and risks; `report` needs both.
@@ -127,6 +127,25 @@ def test_the_whole_workflows_worst_case_is_checked_against_the_budget_first(make
         f"`%agent budget USD` (or Settings.budget_usd), lower the nodes' max_tokens, or use a cheaper model.")
     assert server.request_count == 0
     assert make_orch(budget_usd=round(expected * 1.01, 6)).run_workflow_sync(wf).ok
+    assert server.request_count == 2
+
+
+def test_nodes_the_cache_will_answer_do_not_count_against_the_budget(make_orch, server) -> None:
+    wf = Workflow.parse("task: Summarise.\na = data-analyst [max_tokens=1000]: Plan {task}\n"
+                        "b = technical-writer [max_tokens=500]: Write up {a}\n")
+    first = make_orch().run_workflow_sync(wf)
+    orch = make_orch(budget_usd=0.000001)  # far below any uncached call
+    plans = plan_workflow(orch, wf, wf.task, None, RunOptions())
+    assert cached_answers(orch, wf, wf.task, plans) == {"a": first.nodes["a"].text, "b": first.nodes["b"].text}
+    assert worst_case_usd(orch, wf, wf.task, plans, ["a", "b"]) == 0
+    again = orch.run_workflow_sync(wf)
+    assert set(again.states.values()) == {"cached"} and server.request_count == 2
+    edited = Workflow.parse(wf_text := "task: Summarise.\na = data-analyst [max_tokens=1000]: Plan {task}\n"
+                            "b = technical-writer [max_tokens=500]: Now write up {a}\n")
+    assert worst_case_usd(orch, edited, edited.task, plan_workflow(orch, edited, "Summarise.", None, RunOptions()),
+                          ["a"]) > 0
+    with pytest.raises(BudgetExceededError, match=r"this workflow of 2 nodes may cost up to"):
+        orch.run_workflow_sync(Workflow.parse(wf_text))
     assert server.request_count == 2
 
 

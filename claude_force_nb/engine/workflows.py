@@ -3,7 +3,8 @@
 Before anything is sent, every node is prepared as a call would be (agent looked up, options
 and tools checked, request built), so an unknown agent or tool refuses the whole workflow in
 one line; with a budget set, the worst case of the whole workflow is checked too (every node
-at its max_tokens, an upstream answer counted as its max_tokens of input). Then each node is
+at its max_tokens, an upstream answer counted as its max_tokens of input; nodes the cache
+will answer are free, so a re-run after a failure is not refused for what it re-uses). Then each node is
 a task that waits for its inputs: a node whose input failed or was skipped is ``skipped (needs
 X)``, independent branches go on. A node is an ordinary ``Orchestrator`` call, so it is cached
 and ledgered like one, and a re-run re-uses every unchanged finished node for free.
@@ -29,7 +30,7 @@ from .limits import format_usd, input_token_bound
 if TYPE_CHECKING:  # pragma: no cover
     from .orchestrator import Orchestrator
 
-__all__ = ["UPSTREAM", "EventCallback", "NodePlan", "plan_workflow", "run_workflow", "worst_case_usd"]
+__all__ = ["UPSTREAM", "EventCallback", "NodePlan", "cached_answers", "plan_workflow", "run_workflow", "worst_case_usd"]
 
 EventCallback = Callable[[NodeEvent], Any]
 _NOT_COMMON = ("tools", "schema", "thread", "cell_id", "notebook")
@@ -84,12 +85,31 @@ def plan_workflow(orch: Orchestrator, wf: Workflow, task: str | None, tools: Ite
     return plans
 
 
-def worst_case_usd(orch: Orchestrator, wf: Workflow, task: str | None, plans: Mapping[str, NodePlan]) -> float | None:
+def cached_answers(orch: Orchestrator, wf: Workflow, task: str | None, plans: Mapping[str, NodePlan]) -> dict[str, str]:
+    """The nodes a run would answer from the cache, with their answers: a node whose inputs are
+    all known has its exact request, so one cache read tells (tool loops are not predicted)."""
+    known: dict[str, str] = {}
+    for name in wf.order():
+        options = plans[name].options
+        if options.tools or not options.use_cache or options.refresh or any(u not in known for u in wf.inputs[name]):
+            continue
+        call = orch._prepare(plans[name].agent, wf.render(name, task, known), options)
+        hit = orch.cache.get(orch.cache.key_for(call.body), defer_writes=True)
+        if hit is not None and hit.stop_reason != "tool_use":
+            known[name] = hit.text
+    return known
+
+
+def worst_case_usd(orch: Orchestrator, wf: Workflow, task: str | None, plans: Mapping[str, NodePlan],
+                   cached: Iterable[str] = ()) -> float | None:
     """The most the whole workflow can cost: each node at max_tokens out, every byte of its own
-    text an input token, each upstream answer as many input tokens as that node's max_tokens.
-    None when a node's model has no price."""
+    text an input token, each upstream answer as many input tokens as that node's max_tokens;
+    ``cached`` nodes are free. None when a node's model has no price."""
     total = 0.0
+    free = set(cached)
     for node in wf.nodes:
+        if node.name in free:
+            continue
         plan = plans[node.name]
         upstream = sum(plans[u].max_tokens * node.prompt.count(f"{{{u}}}") for u in wf.inputs[node.name])
         cost = orch.prices.worst_case(plan.model, plan.own_input_tokens + upstream, plan.max_tokens)
@@ -103,7 +123,7 @@ def _check_ceiling(orch: Orchestrator, wf: Workflow, task: str | None, plans: Ma
     budget = orch.budget
     if budget.budget_usd is None:
         return
-    worst = worst_case_usd(orch, wf, task, plans)
+    worst = worst_case_usd(orch, wf, task, plans, cached_answers(orch, wf, task, plans))
     if worst is None:
         unpriced = sorted({p.model for p in plans.values() if orch.prices.prices(p.model) is None})
         raise BudgetExceededError(
