@@ -47,3 +47,15 @@ def test_quickstart_rerun_is_cached_and_free(tmp_path, monkeypatch):
     badges = [o["data"]["text/markdown"] for c in second.cells if c.cell_type == "code" for o in c.outputs
               if o.get("output_type") == "display_data" and "text/markdown" in o.get("data", {})]
     assert badges and all("cached (saved $" in b for b in badges)
+
+
+def test_workflows_notebook_shows_live_tables_and_a_cached_rerun(tmp_path, monkeypatch):
+    nb = execute(ROOT / "notebooks" / "workflows.ipynb", tmp_path, monkeypatch)
+    cells = {c.source.split("\n")[0]: c for c in nb.cells if c.cell_type == "code"}
+    first, again = cells["%%workflow -o wf"], cells["%%workflow -o again"]
+    tables = [o["data"]["text/html"] for o in first.outputs if "text/html" in o.get("data", {})]
+    assert tables and tables[-1].count(">done<") == 4  # the table, updated in place, ends with every node done
+    badge = again.outputs[-1]["data"]["text/markdown"]
+    assert "workflow · 4 cached · $0" in badge
+    heavy = cells["%%heavy -n 4 -o h"].outputs
+    assert "workflow heavy · 6 done" in heavy[-1]["data"]["text/markdown"]
