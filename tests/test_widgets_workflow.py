@@ -100,3 +100,11 @@ def test_workflow_app_runs_from_comm_messages(kernel, server):
                        ".startswith(app.result.nodes['stats'].text))")
     assert check.stdout == "stats True True\n"
     assert server.request_count == 4
+
+
+def test_budget_refusal_is_the_status_line_and_no_node_is_sent(app, server):
+    app.orchestrator.configure(budget_usd=0.001)
+    app.source.value = dag()
+    assert app.run().result(TIMEOUT) is None
+    assert "Budget $0.001 would be exceeded" in app.status.value and server.request_count == 0
+    assert app.table.value.count(">not sent<") == 4 and not app.run_button.disabled

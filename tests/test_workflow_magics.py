@@ -3,6 +3,7 @@ FakeAnthropicServer (real SDK over HTTP), plus the live view's table on its own.
 
 from __future__ import annotations
 
+import html
 import json
 
 import pytest
@@ -147,3 +148,18 @@ def test_table_rows_follow_events_and_escape_names():
     table.stop_unfinished()
     assert [r.state for r in table.rows()] == ["done", "cancelled"]
     assert status_table_text(table.rows()).splitlines()[2] == "c | assistant | claude-haiku-4-5 | cancelled |  |  | "
+
+
+def test_budget_refuses_the_whole_workflow_before_the_first_call(ip, server):
+    ip.run_line_magic("agent", "budget 0.001")
+    with capture_output() as cap, pytest.raises(UsageError, match=r"\$") as refused:
+        ip.run_cell_magic("workflow", "", DAG)
+    assert server.request_count == 0 and "\n" not in str(refused.value)
+    table = tables(cap)[-1]  # the table says why nothing ran
+    assert html.escape(str(refused.value)) in table and table.count(">not sent<") == 4
+
+
+def test_an_unused_node_is_a_warning_and_the_workflow_still_runs(ip, server):
+    with pytest.warns(UserWarning, match="Node 'extra' is not used") as caught:
+        run_cell(ip, "workflow", "-o wf", DAG + "\nextra = assistant: Also: {task}\nfinal: report")
+    assert len(caught) == 1 and server.request_count == 5 and ip.user_ns["wf"].ok

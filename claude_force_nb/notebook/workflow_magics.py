@@ -55,7 +55,7 @@ def workflow_nodes(workflow: Any, orch: Orchestrator) -> list[tuple[str, str, st
     for node in workflow.nodes:
         definition = orch.registry.get(node.agent)
         model = RunOptions(model=node.model).resolve(definition, orch.settings).model
-        rows.append((node.name, node.agent, model))
+        rows.append((node.name, node.agent, model or ""))
     return rows
 
 
@@ -135,8 +135,8 @@ class WorkflowMagics(Magics):
         t0 = time.monotonic()
         try:
             result = start(view.on_event)
-        except ClaudeForceError as exc:
-            view.fail(str(exc))
+        except ClaudeForceError as exc:  # refused before the first call (budget, key...)
+            view.fail(str(exc), "not sent")
             raise
         except KeyboardInterrupt:
             view.fail(INTERRUPTED)

@@ -24,10 +24,10 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["NodeRow", "NodeTable", "WorkflowView", "run_badge_html", "run_summary", "status_table_html"]
 
 COLUMNS = ("node", "agent", "model", "state", "tokens", "cost", "latency")
-STATE_COLOURS = {"pending": "#888", "running": "#06c", "cached": "#0a7", "done": "#0a7", "failed": "#b00",
+STATE_COLOURS = {"pending": "#888", "not sent": "#888", "running": "#06c", "cached": "#0a7", "done": "#0a7", "failed": "#b00",
                  "skipped": "#a60", "cancelled": "#a60"}
 UNFINISHED = ("pending", "running")
-NO_FIGURES = (*UNFINISHED, "skipped", "cancelled")  # states with no tokens, cost or latency to show
+NO_FIGURES = (*UNFINISHED, "skipped", "cancelled", "not sent")  # states with no tokens, cost or latency to show
 
 
 @dataclass
@@ -168,7 +168,8 @@ class WorkflowView:
             display({"text/markdown": f"**The final node did not run.**\n\n{run_badge_html(summary, ok)}",
                      "text/plain": f"The final node did not run.\n-- {summary}"}, raw=True)
 
-    def fail(self, message: str) -> None:
-        """The run stopped (interrupt, refused before sending): unfinished nodes are marked."""
-        self.table.stop_unfinished()
+    def fail(self, message: str, unfinished: str = "cancelled") -> None:
+        """The run stopped (an interrupt; ``unfinished="not sent"`` when it was refused before
+        the first call): nodes still pending or running are marked so, and ``message`` is shown."""
+        self.table.stop_unfinished(unfinished)
         self._final_table(message)

@@ -113,6 +113,8 @@ class WorkflowApp(App):
         try:
             result = await self.orchestrator.run_workflow(workflow, on_event=self._on_event, use_cache=use_cache)
         except ClaudeForceError as exc:  # e.g. the budget refused the whole workflow before sending
+            self._table.stop_unfinished("not sent")
+            self._redraw()
             self._refused(exc)
             return None
         except Exception as exc:
