@@ -24,8 +24,8 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["NodeRow", "NodeTable", "WorkflowView", "run_badge_html", "run_summary", "status_table_html"]
 
 COLUMNS = ("node", "agent", "model", "state", "tokens", "cost", "latency")
-STATE_COLOURS = {"pending": "#888", "not sent": "#888", "running": "#06c", "cached": "#0a7", "done": "#0a7", "failed": "#b00",
-                 "skipped": "#a60", "cancelled": "#a60"}
+STATE_COLOURS = {"pending": "#888", "not sent": "#888", "running": "#06c", "cached": "#0a7", "done": "#0a7",
+                 "failed": "#b00", "skipped": "#a60", "cancelled": "#a60"}
 UNFINISHED = ("pending", "running")
 NO_FIGURES = (*UNFINISHED, "skipped", "cancelled", "not sent")  # states with no tokens, cost or latency to show
 
