@@ -85,7 +85,9 @@ def test_a_failed_branch_skips_its_dependents_in_the_table(ip, server):
     assert wf.states["stats"] == "done" and not wf.ok
     table = tables(cap)[-1]
     assert ">failed" in table and ">skipped (needs risks)" in table
-    assert "The final node did not run" in cap.outputs[-1].data["text/markdown"]
+    md = cap.outputs[-1].data["text/markdown"]
+    assert md.startswith("**The final node did not run.**\n- **risks** failed: ")  # with the API's error
+    assert "\n- **report** skipped (needs risks)\n" in md
 
 
 def test_unknown_agent_is_one_line_and_nothing_is_sent(ip, server):

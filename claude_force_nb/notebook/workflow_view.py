@@ -165,8 +165,12 @@ class WorkflowView:
             bundle["text/plain"] += f"\n-- {summary}"
             display(bundle, raw=True, metadata=provenance(final))
         else:
-            display({"text/markdown": f"**The final node did not run.**\n\n{run_badge_html(summary, ok)}",
-                     "text/plain": f"The final node did not run.\n-- {summary}"}, raw=True)
+            why = [(e.node, e.label + (f": {e.detail}" if e.state == "failed" and e.detail else ""))
+                   for e in result.events.values() if e.state in ("failed", "skipped")]
+            listed = "".join(f"\n- **{html.escape(node)}** {html.escape(label)}" for node, label in why)
+            display({"text/markdown": f"**The final node did not run.**{listed}\n\n{run_badge_html(summary, ok)}",
+                     "text/plain": "The final node did not run." + "".join(f"\n- {n} {w}" for n, w in why)
+                     + f"\n-- {summary}"}, raw=True)
 
     def fail(self, message: str, unfinished: str = "cancelled") -> None:
         """The run stopped (an interrupt; ``unfinished="not sent"`` when it was refused before
