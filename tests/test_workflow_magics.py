@@ -165,3 +165,9 @@ def test_an_unused_node_is_a_warning_and_the_workflow_still_runs(ip, server):
     with pytest.warns(UserWarning, match="Node 'extra' is not used") as caught:
         run_cell(ip, "workflow", "-o wf", DAG + "\nextra = assistant: Also: {task}\nfinal: report")
     assert len(caught) == 1 and server.request_count == 5 and ip.user_ns["wf"].ok
+
+
+def test_no_cache_sends_every_node_again(ip, server):
+    run_cell(ip, "workflow", "", DAG)
+    run_cell(ip, "workflow", "--no-cache -o wf", DAG)
+    assert server.request_count == 8 and set(ip.user_ns["wf"].states.values()) == {"done"}
