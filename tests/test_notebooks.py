@@ -64,3 +64,15 @@ def test_tools_and_threads_shows_tool_calls_typed_columns_and_a_thread(tmp_path,
     assert "Float64" in dtypes and "string" in dtypes
     turns = shown(by_source["turns = %agent thread show survey"])
     assert "200 farms" in turns and "per region" in turns
+
+
+def test_workflows_notebook_shows_live_tables_and_a_cached_rerun(tmp_path, monkeypatch):
+    nb = execute(ROOT / "notebooks" / "workflows.ipynb", tmp_path, monkeypatch)
+    cells = {c.source.split("\n")[0]: c for c in nb.cells if c.cell_type == "code"}
+    first, again = cells["%%workflow -o wf"], cells["%%workflow -o again"]
+    tables = [o["data"]["text/html"] for o in first.outputs if "text/html" in o.get("data", {})]
+    assert tables and tables[-1].count(">done<") == 4  # the table, updated in place, ends with every node done
+    badge = again.outputs[-1]["data"]["text/markdown"]
+    assert "workflow · 4 cached · $0" in badge
+    heavy = cells["%%heavy -n 4 -o h"].outputs
+    assert "workflow heavy · 6 done" in heavy[-1]["data"]["text/markdown"]

@@ -7,14 +7,19 @@ UsageError, shown without a traceback) that names the problem and the fix.
 from __future__ import annotations
 
 import argparse
+import functools
 import keyword
 import shlex
+from collections.abc import Callable
+from typing import Any
 
 from IPython.core.error import UsageError
+from traitlets import TraitError
 
+from ..core.errors import ClaudeForceError
 from ..core.options import surrogate_problem
 
-__all__ = ["comma_list", "parse", "split", "text_for_agent", "variable_name", "variable_name_problem"]
+__all__ = ["comma_list", "friendly", "parse", "split", "text_for_agent", "variable_name", "variable_name_problem"]
 
 
 def split(line: str) -> list[str]:
@@ -77,3 +82,16 @@ def text_for_agent(text: str, what: str) -> str:
     if (problem := surrogate_problem(text, what)) is not None:
         raise UsageError(problem)
     return text
+
+
+def friendly(method: Callable[..., Any]) -> Callable[..., Any]:
+    """User mistakes (ClaudeForceError) become one printed line instead of a traceback."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except (ClaudeForceError, TraitError) as exc:  # TraitError: a setting refused by its check
+            raise UsageError(str(exc)) from None
+
+    return wrapper

@@ -13,11 +13,9 @@ tracebacks.
 from __future__ import annotations
 
 import concurrent.futures
-import functools
 import itertools
 import threading
 import traceback
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
@@ -32,29 +30,18 @@ from ..core.settings import DEFAULT_MODEL, Settings, setting_problem
 from ..engine.background import BackgroundJob
 from ..views.compare import comparison_frame
 from .arguments import comma_list, parse, split, text_for_agent, variable_name
+from .arguments import friendly as _friendly
 from .cell_options import cell_id, notebook_key, resolve_schema, resolve_thread, resolve_tools
 from .display import StreamView, compare_html, extract_code, provenance
 from .interpolate import TABLE_CHARS, interpolate
 from .subcommands import USAGE, Subcommands
+from .workflow_magics import WorkflowMagics
 
 if TYPE_CHECKING:
     from ..core.results import AgentResult
     from ..engine.orchestrator import Orchestrator
 
 __all__ = ["AgentMagics", "interpolate", "load", "unload"]
-
-
-def _friendly(method: Callable[..., Any]) -> Callable[..., Any]:
-    """User mistakes (ClaudeForceError) become one printed line instead of a traceback."""
-
-    @functools.wraps(method)
-    def wrapper(self: AgentMagics, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(self, *args, **kwargs)
-        except (ClaudeForceError, TraitError) as exc:  # TraitError: a setting refused by its check
-            raise UsageError(str(exc)) from None
-
-    return wrapper
 
 
 @magics_class
@@ -92,6 +79,7 @@ class AgentMagics(Magics):
         self._jobs_lock = threading.Lock()  # jobs leave the set from the runner thread
         self._apps: list[Any] = []  # widget apps opened by %agent console & co.
         self._subcommands = Subcommands(self)
+        self.workflow_magics: Any = None  # %%workflow and %%heavy (workflow_magics.py), set by load()
         super().__init__(shell=shell, **kwargs)
 
     # -- the orchestrator: built on first use, reconfigured (never rebuilt) by %config ----
@@ -351,6 +339,8 @@ def load(ipython: Any) -> None:
             f"{exc} It is set in the IPython configuration (c.AgentMagics...): fix or remove it."
         ) from None
     ipython.register_magics(magics)
+    magics.workflow_magics = WorkflowMagics(ipython, magics)
+    ipython.register_magics(magics.workflow_magics)
     _loaded[id(ipython)] = magics
 
 
@@ -364,7 +354,8 @@ def unload(ipython: Any) -> None:
     magics.close_orchestrator()
     for kind in ("cell", "line"):
         table = ipython.magics_manager.magics[kind]
-        for name in ("agent", "compare"):
+        for name in ("agent", "compare", "workflow", "heavy"):
             table.pop(name, None)
-    if magics in ipython.configurables:
-        ipython.configurables.remove(magics)
+    for configurable in (magics, getattr(magics, "workflow_magics", None)):
+        if configurable in ipython.configurables:
+            ipython.configurables.remove(configurable)

@@ -23,17 +23,18 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["SUBCOMMANDS", "Subcommands"]
 
-SUBCOMMANDS = ("list", "runs", "costs", "stats", "pacing", "cache", "budget", "cancel", "threads", "thread",
-               "console", "compare-ui", "cache-ui", "dashboard", "help")
+SUBCOMMANDS = ("list", "workflows", "runs", "costs", "stats", "pacing", "cache", "budget", "cancel", "threads",
+               "thread", "console", "compare-ui", "cache-ui", "dashboard", "workflow-ui", "help")
 THREAD_ACTIONS = ("show", "reset")
 CACHE_ACTIONS = ("stats", "list", "clear", "verify", "prune")
 APPS = {
     "console": "AgentConsole", "compare-ui": "CompareView", "cache-ui": "CacheBrowser", "dashboard": "CostDashboard",
+    "workflow-ui": "WorkflowApp",
 }
 
-USAGE = """%agent list | runs | costs [--team] [--by agent|model|day|session|user] | stats [--by ...] | pacing
-| cache [stats|list|clear [--team --yes]|verify|prune] | budget [USD|off] | cancel
-| threads | thread show|reset NAME | console | compare-ui | cache-ui | dashboard | help
+USAGE = """%agent list | workflows | runs | costs [--team] [--by agent|model|day|session|user] | stats [--by ...]
+| pacing | cache [stats|list|clear [--team --yes]|verify|prune] | budget [USD|off] | cancel
+| threads | thread show|reset NAME | console | compare-ui | cache-ui | dashboard | workflow-ui | help
 
 Subcommands that show tables return DataFrames: ``df = %agent costs --by day``."""
 
@@ -75,11 +76,18 @@ class Subcommands:
     def help(self, rest: Words) -> None:
         _no_arguments("help", rest)
         print(USAGE)
-        print("Cell magics: %%agent AGENT [options] (see %%agent?), %%compare -a A,B [-m M1,M2]")
+        print("Cell magics: %%agent AGENT [options] (see %%agent?), %%compare -a A,B [-m M1,M2], "
+              "%%workflow [NAME] (see %%workflow?), %%heavy [-n 4] [-a AGENT]")
 
     def list(self, rest: Words) -> Any:
         _no_arguments("list", rest)
         return agent_list(self.orch.registry)
+
+    def workflows(self, rest: Words) -> Any:
+        from ..views.workflows import workflows_frame
+
+        _no_arguments("workflows", rest)
+        return workflows_frame(self.orch.registry.workflows())
 
     def runs(self, rest: Words) -> Any:
         from ..views import reports

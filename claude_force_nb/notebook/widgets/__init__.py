@@ -1,4 +1,4 @@
-"""ipywidgets apps: AgentConsole, CompareView, CacheBrowser and CostDashboard.
+"""ipywidgets apps: AgentConsole, CompareView, CacheBrowser, CostDashboard and WorkflowApp.
 
 Each app is a plain class that owns a ``root`` Box, displays through
 ``_repr_mimebundle_`` (so ``app`` as the last line of a cell shows it), and has
@@ -29,5 +29,7 @@ from .agent_console import AgentConsole
 from .cache_browser import CacheBrowser
 from .compare_view import CompareView
 from .cost_dashboard import CostDashboard
+from .workflow_app import WorkflowApp
 
-__all__ = ["ALL", "AgentConsole", "CacheBrowser", "CompareView", "CostDashboard", "filter_entries", "known_models"]
+__all__ = ["ALL", "AgentConsole", "CacheBrowser", "CompareView", "CostDashboard", "WorkflowApp", "filter_entries",
+           "known_models"]

@@ -106,6 +106,11 @@ class App:
         self.run_button.disabled = running
         self.cancel_button.disabled = not running
 
+    def _refused(self, exc: Exception) -> None:
+        """A run refused before anything was sent (bad input, budget, no key…): say why, free the buttons."""
+        self._say(str(exc), "error")
+        self._set_running(False)
+
     def _bug(self, exc: Exception) -> None:
         """A failure that is not the user's: show it on the status line and free the buttons
         (the exception itself propagates into the run's future with its traceback)."""

@@ -172,8 +172,7 @@ class AgentConsole(App):
             result = await self.orchestrator.run(agent, task, on_text=stream.on_text, **options)
         except ClaudeForceError as exc:  # refused before sending: bad input, budget, no key…
             self.answer.outputs = ()
-            self._say(str(exc), "error")
-            self._set_running(False)
+            self._refused(exc)
             return None
         except Exception as exc:
             self._bug(exc)
