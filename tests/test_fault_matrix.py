@@ -41,7 +41,7 @@ def test_sixty_jobs_through_overload_an_outage_a_malformed_reply_and_a_stall(tmp
             Settings(api_key=TEST_KEY, base_url=server.url, data_dir=tmp_path / "home",
                      secrets_dir=tmp_path / "home" / "secrets", cache_secret=b"matrix-secret-0123456789abcdef",
                      max_concurrent=8, max_attempts=20, retry_base_wait_s=0.01, retry_max_wait_s=0.05,
-                     stream_idle_timeout_s=0.15, timeout_s=10.0),
+                     stream_idle_timeout_s=0.3, timeout_s=10.0),  # a loaded machine may pause a healthy stream ~0.1 s
             registry=AgentRegistry(tmp_path, user_dir=tmp_path / "user-agents"),
         )
         server.fail_next(429, times=8, retry_after_ms=5)
