@@ -8,7 +8,7 @@ from IPython.core.error import UsageError
 
 from claude_force_nb.core.tools import tool
 
-from .test_magics import cell, ip, last_output  # noqa: F401  (ip is a fixture)
+from .test_magics import cell, ip, last_output, magics_of  # noqa: F401  (ip is a fixture)
 
 
 @pytest.fixture
@@ -152,3 +152,16 @@ def test_a_dataframe_in_a_cell_is_sent_as_a_summary_within_table_chars(sales_ns,
         assert server.requests[-1].body["messages"][0]["content"] == ",region,amount\n0,north,10.0\n1,south,4.0\n"
     finally:
         ip.user_ns.pop("big", None)
+
+
+def test_an_agent_file_can_ask_for_notebook_tools(sales_ns, ip, server, tmp_path, monkeypatch):  # noqa: F811
+    agents = tmp_path / ".claude" / "agents"
+    agents.mkdir(parents=True)
+    (agents / "analyst.md").write_text("---\nname: analyst\ntools: describe, top_region\n---\nYou analyse data.\n")
+    monkeypatch.chdir(tmp_path)
+    magics_of(ip).orchestrator.registry.__init__(tmp_path, user_dir=tmp_path / "user-agents")
+    server.script_tools(("describe", {"name": "sales"}))
+    cell(ip, "agent analyst -o r", "What is in sales?")
+    result = ip.user_ns["r"]
+    assert result.ok and [s.tool for s in result.steps] == ["describe"]
+    assert [t["name"] for t in server.requests[0].body["tools"]] == ["list_variables", "describe", "top_region"]

@@ -28,16 +28,19 @@ from ..core.errors import ClaudeForceError
 from ..core.options import RunOptions
 from ..core.settings import DEFAULT_MODEL, Settings, setting_problem
 from ..engine.background import BackgroundJob
+from ..engine.file_tools import agent_file_tools
 from ..views.compare import comparison_frame
 from .arguments import comma_list, parse, split, text_for_agent, variable_name
 from .arguments import friendly as _friendly
-from .cell_options import cell_id, notebook_key, resolve_schema, resolve_thread, resolve_tools
+from .cell_options import NOTEBOOK, cell_id, notebook_key, resolve_schema, resolve_thread, resolve_tools
+from .context_tools import NOTEBOOK_TOOLS as NOTEBOOK_TOOL_NAMES
 from .display import StreamView, compare_html, extract_code, provenance
 from .interpolate import TABLE_CHARS, interpolate
 from .subcommands import USAGE, Subcommands
 from .workflow_magics import WorkflowMagics
 
 if TYPE_CHECKING:
+    from ..core.agents import AgentDefinition
     from ..core.results import AgentResult
     from ..engine.orchestrator import Orchestrator
 
@@ -154,7 +157,7 @@ class AgentMagics(Magics):
         task = self._task(cell, args.no_interpolate)
         orch = self.orchestrator
         definition = orch.registry.get(args.agent)  # fail fast, before anything is shown
-        acting = self._acting(args)
+        acting = self._acting(args, definition)
         run_options = RunOptions(
             model=args.model, max_tokens=args.max_tokens, temperature=args.temperature, system=args.system,
             use_cache=not args.no_cache, refresh=args.refresh, stream=False if args.no_stream else None,
@@ -178,13 +181,21 @@ class AgentMagics(Magics):
             view.stop_pacing()
         self._finish(args, result, view)
 
-    def _acting(self, args: Any) -> dict[str, Any]:
-        """The run's tools, schema, thread and where the cell is (only what the cell asks for)."""
+    def _acting(self, args: Any, definition: AgentDefinition) -> dict[str, Any]:
+        """The run's tools, schema, thread and where the cell is (only what the cell asks for).
+
+        Tools come from ``--tools`` and from the agent file's ``tools:`` names that are not
+        Claude Code's (``notebook``, ``describe``, a notebook function): both are looked up here."""
         user_ns = self.user_ns if self.shell is not None else {}
         hidden = getattr(self.shell, "user_ns_hidden", ())
         notebook = notebook_key(user_ns)
         acting: dict[str, Any] = {"cell_id": cell_id(self.shell), "notebook": notebook}
-        if args.tools is not None:
+        from_file = agent_file_tools(definition.tools).other if definition.tools else []
+        if from_file:  # list_variables and describe come as a pair: the `notebook` tools
+            names = [NOTEBOOK if name in NOTEBOOK_TOOL_NAMES else name for name in from_file]
+            given = [n.strip() for n in args.tools.split(",")] if args.tools is not None else []
+            acting["tools"] = resolve_tools(",".join(dict.fromkeys([*given, *names])), user_ns, hidden)
+        elif args.tools is not None:
             acting["tools"] = resolve_tools(args.tools, user_ns, hidden)
         if args.schema is not None:
             acting["schema"] = resolve_schema(args.schema, user_ns)
