@@ -93,3 +93,27 @@ def test_cache_stats_per_tier_team_costs_and_team_clear(team_env, ip, redis_serv
     assert "Removed 1 team cache entries" in cap.stdout
     assert list(redis_server.client().scan_iter(match="cfnb:v1:*:v1:*")) == []
     assert ip.run_line_magic("agent", "costs --team").loc["TOTAL", "calls"] == 2   # the team ledger is kept
+
+
+def test_the_dashboard_has_a_team_view(team):
+    from claude_force_nb.notebook.widgets import CostDashboard
+
+    alice, _bob = team
+    board = CostDashboard(ledger=alice)
+    assert board.scope.options == ("me", "team") and board.totals["calls"] == 2
+    board.scope.value = "team"
+    assert board.totals["calls"] == 3 and board.totals["cost_usd"] == 2.0 and board.totals["saved_usd"] == 0.5
+    assert board.by.options == ("agent", "model", "day", "user")
+    board.by.value = "user"
+    assert board.costs is not None and list(board.costs.index) == ["alice", "bob", "TOTAL"]
+    board.scope.value = "me"
+    assert board.by.value == "agent" and board.totals["calls"] == 2
+    board.close()
+
+
+def test_the_dashboard_without_a_team_offers_only_this_home(tmp_path):
+    from claude_force_nb.notebook.widgets import CostDashboard
+
+    board = CostDashboard(ledger=_ledger(tmp_path, "solo", None))
+    assert board.scope.options == ("me",)
+    board.close()

@@ -22,12 +22,16 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["CostDashboard"]
 
+MY_GROUPS = ("agent", "model", "day")
+TEAM_GROUPS = ("agent", "model", "day", "user")
+
 
 class CostDashboard(App):
     """Spend, savings and calls from the ledger: totals, a table by agent/model/day, charts.
 
     ``CostDashboard(ledger=Ledger(...))`` shows that ledger; ``CostDashboard(orch)``
-    the orchestrator's.
+    the orchestrator's. With a team tier on Redis (``Settings.redis_url``) the Scope buttons
+    switch to the whole team's calls, grouped by user too.
     """
 
     def __init__(self, orchestrator: Orchestrator | None = None, *, ledger: Ledger | None = None) -> None:
@@ -37,26 +41,38 @@ class CostDashboard(App):
         self.costs: pd.DataFrame | None = None
         self.totals: dict[str, Any] = {}
         self.totals_html = W.HTML()
-        self.by = W.ToggleButtons(options=["agent", "model", "day"], value="agent", description="By")
+        self.by = W.ToggleButtons(options=list(MY_GROUPS), value="agent", description="By")
+        team = self.ledger.team is not None
+        self.scope = W.ToggleButtons(options=["me", "team"] if team else ["me"], value="me", description="Scope",
+                                     tooltips=["this home's ledger", "every team member's calls (Redis)"][:1 + team])
         self.refresh_button = W.Button(description="Refresh", icon="refresh")
         self.table = W.Output()
         self.plot = W.Output()
         self.root = W.VBox([
             self.totals_html,
-            W.HBox([self.by, self.refresh_button], layout=W.Layout(align_items="center")),
+            W.HBox([self.scope, self.by, self.refresh_button], layout=W.Layout(align_items="center")),
             self.table,
             self.plot,
         ])
         self.by.observe(lambda _change: self._render_table(), names="value")
+        self.scope.observe(lambda _change: self._switch_scope(), names="value")
         self.refresh_button.on_click(lambda _b: self.refresh())
         self.refresh()
 
+    def _switch_scope(self) -> None:
+        groups = TEAM_GROUPS if self.scope.value == "team" else MY_GROUPS
+        if self.by.value not in groups:
+            self.by.value = "agent"
+        self.by.options = list(groups)
+        self.refresh()
+
     def refresh(self) -> None:
-        """Re-read the ledger and redraw everything."""
+        """Re-read the ledger (or the team stream) and redraw everything."""
         from ...views import reports
 
-        self.runs = reports.runs(ledger=self.ledger)
-        total = reports.costs(by="agent", ledger=self.ledger).loc[reports.TOTAL]
+        scope = self.scope.value
+        self.runs = reports.runs(scope=scope, ledger=self.ledger)
+        total = reports.costs(by="agent", scope=scope, ledger=self.ledger).loc[reports.TOTAL]
         self.totals = {
             "cost_usd": float(total["cost_usd"]),
             "saved_usd": float(total["saved_usd"]),
@@ -78,7 +94,7 @@ class CostDashboard(App):
     def _render_table(self) -> None:
         from ...views import reports
 
-        self.costs = frame = reports.costs(by=self.by.value, ledger=self.ledger)
+        self.costs = frame = reports.costs(by=self.by.value, scope=self.scope.value, ledger=self.ledger)
         styler = reports.styled(frame).format_index(escape="html", axis=0)
         self.table.outputs = (html_output(styler.to_html(), repr(frame)),)
 
