@@ -28,12 +28,9 @@ from ..core.errors import ClaudeForceError
 from ..core.options import RunOptions
 from ..core.settings import DEFAULT_MODEL, Settings, setting_problem
 from ..engine.background import BackgroundJob
-from ..engine.file_tools import agent_file_tools
 from ..views.compare import comparison_frame
 from .arguments import comma_list, parse, split, text_for_agent, variable_name
 from .arguments import friendly as _friendly
-from .cell_options import NOTEBOOK, cell_id, notebook_key, resolve_schema, resolve_thread, resolve_tools
-from .context_tools import NOTEBOOK_TOOLS as NOTEBOOK_TOOL_NAMES
 from .display import StreamView, compare_html, extract_code, provenance
 from .interpolate import TABLE_CHARS, interpolate
 from .subcommands import USAGE, Subcommands
@@ -186,6 +183,11 @@ class AgentMagics(Magics):
 
         Tools come from ``--tools`` and from the agent file's ``tools:`` names that are not
         Claude Code's (``notebook``, ``describe``, a notebook function): both are looked up here."""
+        # tools and schemas need pydantic: imported with the first cell that runs, not by %load_ext
+        from ..engine.file_tools import agent_file_tools
+        from .cell_options import NOTEBOOK, cell_id, notebook_key, resolve_schema, resolve_thread, resolve_tools
+        from .context_tools import NOTEBOOK_TOOLS as NOTEBOOK_TOOL_NAMES
+
         user_ns = self.user_ns if self.shell is not None else {}
         hidden = getattr(self.shell, "user_ns_hidden", ())
         notebook = notebook_key(user_ns)
@@ -291,6 +293,8 @@ class AgentMagics(Magics):
         orch = self.orchestrator
         for name in agents:
             orch.registry.get(name)
+        from .cell_options import resolve_schema
+
         schema = resolve_schema(args.schema, self.user_ns) if args.schema is not None else None
         common = RunOptions(max_tokens=args.max_tokens, temperature=args.temperature, use_cache=not args.no_cache,
                             schema=schema)

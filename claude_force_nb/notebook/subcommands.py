@@ -15,7 +15,6 @@ from IPython.core.error import UsageError
 from ..core.settings import budget_problem
 from ..engine.limits import format_usd
 from ..views.agent_list import agent_list
-from ..views.reports import GROUPINGS, TEAM_GROUPINGS
 from .pacing import pacing_summary
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -95,7 +94,10 @@ class Subcommands:
         _no_arguments("runs", rest)
         return _noted(reports.runs(ledger=self.orch.ledger))
 
-    def _by(self, command: str, rest: Words, groupings: tuple[str, ...] = GROUPINGS) -> str:
+    def _by(self, command: str, rest: Words, groupings: tuple[str, ...] | None = None) -> str:
+        from ..views.reports import GROUPINGS  # pandas and the stores load with the first report
+
+        groupings = groupings or GROUPINGS
         usage = f"Usage: %agent {command} [--by {'|'.join(groupings)}]"
         if not rest:
             return "agent"
@@ -114,7 +116,8 @@ class Subcommands:
         rest = [word for word in rest if word != "--team"]
         if not team:
             return _noted(reports.costs(by=self._by("costs", rest), ledger=self.orch.ledger))
-        return reports.costs(by=self._by("costs --team", rest, TEAM_GROUPINGS), scope="team", ledger=self.orch.ledger)
+        by = self._by("costs --team", rest, reports.TEAM_GROUPINGS)
+        return reports.costs(by=by, scope="team", ledger=self.orch.ledger)
 
     def stats(self, rest: Words) -> Any:
         from ..views import reports
