@@ -158,6 +158,42 @@ def test_attempts_wait_for_a_place_in_arrival_order_and_a_cancelled_one_takes_no
     assert order == [0, 1, 3, 4] and pacer.stats().in_flight == 0
 
 
+def test_freed_places_go_straight_to_the_next_waiters():
+    pacer = make_pacer(FakeClock(), max_concurrent=2)
+
+    async def main() -> tuple[int, int]:
+        held = [pacer.slot(1, 1), pacer.slot(1, 1)]
+        for slot in held:
+            await slot.__aenter__()
+        waiters = [asyncio.create_task(attempt(pacer)) for _ in range(3)]
+        await asyncio.sleep(0)  # all three queue
+        for slot in held:  # two places freed in one step: two waiters are let in before they run again
+            await slot.__aexit__(None, None, None)
+        let_in_at_once = pacer.stats().in_flight
+        await asyncio.gather(*waiters)
+        return let_in_at_once, pacer.stats().in_flight
+
+    assert asyncio.run(main()) == (2, 0)
+
+
+def test_a_waiter_cancelled_after_it_was_let_in_gives_its_place_back():
+    pacer = make_pacer(FakeClock(), max_concurrent=1)
+
+    async def main() -> int:
+        gate = asyncio.Event()
+        first = asyncio.create_task(attempt(pacer, gate=gate))
+        await until(lambda: pacer.stats().in_flight == 1)
+        waiting = asyncio.create_task(attempt(pacer))
+        await asyncio.sleep(0)
+        gate.set()
+        await until(lambda: first.done())  # its release let the waiter in ...
+        waiting.cancel()  # ... which is cancelled before it runs again
+        await asyncio.gather(waiting, return_exceptions=True)
+        return pacer.stats().in_flight
+
+    assert asyncio.run(main()) == 0
+
+
 def test_spreads_the_api_token_budget_until_the_reset():
     clock = FakeClock()
     pacer = make_pacer(clock)

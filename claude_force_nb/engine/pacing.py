@@ -23,7 +23,8 @@ let through, the Pacer waits for all of:
   (``follow_headers=False`` ignores them: benchmarks/rate_limits.py compares both);
 - the user's ``requests_per_minute`` / ``tokens_per_minute`` (limits.RateLimiter).
 
-Attempts are admitted in arrival order. ``stats()`` gives the counters for reports and a
+Attempts are admitted in arrival order; a freed place goes straight to the next waiter, and an attempt
+that finds no queue and nothing holding the run back goes through without waiting. ``stats()`` gives the counters for reports and a
 one-line ``status`` such as ``"paced: 429, resuming in 1.2s"``; each Slot records how long
 it was held back and whether it met a 429 or 529 (CallPacing sums them for one call). Everything runs on the
 runner loop; ``clock``, ``wall_clock`` and ``sleep`` are injectable for tests.
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -173,6 +175,19 @@ class Slot:
         self._pacer._release(self, exc)
 
 
+class _Waiter:
+    """An attempt in the admission queue; ``turn`` resolves to None (let in) or (seconds, reason) to hold."""
+
+    __slots__ = ("slot", "turn")
+
+    def __init__(self, slot: Slot) -> None:
+        self.slot = slot
+        self.turn: asyncio.Future[tuple[float, str] | None] = asyncio.get_running_loop().create_future()
+
+    def admitted(self) -> bool:
+        return self.turn.done() and not self.turn.cancelled() and self.turn.result() is None
+
+
 class Pacer:
     """Shared by all calls of one orchestrator; see the module docstring."""
 
@@ -204,15 +219,13 @@ class Pacer:
         self._holding: tuple[float, str] | None = None  # (until, reason) while the head of the queue waits
         self._buckets: dict[str, _Bucket] = {}
         self._sent = dict.fromkeys(LIMIT_KINDS, 0)  # admitted so far, per API limit
-        self._queue = asyncio.Lock()  # FIFO admission
-        self._freed = asyncio.Event()
+        self._waiting: deque[_Waiter] = deque()  # FIFO admission
 
     def _after_fork(self) -> None:
         """In a forked child: the parent's attempts are not ours, its asyncio primitives not our loop's."""
         self._in_flight = 0
         self._holding = None
-        self._queue = asyncio.Lock()
-        self._freed = asyncio.Event()
+        self._waiting = deque()
 
     def slot(self, input_tokens: int = 0, output_tokens: int = 0) -> Slot:
         """A place for one attempt that will send about this many tokens in and (at most) out."""
@@ -264,18 +277,50 @@ class Pacer:
             slot.held_s = min(self.clock() - arrived, self.waited_s - held_before)
 
     async def _take_place(self, slot: Slot) -> None:
-        async with self._queue:
-            while True:
-                while self._in_flight >= self._allowed:
-                    self._freed.clear()
-                    await self._freed.wait()
-                wait, reason = self._longest_wait(slot)
-                if wait <= 0:
-                    break
-                await self._hold(wait, reason)
-            self._spend(slot)
-            slot.wave = self._wave
-            self._in_flight += 1
+        if not self._waiting and self._in_flight < self._allowed and self._longest_wait(slot)[0] <= 0:
+            self._enter(slot)  # the fast path: nobody queues and nothing holds the run back
+            return
+        waiter = _Waiter(slot)
+        self._waiting.append(waiter)
+        try:
+            self._dispatch()
+            while (hold := await waiter.turn) is not None:
+                await self._hold(*hold)  # as the head of the queue; nobody passes meanwhile
+                waiter.turn = asyncio.get_running_loop().create_future()
+                self._dispatch()
+        except BaseException:
+            if waiter.admitted():
+                self._in_flight -= 1  # let in, but cancelled before it could use its place
+            if waiter in self._waiting:
+                self._waiting.remove(waiter)
+            self._dispatch()
+            raise
+
+    def _dispatch(self) -> None:
+        """Hand free places to the waiters in arrival order, or tell the head how long to hold.
+
+        Runs where places free up (a release, a waiter leaving, a hold ending), so a freed
+        place goes straight to the next waiter without a hand-off through the loop.
+        """
+        while self._waiting and self._in_flight < self._allowed:
+            head = self._waiting[0]
+            if head.turn.cancelled():
+                self._waiting.popleft()
+                continue
+            if head.turn.done():
+                return  # the head was told to hold and has not started yet
+            wait, reason = self._longest_wait(head.slot)
+            if wait > 0:
+                head.turn.set_result((wait, reason))
+                return
+            self._waiting.popleft()
+            self._enter(head.slot)
+            head.turn.set_result(None)
+
+    def _enter(self, slot: Slot) -> None:
+        self._spend(slot)
+        slot.wave = self._wave
+        self._in_flight += 1
 
     def _longest_wait(self, slot: Slot) -> tuple[float, str]:
         now = self.clock()
@@ -308,13 +353,16 @@ class Pacer:
 
     def _release(self, slot: Slot, exc: BaseException | None) -> None:
         self._in_flight -= 1
-        self._freed.set()
         if exc is None:
             self._clean_in_a_row += 1
             if self._allowed < self.max_concurrent and self._clean_in_a_row >= self._allowed:
                 self._allowed += 1
                 self._clean_in_a_row = 0
-            return
+        else:
+            self._learn_from(slot, exc)
+        self._dispatch()
+
+    def _learn_from(self, slot: Slot, exc: BaseException) -> None:
         if not isinstance(exc, asyncio.CancelledError):
             self._clean_in_a_row = 0
         if isinstance(exc, anthropic.APIStatusError):

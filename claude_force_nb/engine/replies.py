@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 MIN_STREAM_TOKENS_PER_S = 10.0  # far below any model's pace: the default deadline never cuts a healthy answer
 EVENT_STREAM = "text/event-stream"
 SNIPPET_CHARS = 40
+CLOCK_RESOLUTION_S = time.get_clock_info("monotonic").resolution  # what asyncio runs timers early by
 
 
 def stream_deadline_s(timeout_s: float, max_tokens: int, configured: float | None) -> float:
@@ -75,16 +77,56 @@ async def read_stream(stream: Any, on_text: Callable[[str], Any] | None, *, idle
         raise _malformed(f"a stream answered with {content_type or 'no content type'}, not {EVENT_STREAM}",
                          request_id, content_type)
     events = aiter(stream)
-    while True:
-        with _decoding(request_id, idle_s, "an event stream the SDK could not decode"):
-            async with asyncio.timeout(idle_s):
-                event = await anext(events, None)
-        if event is None:
-            break
-        if event.type == "text" and on_text is not None:
-            on_text(event.text)
+    try:
+        async with asyncio.timeout(None) as idle:
+            watch = _IdleWatch(idle, idle_s)
+            try:
+                while True:
+                    with _decoding(request_id, idle_s, "an event stream the SDK could not decode"):
+                        event = await anext(events, None)
+                    if event is None:
+                        break
+                    watch.progress()
+                    if event.type == "text" and on_text is not None:
+                        on_text(event.text)
+            finally:
+                watch.close()
+    except TimeoutError:
+        if not watch.expired:
+            raise  # not our idle timer (e.g. from on_text): keep its traceback
+        raise _stalled(f"no progress for {idle_s:g}s (keep-alive pings only)", request_id) from None
     with _decoding(request_id, idle_s, "an event stream with no message in it"):
         return await stream.get_final_message()  # the SDK asserts it saw a message_start
+
+
+class _IdleWatch:
+    """Expires ``timeout`` once ``idle_s`` pass without ``progress()``.
+
+    A stream brings dozens of events a second; a fresh timer for each (asyncio.timeout per
+    event) costs the loop a heap push and a cancelled handle per event. This timer is armed
+    once and, when it fires, re-armed for the last progress plus ``idle_s`` if there was any.
+    """
+
+    def __init__(self, timeout: asyncio.Timeout, idle_s: float) -> None:
+        self._timeout, self._idle_s = timeout, idle_s
+        self._loop = asyncio.get_running_loop()
+        self.expired = False
+        self.progress()
+        self._timer = self._loop.call_at(self._last + idle_s, self._check)
+
+    def progress(self) -> None:
+        self._last = self._loop.time()
+
+    def close(self) -> None:
+        self._timer.cancel()
+
+    def _check(self) -> None:
+        due = self._last + self._idle_s
+        if self._loop.time() + CLOCK_RESOLUTION_S >= due:  # the loop runs timers this early
+            self.expired = True
+            self._timeout.reschedule(self._loop.time())
+        else:
+            self._timer = self._loop.call_at(due, self._check)
 
 
 @contextmanager
