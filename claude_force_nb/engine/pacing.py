@@ -23,11 +23,12 @@ let through, the Pacer waits for all of:
   (``follow_headers=False`` ignores them: benchmarks/rate_limits.py compares both);
 - the user's ``requests_per_minute`` / ``tokens_per_minute`` (limits.RateLimiter).
 
-Attempts are admitted in arrival order; a freed place goes straight to the next waiter, and an attempt
-that finds no queue and nothing holding the run back goes through without waiting. ``stats()`` gives the counters for reports and a
-one-line ``status`` such as ``"paced: 429, resuming in 1.2s"``; each Slot records how long
-it was held back and whether it met a 429 or 529 (CallPacing sums them for one call). Everything runs on the
-runner loop; ``clock``, ``wall_clock`` and ``sleep`` are injectable for tests.
+Attempts are admitted in arrival order; a freed place goes straight to the next waiter, and
+an attempt that finds no queue and nothing holding the run back goes through without
+waiting. ``stats()`` gives the counters for reports and a one-line ``status`` such as
+``"paced: 429, resuming in 1.2s"``; each Slot records how long it was held back and whether
+it met a 429 or 529 (CallPacing sums them for one call). Everything runs on the runner loop;
+``clock``, ``wall_clock`` and ``sleep`` are injectable for tests.
 """
 
 from __future__ import annotations
