@@ -49,6 +49,8 @@ def test_workflow_cell_runs_the_dag_and_shows_table_answer_and_badge(ip, server)
     wf = ip.user_ns["wf"]
     assert server.request_count == 4 and wf.ok
     assert dict(wf.states) == {"plan": "done", "stats": "done", "risks": "done", "report": "done"}
+    assert list(wf.table["node"]) == ["plan", "stats", "risks", "report"]  # -o holds the nodes' DataFrame
+    assert list(wf.table["state"]) == ["done"] * 4 and wf.table["cost"].sum() == pytest.approx(wf.cost_usd)
     table = tables(cap)[-1]
     for node in ("plan", "stats", "risks", "report"):
         assert f"<td style='padding: 2px 8px;'>{node}</td>" in table

@@ -49,6 +49,7 @@ class WorkflowResult:
     workflow: Workflow
     task: str | None
     events: dict[str, NodeEvent] = field(default_factory=dict)  # node -> its latest event
+    table: Any = None  # the nodes as a DataFrame, once the notebook has shown them (views.workflows.nodes_frame)
 
     @property
     def nodes(self) -> dict[str, AgentResult | None]:

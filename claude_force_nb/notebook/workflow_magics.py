@@ -143,6 +143,9 @@ class WorkflowMagics(Magics):
             raise
         view.finish(result, time.monotonic() - t0)
         if out:
+            from ..views.workflows import nodes_frame
+
+            result.table = nodes_frame(result)  # -o holds the nodes' table too
             self._namespace()[out] = result
         return result
 
