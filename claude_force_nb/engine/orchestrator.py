@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -49,7 +48,7 @@ from .jobs import Job, agent_named_in
 from .limits import BudgetGuard, input_token_bound
 from .pacing import Pacer
 from .persistence import PersistenceWriter
-from .requests import Call, build_call
+from .requests import Call, build_call, safe_log_text
 from .retry import CircuitBreaker
 from .sending import Sender, TextCallback, usable_api_key
 from .tool_loop import StepCallback, agent_tools, checked_answer, run_loop
@@ -58,15 +57,6 @@ from .workflows import EventCallback
 __all__ = ["MAX_OUTPUT_TOKENS", "Job", "Orchestrator", "safe_log_text"]
 
 log = logging.getLogger(__name__)
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def safe_log_text(text: str, limit: int = 80) -> str:
-    """User text for a log line: truncated, control characters escaped."""
-    short = text if len(text) <= limit else text[:limit] + "…"
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", short)
-
 
 class Orchestrator:
     """Runs named agents on Claude: cached, ledgered, rate-limited and concurrent."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -27,7 +28,9 @@ from ..core.errors import InvalidInputError
 from ..core.options import RunOptions, surrogate_problem
 from ..core.settings import Settings
 
-__all__ = ["NO_NATIVE_SCHEMA", "PROMPT_CACHE_MIN_CHARS", "Call", "build_call", "check_task", "native_schema"]
+__all__ = [
+    "NO_NATIVE_SCHEMA", "PROMPT_CACHE_MIN_CHARS", "Call", "build_call", "check_task", "native_schema", "safe_log_text",
+]
 
 # Anthropic caches a system prefix only above ~1024-4096 tokens; below that the
 # cache_control marker is silently ignored, so only long definitions carry it.
@@ -35,6 +38,8 @@ PROMPT_CACHE_MIN_CHARS = 4096
 # Model id prefixes without native structured output (output_config): they get a forced tool.
 NO_NATIVE_SCHEMA = ("claude-3-", "claude-opus-4-0", "claude-opus-4-1", "claude-opus-4-2025", "claude-sonnet-4-0",
                     "claude-sonnet-4-2025")
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def native_schema(model: str) -> bool:
@@ -99,6 +104,12 @@ class Call:
         if "temperature" in self.body:  # the 2.x SDK removed the keyword; the API still takes it
             params["extra_body"] = {"temperature": self.body["temperature"]}
         return params
+
+
+def safe_log_text(text: str, limit: int = 80) -> str:
+    """User text for a log line: truncated, control characters escaped."""
+    short = text if len(text) <= limit else text[:limit] + "…"
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", short)
 
 
 def check_task(task: object, max_chars: int) -> str:
