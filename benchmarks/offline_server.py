@@ -8,6 +8,7 @@ less scheduler noise between runs.
 from __future__ import annotations
 
 import os
+import statistics
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -42,3 +43,17 @@ def bench_settings(url: str, tmp: str, **overrides: Any) -> Settings:
     home = Path(tmp) / "home"
     return Settings(api_key="bench", base_url=url, data_dir=home, secrets_dir=home / "secrets",
                     cache_secret=b"bench-secret", **overrides)
+
+
+def report_paired(name: str, ideal: float, base: tuple[str, list[float]], ours: tuple[str, list[float]],
+                  target: float) -> float:
+    """Print the medians of a paired benchmark and ``name`` = the median of the paired ratios
+    ours/base against ``target``; returns that ratio."""
+    ratio = statistics.median(o / b for o, b in zip(ours[1], base[1]))
+    print(f"{'ideal':<34}{ideal:8.3f} s")
+    for label, times in (base, ours):
+        mid = statistics.median(times)
+        print(f"{label:<34}{mid:8.3f} s   {mid / ideal:5.2f}x ideal   [{min(times):.3f} s]")
+    print(f"{name} = {ratio:.3f} (median of paired runs) [best/best {min(ours[1]) / min(base[1]):.3f}]  "
+          f"(target <= {target:.2f}: {'PASS' if ratio <= target else 'MISS'})")
+    return ratio

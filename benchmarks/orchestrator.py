@@ -18,13 +18,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import statistics
 import sys
 import tempfile
 import time
 
 import anthropic
-from offline_server import bench_settings, served
+from offline_server import bench_settings, report_paired, served
 
 from claude_force_nb import AgentRegistry, Orchestrator
 
@@ -90,17 +89,10 @@ def measure(url: str, args: argparse.Namespace) -> int:
                     if failed:
                         print(f"{len(failed)} calls failed: {failed[0].error}", file=sys.stderr)
                         return 1
-    raw, ours = min(raw_times), min(our_times)
-    best_ratio = ours / raw
-    ratio = statistics.median(o / r for o, r in zip(our_times, raw_times))
     print(f"{args.calls} calls, server latency {args.latency * 1000:.0f} ms, concurrency {args.concurrency}, "
           f"median of {REPEATS} [best]")
-    print(f"{'ideal':<34}{ideal:8.3f} s")
-    for label, times in (("raw AsyncAnthropic + Semaphore", raw_times), ("Orchestrator.run_many_sync", our_times)):
-        mid = statistics.median(times)
-        print(f"{label:<34}{mid:8.3f} s   {mid / ideal:5.2f}x ideal   [{min(times):.3f} s]")
-    print(f"ours / raw = {ratio:.3f} (median of paired runs) [best/best {best_ratio:.3f}]  "
-          f"(target <= 1.10: {'PASS' if ratio <= 1.10 else 'MISS'})")
+    report_paired("ours / raw", ideal, ("raw AsyncAnthropic + Semaphore", raw_times),
+                  ("Orchestrator.run_many_sync", our_times), target=1.10)
     return 0
 
 

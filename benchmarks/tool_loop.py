@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import statistics
 import sys
 import tempfile
 import time
@@ -93,6 +92,8 @@ def main() -> int:
 
 
 def measure(url: str, args: argparse.Namespace) -> int:
+    from offline_server import report_paired
+
     from claude_force_nb import AgentRegistry, Orchestrator, Settings, tool
 
     system = AgentRegistry().get("assistant").system  # both sides send the same bytes
@@ -125,16 +126,11 @@ def measure(url: str, args: argparse.Namespace) -> int:
                         ours(f"ours{rep}", args.loops)
                         our_times.append(time.perf_counter() - t0)
             rows = len(orch.ledger.rows())
-    ratio = statistics.median(o / d for o, d in zip(our_times, direct_times))
     ideal = args.loops * STEPS * args.latency
     print(f"{args.loops} loops of {STEPS} steps, server latency {args.latency * 1000:.0f} ms, "
           f"median of {args.repeats} [best]; {rows} ledger rows")
-    print(f"{'ideal (latency only)':<34}{ideal:8.3f} s")
-    for label, times in (("direct AsyncAnthropic loop", direct_times), ("Orchestrator.run_sync(tools=)", our_times)):
-        mid = statistics.median(times)
-        print(f"{label:<34}{mid:8.3f} s   {mid / ideal:5.2f}x ideal   [{min(times):.3f} s]")
-    print(f"ours / direct = {ratio:.3f} (median of paired runs) [best/best {min(our_times) / min(direct_times):.3f}]"
-          f"  (target <= 1.10: {'PASS' if ratio <= 1.10 else 'MISS'})")
+    report_paired("ours / direct", ideal, ("direct AsyncAnthropic loop", direct_times),
+                  ("Orchestrator.run_sync(tools=)", our_times), target=1.10)
     return 0
 
 
