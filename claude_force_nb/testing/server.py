@@ -255,9 +255,11 @@ class FakeAnthropicServer(ServerMetrics):
         """End an outage now (a refusing server listens again on its port)."""
         with self._lifecycle:
             with self._lock:
-                outage, self._outage = self._outage, None
+                outage = self._outage
             if outage is not None and outage.mode == "refuse" and self._started and self._httpd is None:
-                self._listen(self._bound_port)
+                self._listen(self._bound_port)  # listening before ``is_down`` turns False
+            with self._lock:
+                self._outage = None
 
     @property
     def is_down(self) -> bool:
