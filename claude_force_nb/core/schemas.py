@@ -59,6 +59,7 @@ _SPEC_HELP = (
 )
 
 
+_DTYPES = {"integer": "Int64", "number": "Float64", "string": "string", "boolean": "boolean"}  # JSON type -> column
 GENERATED = "__generated__"  # the class name of models built from a signature or a field list
 
 
@@ -206,6 +207,21 @@ class OutputSchema:
     def tool_choice(self) -> dict[str, Any]:
         """The ``tool_choice`` that forces :meth:`tool_definition`."""
         return {"type": "tool", "name": SCHEMA_TOOL_NAME}
+
+    def column_dtypes(self) -> dict[str, str | type]:
+        """The pandas dtype of each field's column, as the schema types it (integer: Int64,
+        number: Float64, string: string, boolean: boolean, else object): a failed row is <NA>."""
+        properties = self.json_schema.get("properties", {})
+        return {name: _DTYPES.get(str(properties.get(name, {}).get("type")), object) for name in self.columns}
+
+    @staticmethod
+    def fields_of(data: Any) -> dict[str, Any]:
+        """A structured answer's fields by name: a pydantic instance (by alias) or a dict; {} for None."""
+        if data is None:
+            return {}
+        if hasattr(data, "model_dump"):
+            return dict(data.model_dump(by_alias=True))
+        return dict(data)
 
 
 def _api_schema(spec: type[BaseModel] | dict[str, Any]) -> dict[str, Any]:

@@ -29,7 +29,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..core.agents import AgentDefinition, AgentRegistry
 from ..core.errors import ClaudeForceError, InvalidInputError
@@ -44,8 +44,10 @@ from ..store.ledger import Ledger
 from ..store.threads import ThreadStore
 from . import heavy, outcomes, runner, workflows
 from .heavy import HeavyResult
-from .jobs import Job, agent_named_in
+from .jobs import Job, run_jobs
 from .limits import BudgetGuard, input_token_bound
+from .map_progress import TextProgress
+from .mapping import MapEstimate, MapRun, ProgressCallback
 from .pacing import Pacer
 from .persistence import PersistenceWriter
 from .requests import Call, build_call, safe_log_text
@@ -53,6 +55,9 @@ from .retry import CircuitBreaker
 from .sending import Sender, TextCallback, usable_api_key
 from .tool_loop import StepCallback, agent_tools, checked_answer, run_loop
 from .workflows import EventCallback
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
 
 __all__ = ["MAX_OUTPUT_TOKENS", "Job", "Orchestrator", "safe_log_text"]
 
@@ -171,7 +176,7 @@ class Orchestrator:
         **common: Any,
     ) -> list[AgentResult]:
         """Run every job concurrently; one result per job, in input order, whatever fails."""
-        return await runner.run_async(self._run_many(list(jobs), on_result, common))
+        return await runner.run_async(run_jobs(self, list(jobs), on_result, common))
 
     def run_sync(
         self, agent: str, task: str, *, on_text: TextCallback | None = None, on_step: StepCallback | None = None,
@@ -182,7 +187,48 @@ class Orchestrator:
 
     def run_many_sync(self, jobs: Iterable[Any], **kwargs: Any) -> list[AgentResult]:
         """Blocking ``run_many``."""
-        return runner.run_sync(self._run_many(list(jobs), kwargs.pop("on_result", None), kwargs))
+        return runner.run_sync(run_jobs(self, list(jobs), kwargs.pop("on_result", None), kwargs))
+
+    async def map(self, frame: pd.DataFrame, agent: str, prompt: str, *, into: str = "answer", batch: bool = False,
+                  window: int | None = None, progress: bool | ProgressCallback = True, **options: Any) -> pd.DataFrame:
+        """``agent`` on every row of ``frame``: ``prompt`` names columns (``"Classify: {review}"``).
+
+        Returns the frame with the answer column ``into`` (or one typed column per ``schema=``
+        field), ``cost_usd``, ``cached`` and ``error``. ``options`` are ``run``'s (model,
+        max_tokens, schema...). At most ``window`` rows are in flight; ``progress``: a text bar
+        (True), none (False) or a callback given each MapProgress. Raises before sending for a
+        bad prompt, or an estimate the budget cannot pay for (engine/mapping.py). Cancelled,
+        it raises; the rows finished so far are cached, so running it again resumes.
+        """
+        run = self._map_run(frame, agent, prompt, into, window, progress, options)
+        await asyncio.to_thread(run.plan, batch=batch)  # reads every row: not on the caller's loop
+        await runner.run_async(run.execute())
+        return run.frame_out()
+
+    def map_sync(self, frame: pd.DataFrame, agent: str, prompt: str, **kwargs: Any) -> pd.DataFrame:
+        """Blocking ``map``. Interrupted (Ctrl-C, the stop button), it returns the partial frame
+        at once: finished rows filled in, the others' ``error`` saying how to resume."""
+        run = self._map_run(frame, agent, prompt, kwargs.pop("into", "answer"), kwargs.pop("window", None),
+                            kwargs.pop("progress", True), kwargs)
+        run.plan(batch=kwargs.pop("batch", False))
+        try:
+            runner.run_sync(run.execute())
+        except KeyboardInterrupt:
+            run.stopped.wait(timeout=5.0)  # the workers stop and the finished rows are written
+            log.warning("map interrupted after %d of %d rows; run it again to resume", run.progress.done, run.total)
+        return run.frame_out()
+
+    def estimate_map(self, frame: pd.DataFrame, agent: str, prompt: str, *, batch: bool = False,
+                     **options: Any) -> MapEstimate:
+        """What ``map`` would send and cost, sending nothing (the cache is only looked at)."""
+        return self._map_run(frame, agent, prompt, options.pop("into", "answer"), None, False, options).plan(
+            batch=batch)
+
+    def _map_run(self, frame: Any, agent: str, prompt: str, into: str, window: int | None,
+                 progress: bool | ProgressCallback, options: dict[str, Any]) -> MapRun:
+        on_progress = TextProgress() if progress is True else (progress or None)
+        return MapRun(self, frame, agent, prompt, into=into, window=window, on_progress=on_progress,
+                      options=RunOptions.from_kwargs(**options))
 
     async def run_workflow(self, workflow: Workflow, task: str | None = None, *,
                            on_event: EventCallback | None = None, tools: Any = None, **options: Any) -> WorkflowResult:
@@ -261,52 +307,6 @@ class Orchestrator:
         return f"<Orchestrator model={s.default_model} max_concurrent={s.max_concurrent} {mode}>"
 
     # -- internals (run on the runner loop) -----------------------------------------------
-
-    async def _run_many(
-        self, items: list[Any], on_result: Callable[[int, AgentResult], Any] | None, common: dict[str, Any]
-    ) -> list[AgentResult]:
-        resolved: dict[str, AgentDefinition] = {}  # one registry scan per agent, not per job
-        on_text = common.pop("on_text", None)
-        on_step = common.pop("on_step", None)
-
-        async def one(i: int, item: Any) -> AgentResult:
-            model = self.settings.default_model  # what a refused job shows, until its own model is known
-            try:
-                try:
-                    job = Job.coerce(item)
-                except (TypeError, ValueError) as exc:  # a malformed job tuple/dict; bugs elsewhere propagate
-                    raise InvalidInputError(
-                        f"Job {i} is malformed ({exc}): use (agent, task) or (agent, task, {{options}})."
-                    ) from None
-                own = {k: v for k, v in vars(job).items() if k not in ("agent", "task") and v is not None}
-                options = RunOptions.from_kwargs(**{**common, **own})
-                if job.agent not in resolved:
-                    resolved[job.agent] = self.registry.get(job.agent)
-                model = options.resolve(resolved[job.agent], self.settings).model or model
-                result = await self._run(resolved[job.agent], job.task, options, on_text, on_step)
-            except ClaudeForceError as exc:
-                result = outcomes.refused(agent_named_in(item), exc, model=model,
-                                          offline=self.offline)
-            if on_result is not None:
-                on_result(i, result)
-            return result
-
-        tasks = [asyncio.ensure_future(one(i, item)) for i, item in enumerate(items)]
-        try:
-            # A bug in one job lets the others finish (their answers are paid for, and land in
-            # the cache and ledger), then raises with its traceback.
-            done = await asyncio.gather(*tasks, return_exceptions=True)
-        except BaseException:  # cancelled (interrupt, close): stop the siblings rather than orphan them
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise
-        results: list[AgentResult] = []
-        for outcome in done:
-            if isinstance(outcome, BaseException):
-                raise outcome
-            results.append(outcome)
-        return results
 
     def _prepare(self, agent_name: str | AgentDefinition, task: str, options: RunOptions) -> Call:
         """The agent looked up, everything validated, the request built; raises InvalidInputError."""

@@ -18,8 +18,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ALL", "clip", "clip_columns", "comparison_frame", "filter_entries"]
 
-_DTYPES = {"integer": "Int64", "number": "Float64", "string": "string", "boolean": "boolean"}  # JSON type -> column
-
 ALL = "(all)"
 """The filter value that matches every agent or model (what the widgets' dropdowns show)."""
 
@@ -49,26 +47,15 @@ def comparison_frame(results: Sequence[AgentResult], schema: OutputSchema | None
     )
     if schema is None:
         return frame
-    records = [_fields_of(r.data) for r in results]
-    properties = schema.json_schema.get("properties", {})
+    records = [schema.fields_of(r.data) for r in results]
     data = pd.DataFrame(
         {f"data.{name}" if name in frame.columns else name:  # never hide a run column
-         pd.Series([record.get(name) for record in records], dtype=object, index=frame.index).astype(
-             _DTYPES.get(str(properties.get(name, {}).get("type")), object))
-         for name in schema.columns},
+         pd.Series([record.get(name) for record in records], dtype=object, index=frame.index).astype(dtype)
+         for name, dtype in schema.column_dtypes().items()},
         index=frame.index,
     )
     at = frame.columns.get_loc("text") + 1
     return pd.concat([frame.iloc[:, :at], data, frame.iloc[:, at:]], axis=1)
-
-
-def _fields_of(data: Any) -> dict[str, Any]:
-    """A structured answer's fields by name: a pydantic instance (by alias) or a dict; {} for None."""
-    if data is None:
-        return {}
-    if hasattr(data, "model_dump"):
-        return data.model_dump(by_alias=True)
-    return dict(data)
 
 
 def filter_entries(

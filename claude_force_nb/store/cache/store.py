@@ -129,12 +129,18 @@ class ResponseCache:
             response = self._team.get(key, self._clock(), self.ttl_s, defer_writes=defer_writes)
         return response
 
-    def _get_local(self, key: str, defer_writes: bool) -> CachedResponse | None:
+    def holds(self, key: str) -> bool:
+        """Whether this file holds a genuine, unexpired answer for ``key``: a look that counts
+        no hit or miss and writes nothing (a run's estimate asks before the run reads)."""
+        return self._get_local(key, defer_writes=True, count=False) is not None
+
+    def _get_local(self, key: str, defer_writes: bool, count: bool = True) -> CachedResponse | None:
         now = self._clock()
         rowid = check_key(key)
         row = self._file.lookup(rowid)
         if row is None:
-            self._miss()
+            if count:
+                self._miss()
             return None
         payload, sig = row
         try:
@@ -148,15 +154,19 @@ class ResponseCache:
         try:
             response = decode(payload)
         except ForeignPayload:
-            self._miss()  # another version's format: the next put overwrites it
+            if count:
+                self._miss()  # another version's format: the next put overwrites it
             return None
         except ValueError as exc:
             self._integrity_failure(key, sig, f"unreadable payload ({exc})", defer_writes)
             return None
         if (response.expires is not None and now >= response.expires) or (
                 self.ttl_s is not None and now >= response.created + self.ttl_s):
-            self._miss()
+            if count:
+                self._miss()
             return None
+        if not count:
+            return response
         if self._file.counters.hit(key, now) and not defer_writes:
             self._file.write_hits()
         return response
