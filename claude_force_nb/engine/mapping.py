@@ -24,7 +24,6 @@ own ``assign``: the engine reads and extends a DataFrame but never imports panda
 from __future__ import annotations
 
 import asyncio
-import math
 import threading
 import time
 from collections.abc import Callable
@@ -150,7 +149,7 @@ class MapRun:
 
     def plan(self, *, batch: bool = False) -> MapEstimate:
         """Count the cached rows and estimate the rest; refuse a run the budget cannot pay for."""
-        orch, cached, chars, model = self.orch, 0, 0, ""
+        orch, cached, input_tokens, model = self.orch, 0, 0, ""
         for task in self.prompts.rows(self.frame):
             try:
                 call = orch._prepare(self.agent, task, self.options)
@@ -162,11 +161,10 @@ class MapRun:
             if hit:
                 cached += 1
             else:
-                chars += sum(map(len, call.input_texts))
+                input_tokens += call.estimated_input_tokens
         model = model or self.options.resolve(self.agent, orch.settings).model or orch.settings.default_model
         max_tokens = self.options.resolve(self.agent, orch.settings).max_tokens or 0
         to_send = self.total - cached
-        input_tokens = math.ceil(chars / 3)
         per_row = min(max_tokens, EXPECTED_OUTPUT_TOKENS) if max_tokens else EXPECTED_OUTPUT_TOKENS
         estimate = MapEstimate(
             rows=self.total, cached=cached, to_send=to_send, input_tokens=input_tokens,

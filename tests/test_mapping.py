@@ -1,0 +1,195 @@
+"""Orchestrator.map over real HTTP: columns, costs, the window, the estimate, the budget, resume."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import signal
+import threading
+
+import pandas as pd
+import pytest
+
+from claude_force_nb.core.errors import BudgetExceededError, InvalidInputError
+from claude_force_nb.engine.map_progress import TextProgress
+from claude_force_nb.engine.mapping import INTERRUPTED, MapProgress
+from claude_force_nb.testing import Fault
+
+HAIKU = "claude-haiku-4-5"
+
+
+def reviews(n: int) -> pd.DataFrame:
+    return pd.DataFrame({"review": [f"review {i}" for i in range(n)], "stars": [i % 5 for i in range(n)]})
+
+
+def sent(server) -> list[dict]:
+    return [r.body for r in server.requests if r.path.endswith("/v1/messages")]
+
+
+def test_every_row_gets_its_answer_cost_and_ledger_row(orch, server):
+    frame = reviews(12)
+    out = orch.map_sync(frame, "assistant", "Classify: {review} ({stars} stars)", model=HAIKU, progress=False)
+    assert list(out.columns) == ["review", "stars", "answer", "cost_usd", "cached", "error"]
+    assert out.index.equals(frame.index) and out[["review", "stars"]].equals(frame)
+    prompts = sorted(body["messages"][0]["content"] for body in sent(server))
+    assert prompts == sorted(f"Classify: review {i} ({i % 5} stars)" for i in range(12))
+    assert all(f"review {i} (" in out.answer[i] for i in range(12))  # each answer is its own row's
+    rows = orch.ledger.rows()
+    assert len(rows) == 12 and sorted(r["cost_usd"] for r in rows) == sorted(out.cost_usd)
+    assert out.cost_usd.sum() == pytest.approx(sum(r["cost_usd"] for r in rows)) and (out.cost_usd > 0).all()
+    assert not out.cached.any() and out.error.isna().all()
+    assert out.attrs["claude_force"] == {"rows": 12, "done": 12, "cached": 0, "failed": 0,
+                                         "cost_usd": pytest.approx(out.cost_usd.sum()), "interrupted": False}
+
+
+def test_a_rerun_is_all_cache_hits_and_sends_nothing(orch, server):
+    frame = reviews(20)
+    first = orch.map_sync(frame, "assistant", "Label: {review}", model=HAIKU, progress=False)
+    again = orch.map_sync(frame, "assistant", "Label: {review}", model=HAIKU, progress=False)
+    assert len(sent(server)) == 20
+    assert again.cached.all() and (again.cost_usd == 0).all() and again.answer.equals(first.answer)
+
+
+def test_schema_fields_become_typed_columns(orch, server):
+    out = orch.map_sync(reviews(4), "assistant", "Rate: {review}", schema="label, score int, sure bool",
+                        model=HAIKU, progress=False)
+    assert list(out.columns) == ["review", "stars", "label", "score", "sure", "cost_usd", "cached", "error"]
+    assert {c: str(out[c].dtype) for c in ("label", "score", "sure", "cached")} == {
+        "label": "string", "score": "Int64", "sure": "boolean", "cached": "boolean"}
+    assert out.score.notna().all() and out.error.isna().all()
+    assert all("output_config" in body for body in sent(server))
+
+
+def test_output_columns_never_replace_input_columns(orch):
+    frame = reviews(2).assign(label="x", cost_usd=1.0)
+    with pytest.raises(InvalidInputError, match="already has a column 'label': pass into="):
+        orch.map_sync(frame, "assistant", "{review}", into="label", progress=False)
+    out = orch.map_sync(frame, "assistant", "{review}", into="verdict", model=HAIKU, progress=False)
+    assert list(out.columns) == ["review", "stars", "label", "cost_usd", "verdict", "verdict_cost_usd", "cached",
+                                 "error"]
+    assert (out.cost_usd == 1.0).all() and (out.verdict_cost_usd > 0).all()
+
+
+def test_a_bad_template_is_one_error_before_anything_is_sent(orch, server):
+    frame = reviews(3)
+    with pytest.raises(InvalidInputError, match=r"names \{reveiw\}, which is not a column .*did you mean \{review\}"):
+        orch.map_sync(frame, "assistant", "Classify: {reveiw}")
+    with pytest.raises(InvalidInputError, match="positional field"):
+        orch.map_sync(frame, "assistant", "Classify: {}")
+    with pytest.raises(InvalidInputError, match="names no column"):
+        orch.map_sync(frame, "assistant", "The same for every row")
+    with pytest.raises(InvalidInputError, match="not a valid template"):
+        orch.map_sync(frame, "assistant", "Classify: {review")
+    with pytest.raises(InvalidInputError, match="needs a pandas DataFrame"):
+        orch.map_sync([1, 2], "assistant", "{review}")
+    assert server.request_count == 0
+
+
+def test_literal_braces_and_missing_values(orch, server):
+    frame = pd.DataFrame({"text": ["a", None, float("nan")], "n": pd.array([1, None, 3], dtype="Int64")})
+    orch.map_sync(frame, "assistant", 'JSON {{"t": "{text}", "n": "{n}"}}', model=HAIKU, progress=False)
+    assert sorted(body["messages"][0]["content"] for body in sent(server)) == sorted(
+        ['JSON {"t": "a", "n": "1"}', 'JSON {"t": "", "n": ""}', 'JSON {"t": "", "n": "3"}'])
+
+
+def test_a_row_refused_before_sending_does_not_stop_the_others(make_orch, server):
+    orch = make_orch(max_task_chars=30)
+    frame = pd.DataFrame({"text": ["short", "x" * 40, "also short"]})
+    out = orch.map_sync(frame, "assistant", "{text}", model=HAIKU, progress=False)
+    assert out.error.notna().tolist() == [False, True, False]
+    assert "limit is 30" in out.error[1] and pd.isna(out.answer[1])
+    assert len(sent(server)) == 2 and out.attrs["claude_force"]["failed"] == 1
+
+
+def test_an_api_failure_is_that_rows_error(orch, server):
+    server.script(Fault(status=400, error_type="invalid_request_error"))
+    out = orch.map_sync(reviews(3), "assistant", "{review}", model=HAIKU, window=1, progress=False)
+    assert out.error.notna().tolist() == [True, False, False] and out.answer.isna().tolist() == [True, False, False]
+
+
+def test_the_window_bounds_the_rows_in_flight(make_orch, server):
+    orch = make_orch(max_concurrent=50)
+    server.latency_s = 0.02
+    orch.map_sync(reviews(40), "assistant", "{review}", model=HAIKU, window=3, progress=False)
+    assert server.max_in_flight == 3
+
+
+def test_the_estimate_counts_cached_rows_and_sends_nothing(orch, server):
+    frame = reviews(10)
+    orch.map_sync(frame.head(4), "assistant", "Label: {review}", model=HAIKU, max_tokens=100, progress=False)
+    before = server.request_count
+    estimate = orch.estimate_map(frame, "assistant", "Label: {review}", model=HAIKU, max_tokens=100)
+    assert server.request_count == before
+    assert (estimate.rows, estimate.cached, estimate.to_send, estimate.model) == (10, 4, 6, HAIKU)
+    assert estimate.output_tokens == 6 * 100 and estimate.max_output_tokens == 100
+    assert estimate.cost_usd == estimate.worst_cost_usd > 0  # max_tokens below the expected 300 a row
+    assert orch.cache.stats()["hits"] == 0  # looking is not a hit
+    halved = orch.estimate_map(frame, "assistant", "Label: {review}", model=HAIKU, max_tokens=100, batch=True)
+    assert halved.cost_usd == pytest.approx(estimate.cost_usd / 2)
+    assert str(estimate).startswith(f"10 rows: 4 cached, 6 to send to {HAIKU}")
+
+
+def test_a_run_the_budget_cannot_pay_for_is_refused_with_its_figures(make_orch, server):
+    orch = make_orch(budget_usd=0.05)
+    with pytest.raises(BudgetExceededError, match=r"estimated at \$[\d.]+ \(200 rows to send.*budget has \$0\.05 left"):
+        orch.map_sync(reviews(200), "assistant", "Label: {review}", model=HAIKU, max_tokens=300)
+    assert server.request_count == 0
+    assert orch.map_sync(reviews(2), "assistant", "Label: {review}", model=HAIKU, max_tokens=50,
+                         progress=False).error.isna().all()
+
+
+def test_progress_reaches_every_row_with_cached_failed_and_cost(orch, server):
+    seen: list[MapProgress] = []
+    orch.map_sync(reviews(3), "assistant", "{review}", model=HAIKU, progress=False)
+    server.script(Fault(status=400, error_type="invalid_request_error"))
+    out = orch.map_sync(reviews(5), "assistant", "{review}", model=HAIKU, window=1, progress=seen.append)
+    assert seen[0].done == 0 and seen[0].estimate is not None and seen[0].estimate.cached == 3
+    last = seen[-1]
+    assert (last.total, last.done, last.cached, last.failed) == (5, 5, 3, 1)
+    assert last.cost_usd == pytest.approx(out.cost_usd.sum()) and last.eta_s == 0
+    assert [p.done for p in seen] == list(range(6))
+
+
+def test_the_text_bar_shows_the_estimate_and_the_counts(orch):
+    stream = io.StringIO()
+    orch.map_sync(reviews(4), "assistant", "{review}", model=HAIKU, progress=TextProgress(file=stream, mininterval=0))
+    text = stream.getvalue()
+    assert text.startswith("Estimate: 4 rows: 0 cached, 4 to send")
+    assert "4/4" in text and "cached 0, failed 0, $0.0" in text
+
+
+def test_an_interrupt_returns_the_partial_frame_and_a_rerun_sends_only_the_rest(make_orch, server):
+    orch = make_orch(max_concurrent=4)
+    frame = reviews(60)
+
+    def stop_button() -> None:  # SIGINT once 20 rows are answered and the rest are held
+        assert server.wait_for(lambda s: s.request_count >= 20, timeout=30)
+        server.latency_s = 60
+        assert server.wait_for(lambda s: s.in_flight >= 1, timeout=30)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=stop_button, daemon=True).start()
+    partial = orch.map_sync(frame, "assistant", "{review}", model=HAIKU, window=4, progress=False)
+    finished = int(partial.error.isna().sum())
+    assert 20 <= finished < 60 and partial.attrs["claude_force"]["interrupted"] is True
+    assert (partial.error[partial.answer.isna()] == INTERRUPTED).all()
+    assert partial.answer.notna().sum() == finished
+    server.latency_s = 0
+    before = len(sent(server))
+    again = orch.map_sync(frame, "assistant", "{review}", model=HAIKU, window=4, progress=False)
+    assert len(sent(server)) - before == 60 - finished  # the server sees only the unfinished rows
+    assert again.error.isna().all() and int(again.cached.sum()) == finished
+
+
+def test_async_map_from_another_loop(orch):
+    async def cell():
+        return await orch.map(reviews(3), "assistant", "{review}", model=HAIKU, progress=False)
+
+    out = asyncio.run(cell())
+    assert out.answer.notna().all() and len(out) == 3
+
+
+def test_thread_and_tools_are_refused(orch):
+    with pytest.raises(InvalidInputError, match="thread= and tools= are not available"):
+        orch.map_sync(reviews(2), "assistant", "{review}", thread="t")
