@@ -103,3 +103,45 @@ def test_batch_create_validation(server, client):
     with pytest.raises(anthropic.BadRequestError):
         client.messages.batches.create(requests=[{"custom_id": "a", "params": params},
                                                  {"custom_id": "a", "params": params}])
+
+
+def test_batch_results_come_in_a_seeded_shuffled_order_and_counts_move_while_in_progress():
+    clock = ManualClock()
+    with FakeAnthropicServer(clock=clock, batch_delay_s=40.0) as srv, \
+            anthropic.Anthropic(api_key="k", base_url=srv.url, max_retries=0) as client:
+        ids = [f"r{i:02d}" for i in range(20)]
+        requests = [{"custom_id": cid, "params": {"model": MODEL, "max_tokens": 50,
+                                                  "messages": msgs(f"q {cid}" + (" [[fake:error=400]]" if i % 5 == 0
+                                                                                 else ""))}}
+                    for i, cid in enumerate(ids)]
+        batch = client.messages.batches.create(requests=requests)
+        assert srv.batches.submitted == [ids]
+        seen = []
+        for _ in range(5):
+            counts = client.messages.batches.retrieve(batch.id).request_counts
+            seen.append((counts.processing, counts.succeeded + counts.errored))
+            clock.advance(10.0)
+        assert seen == [(20, 0), (15, 5), (10, 10), (5, 15), (0, 20)]
+        rows = list(client.messages.batches.results(batch.id))
+        order = [r.custom_id for r in rows]
+        assert sorted(order) == ids and order != ids
+        assert sum(r.result.type == "errored" for r in rows) == 4
+        again = client.messages.batches.create(requests=requests)
+        clock.advance(40.0)
+        assert [r.custom_id for r in client.messages.batches.results(again.id)] != order  # seeded per batch
+        assert [len(s) for s in srv.batches.submitted] == [20, 20]
+
+
+def test_a_cancelled_batch_keeps_the_answers_finished_before_the_cancel():
+    clock = ManualClock()
+    with FakeAnthropicServer(clock=clock, batch_delay_s=40.0) as srv, \
+            anthropic.Anthropic(api_key="k", base_url=srv.url, max_retries=0) as client:
+        params = {"model": MODEL, "max_tokens": 50, "messages": msgs("cancel me")}
+        batch = client.messages.batches.create(requests=[{"custom_id": f"r{i}", "params": params} for i in range(4)])
+        clock.advance(20.0)
+        client.messages.batches.cancel(batch.id)
+        ended = client.messages.batches.retrieve(batch.id)
+        assert ended.processing_status == "ended"
+        assert (ended.request_counts.succeeded, ended.request_counts.canceled) == (2, 2)
+        kinds = sorted(r.result.type for r in client.messages.batches.results(batch.id))
+        assert kinds == ["canceled", "canceled", "succeeded", "succeeded"]

@@ -47,6 +47,7 @@ EXPECTED = {
     "overloaded": "INTEGER",
     "waited_s": "REAL",
     "run_id": "TEXT",
+    "batch": "INTEGER",
 }
 
 
@@ -107,18 +108,18 @@ def test_rows_for_hit_miss_and_failure(ledger):
          "cached": 1, "input_tokens": 100, "output_tokens": 50, "cache_write_5m_tokens": 10,
          "cache_write_1h_tokens": 20, "cache_read_tokens": 30, "cost_usd": 0.0, "saved_usd": 0.0042,
          "latency_s": 0.003, "ok": 1, "error_type": None, "request_id": "req_hit",
-         "cache_key": "v1:" + "a" * 64, "offline": 0, "attempts": 0, "task_head": "Review this", **NO_PACING, "run_id": None},
+         "cache_key": "v1:" + "a" * 64, "offline": 0, "attempts": 0, "task_head": "Review this", **NO_PACING, "run_id": None, "batch": 0},
         {"id": 2, "ts": 1001.5, "session_id": sid, "agent": "python-expert", "model": "claude-haiku-4-5",
          "cached": 0, "input_tokens": 1200, "output_tokens": 340, "cache_write_5m_tokens": 0,
          "cache_write_1h_tokens": 0, "cache_read_tokens": 0, "cost_usd": 0.0029, "saved_usd": 0.0,
          "latency_s": 1.75, "ok": 1, "error_type": None, "request_id": "req_miss",
-         "cache_key": "v1:" + "b" * 64, "offline": 1, "attempts": 2, "task_head": "x" * 200, **NO_PACING, "run_id": None},
+         "cache_key": "v1:" + "b" * 64, "offline": 1, "attempts": 2, "task_head": "x" * 200, **NO_PACING, "run_id": None, "batch": 0},
         {"id": 3, "ts": 1002.0, "session_id": sid, "agent": "code-reviewer", "model": "claude-sonnet-4-6",
          "cached": 0, "input_tokens": 0, "output_tokens": 0, "cache_write_5m_tokens": 0,
          "cache_write_1h_tokens": 0, "cache_read_tokens": 0, "cost_usd": 0.0, "saved_usd": 0.0,
          "latency_s": 12.5, "ok": 0, "error_type": "overloaded_error", "request_id": "req_fail",
          "cache_key": None, "offline": 0, "attempts": 4, "task_head": "", "rate_limited": 1, "overloaded": 2,
-         "waited_s": 3.25, "run_id": None},
+         "waited_s": 3.25, "run_id": None, "batch": 0},
     ]
     assert len(ledger) == 3
 
@@ -207,7 +208,7 @@ def test_old_ledger_is_migrated_without_losing_rows(settings):
             "cached": 0, "input_tokens": 7, "output_tokens": 8, "cache_write_5m_tokens": 0,
             "cache_write_1h_tokens": 0, "cache_read_tokens": 0, "cost_usd": 0.5, "saved_usd": 0.0,
             "latency_s": 2.0, "ok": 1, "error_type": None, "request_id": "req_old", "cache_key": None,
-            "offline": 0, "attempts": 1, "task_head": "", **NO_PACING, "run_id": None,
+            "offline": 0, "attempts": 1, "task_head": "", **NO_PACING, "run_id": None, "batch": 0,
         }]
         assert led.record(MISS, ts=200.0) == 2
     conn = sqlite3.connect(settings.ledger_path)

@@ -73,7 +73,7 @@ def test_runs_columns_and_dtypes_follow_the_ledgers_column_list(ledger):
     expected.update({name: "int64" for name in ("input_tokens", "output_tokens", "cache_write_5m_tokens",
                                                 "cache_write_1h_tokens", "cache_read_tokens", "attempts",
                                                 "rate_limited", "overloaded")})
-    expected.update({name: "bool" for name in ("cached", "ok", "offline")})
+    expected.update({name: "bool" for name in ("cached", "ok", "offline", "batch")})
     expected.update({"ts": "datetime64[ns, UTC]", "agent": "category", "model": "category",
                      "cost_usd": "float64", "saved_usd": "float64", "latency_s": "float64", "waited_s": "float64"})
     assert list(reports.RUN_COLUMNS) == [name for name in COLUMNS if name != "id"]     # one schema: the ledger's

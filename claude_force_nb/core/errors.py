@@ -11,6 +11,7 @@
     │   ├── UnknownAgentError        with close-match suggestions
     │   ├── UnknownToolError         a tool name in a flag or agent file that nothing offers
     │   ├── UnknownThreadError       a conversation thread that does not exist, with close matches
+    │   ├── UnknownBatchError        a Message Batch id this home has no record of
     │   ├── ToolDefinitionError      a function that cannot be offered as a tool, a name clash
     │   └── InvalidSchemaError       a schema= spec that cannot describe structured output
     ├── AgentDefinitionError         a malformed or unsafe agent file
@@ -60,6 +61,7 @@ __all__ = [
     "ToolDefinitionError",
     "ToolError",
     "UnknownAgentError",
+    "UnknownBatchError",
     "UnknownThreadError",
     "UnknownToolError",
     "WorkflowError",
@@ -227,3 +229,11 @@ class UnknownThreadError(InvalidInputError, LookupError):
             f"Unknown thread {name!r}.{hint} List threads with `%agent threads` or ThreadStore().names(); "
             f"a thread starts with its first turn (`%%agent NAME --thread {name}`)."
         )
+
+
+class UnknownBatchError(InvalidInputError, LookupError):
+    """A Message Batch id that this home never submitted (or no longer lists)."""
+
+    def __init__(self, batch_id: str) -> None:
+        self.batch_id = batch_id
+        super().__init__(f"No batch {batch_id!r} in this home: `%agent batches` lists the batches it submitted.")

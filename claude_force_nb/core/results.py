@@ -108,6 +108,7 @@ class AgentResult:
     steps: tuple[ToolStep, ...] = ()  # the tool calls of a tool loop, in order
     data: Any = None  # the validated structured output (a ``schema=`` run)
     run_id: str | None = None  # shared by the ledger rows of every step of one run
+    batch: bool = False  # answered through the Message Batches API, priced at batch rates
 
     @property
     def ok(self) -> bool:

@@ -26,6 +26,8 @@ from ..store.cache import CachedResponse
 from .requests import Call
 
 __all__ = [
+    "answer_entry",
+    "answer_result",
     "cache_entry",
     "cached_content",
     "content_blocks",
@@ -66,12 +68,24 @@ def cached_content(hit: CachedResponse) -> list[dict[str, Any]]:
 
 def from_message(
     call: Call, message: Any, request_id: str | None, attempts: int, latency: float, *, prices: PriceTable,
-    offline: bool,
+    offline: bool, batch: bool = False,
 ) -> AgentResult:
-    """A complete API response. No text (and no refusal) is an error: nothing to show."""
+    """A complete API response (``batch``: a Message Batches answer, priced at batch rates)."""
+    return answer_result(call.agent.name, message, model=call.model, cache_key=call.cache_key, run_id=call.run_id,
+                         request_id=request_id, attempts=attempts, latency=latency, prices=prices, offline=offline,
+                         batch=batch)
+
+
+def answer_result(
+    agent: str, message: Any, *, model: str, cache_key: str | None, run_id: str | None, request_id: str | None,
+    attempts: int, latency: float, prices: PriceTable, offline: bool, batch: bool = False,
+) -> AgentResult:
+    """The AgentResult of ``agent``'s reply ``message`` to a request for ``model`` (what
+    ``from_message`` needs of a Call, given one by one: a batch answer read back after a
+    restart has no Call). No text (and no refusal) is an error: nothing to show."""
     text = "".join(getattr(b, "text", "") for b in (message.content or []) if getattr(b, "type", "") == "text")
     usage = Usage.from_api(message.usage)
-    served = message.model or call.model
+    served = message.model or model
     refused_answer = message.stop_reason == "refusal"
     error = error_type = None
     if not text.strip() and not refused_answer and message.stop_reason != TOOL_USE:
@@ -82,21 +96,22 @@ def from_message(
         )
         error, error_type = str(exc), exc.error_type
     return AgentResult(
-        agent=call.agent.name,
+        agent=agent,
         model=served,
         text=text,
         usage=usage,
-        cost_usd=prices.cost(served, usage),
+        cost_usd=prices.cost(served, usage, batch=batch),
         latency_s=latency,
         stop_reason=message.stop_reason,
         request_id=request_id,
         error=error,
         error_type=error_type,
-        cache_key=call.cache_key,
+        cache_key=cache_key,
         offline=offline,
         refused=refused_answer,
         attempts=attempts,
-        run_id=call.run_id,
+        run_id=run_id,
+        batch=batch,
     )
 
 
@@ -152,15 +167,21 @@ def refused(agent: str, exc: ClaudeForceError, *, model: str, offline: bool) -> 
 
 def cache_entry(call: Call, result: AgentResult, content: list[dict[str, Any]] | None = None) -> CachedResponse:
     """What the response cache keeps of a successful result (a tool_use step: its ``content``)."""
+    return answer_entry(result, call.task, content)
+
+
+def answer_entry(result: AgentResult, task: str, content: list[dict[str, Any]] | None = None) -> CachedResponse:
+    """``cache_entry`` from the result and the task alone (the agent is the result's)."""
     tool_step = result.stop_reason == TOOL_USE and content is not None
+    stripped = task.strip()
     return CachedResponse(
         text=json.dumps(content, ensure_ascii=False) if tool_step else result.text,
         stop_reason=result.stop_reason or "",
         usage=result.usage,
         model=result.model,
         cost_usd=result.cost_usd,
-        agent=call.agent.name,
-        task_head=call.task.strip().splitlines()[0][:200],
+        agent=result.agent,
+        task_head=stripped.splitlines()[0][:200] if stripped else "",
         request_id=result.request_id,
     )
 

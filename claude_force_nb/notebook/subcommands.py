@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["SUBCOMMANDS", "Subcommands"]
 
 SUBCOMMANDS = ("list", "workflows", "runs", "costs", "stats", "pacing", "cache", "budget", "cancel", "threads",
-               "thread", "console", "compare-ui", "cache-ui", "dashboard", "workflow-ui", "help")
+               "thread", "batches", "batch", "console", "compare-ui", "cache-ui", "dashboard", "workflow-ui", "help")
 THREAD_ACTIONS = ("show", "reset")
 CACHE_ACTIONS = ("stats", "list", "clear", "verify", "prune")
 APPS = {
@@ -33,7 +33,8 @@ APPS = {
 
 USAGE = """%agent list | workflows | runs | costs [--team] [--by agent|model|day|session|user] | stats [--by ...]
 | pacing | cache [stats|list|clear [--team --yes]|verify|prune] | budget [USD|off] | cancel
-| threads | thread show|reset NAME | console | compare-ui | cache-ui | dashboard | workflow-ui | help
+| threads | thread show|reset NAME | batches | batch resume|cancel ID
+| console | compare-ui | cache-ui | dashboard | workflow-ui | help
 
 Subcommands that show tables return DataFrames: ``df = %agent costs --by day``."""
 
@@ -218,6 +219,16 @@ class Subcommands:
         removed = self.orch.threads.reset(name)
         print(f"Thread {name!r} reset: {removed} turn{'s' if removed != 1 else ''} forgotten (the ledger is kept).")
         return None
+
+    def batches(self, rest: Words) -> Any:
+        from .batch_commands import batches_command  # the SDK loads with the first batch command
+
+        return batches_command(self.orch, rest)
+
+    def batch(self, rest: Words) -> None:
+        from .batch_commands import batch_command
+
+        batch_command(self.orch, rest)
 
     def open_app(self, command: str, rest: Words) -> Any:
         from . import widgets

@@ -26,10 +26,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, TypeVar
 
-from ..core.errors import CacheError
-from ._sqlite import BUSY_TIMEOUT_MS, INHERITED, reset_after_fork, retry_locked
+from ..core.errors import CacheError, ClaudeForceError, ConfigurationError
+from ..core.settings import Settings, ensure_private_dir
+from ._sqlite import BUSY_TIMEOUT_MS, INHERITED, is_corruption, reset_after_fork, retry_locked
 
-__all__ = ["ConnectionPool", "FileChange"]
+__all__ = ["ConnectionPool", "FileChange", "data_file_pool", "readable_connection"]
 
 CACHE_SIZE_KIB = 32 * 1024         # 32 MiB page cache (facts §4: the 2 MB default is too small)
 PAGE_SIZE = 8192                   # new files: 2-3 KB rows waste ~40% of 4 KiB pages, ~10% of 8 KiB
@@ -267,3 +268,26 @@ class ConnectionPool:
 
     def file_id_at_path(self) -> tuple[int, int] | None:
         return _file_id(self.path)
+
+
+def data_file_pool(settings: Settings, path: Path | None, file_name: str,
+                   setup: Callable[[sqlite3.Connection], None]) -> ConnectionPool:
+    """The pool of a store's file: ``path``, else ``file_name`` in the settings' private data
+    directory (created 0700 if needed)."""
+    path = Path(settings.data_dir) / file_name if path is None else Path(path)
+    ensure_private_dir(path.parent)
+    return ConnectionPool(path, setup=setup, closed_error=ClaudeForceError)
+
+
+def readable_connection(pool: ConnectionPool, what: str, holds: str) -> sqlite3.Connection:
+    """This thread's connection; a file that is not a readable database is one clear error
+    saying to move it aside (it holds ``holds``) rather than lose it."""
+    try:
+        return pool.get()
+    except sqlite3.DatabaseError as exc:
+        if is_corruption(exc):
+            raise ConfigurationError(
+                f"The {what} {pool.path} is not a readable SQLite database ({exc}): move it aside "
+                f"(it holds {holds}) and a new one is created."
+            ) from exc
+        raise

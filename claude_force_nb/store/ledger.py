@@ -248,6 +248,7 @@ class Ledger:
             "overloaded": _count(result, "overloaded"),
             "waited_s": _seconds(result, "waited_s"),
             "run_id": getattr(result, "run_id", None),
+            "batch": int(bool(getattr(result, "batch", False))),
         }
 
     def rows(

@@ -21,6 +21,7 @@ COLUMNS: dict[str, type] = {
     "cache_read_tokens": int, "cost_usd": float, "saved_usd": float, "latency_s": float, "ok": bool,
     "error_type": str, "request_id": str, "cache_key": str, "offline": bool, "attempts": int, "task_head": str,
     "rate_limited": int, "overloaded": int, "waited_s": float, "run_id": str,
+    "batch": bool,
 }
 
 MIGRATIONS: list[Migration] = []
@@ -82,6 +83,12 @@ def m006_run_id(conn: sqlite3.Connection) -> None:
     """The run a call belongs to: every step of one tool loop shares it (NULL for older rows)."""
     conn.execute("ALTER TABLE calls ADD COLUMN run_id TEXT")
     conn.execute("CREATE INDEX IF NOT EXISTS calls_run ON calls(run_id)")
+
+
+@migration(MIGRATIONS)
+def m007_batch(conn: sqlite3.Connection) -> None:
+    """Whether the call was answered through the Message Batches API (priced at batch rates)."""
+    conn.execute("ALTER TABLE calls ADD COLUMN batch INTEGER NOT NULL DEFAULT 0")
 
 
 def ensure_schema(conn: sqlite3.Connection) -> None:

@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from ..core.agent_files import NAME_PATTERN, NAME_RULE, suggest_name
-from ..core.errors import ClaudeForceError, ConfigurationError, InvalidInputError, UnknownThreadError
+from ..core.errors import InvalidInputError, UnknownThreadError
 from ..core.options import surrogate_problem
 from ..core.results import AgentResult, Usage
-from ..core.settings import Settings, ensure_private_dir
-from ._pool import ConnectionPool
-from ._sqlite import is_corruption, write_transaction
+from ..core.settings import Settings
+from ._pool import data_file_pool, readable_connection
+from ._sqlite import write_transaction
 from .ledger import current_session_id
 from .migrations import Migration, migrate, migration
 from .thread_history import ThreadSummary, Turn, history_messages, kept_turns, turn_tokens
@@ -132,25 +132,12 @@ class ThreadStore:
 
     def __init__(self, settings: Settings | None = None, *, path: Path | None = None) -> None:
         self.settings = settings if settings is not None else Settings.from_env()
-        if path is None:
-            ensure_private_dir(Path(self.settings.data_dir))
-            self.path = Path(self.settings.data_dir) / THREADS_FILE
-        else:
-            self.path = Path(path)
-            ensure_private_dir(self.path.parent)
-        self._pool = ConnectionPool(self.path, setup=_setup, closed_error=ClaudeForceError)
+        self._pool = data_file_pool(self.settings, path, THREADS_FILE, _setup)
+        self.path = self._pool.path
         self._conn()          # open now so a bad file is reported here, not at the first turn
 
     def _conn(self) -> sqlite3.Connection:
-        try:
-            return self._pool.get()
-        except sqlite3.DatabaseError as exc:
-            if is_corruption(exc):
-                raise ConfigurationError(
-                    f"The thread store {self.path} is not a readable SQLite database ({exc}): move it aside "
-                    "(it holds your conversations) and a new one is created."
-                ) from exc
-            raise
+        return readable_connection(self._pool, "thread store", "your conversations")
 
     # ------------------------------------------------------------------ writing
 

@@ -1,9 +1,14 @@
 """Message Batches: a batch's state machine and the list/cancel/delete/results operations.
 
 A batch is ``in_progress`` until ``delay_s`` (server clock) after creation, then ``ended``; all its
-answers are computed at creation.  ``cancel`` makes it ``canceling`` until the next read, which
-ends it with every request ``canceled``.  Results are JSONL rows, available once it has ended.
-``results_url`` is the relative path ``/v1/messages/batches/{id}/results``.
+answers are computed at creation (each kept as its JSONL line, so 100,000 requests stay cheap).
+Its requests finish in a shuffled order (seeded by the batch's number: deterministic), a steady
+share of them as the clock passes through ``delay_s``, so ``request_counts`` move while it is in
+progress.  ``cancel`` makes it ``canceling`` until the next read, which ends it: requests
+finished before the cancel keep their results, the others are ``canceled``.  Results are JSONL
+rows in finishing order (not request order, as on the API), available once it has ended.
+``results_url`` is the relative path ``/v1/messages/batches/{id}/results``.  ``submitted`` lists
+the custom_ids of every batch created, for tests to assert on.
 
 Every operation returns ``(status, payload)``: the payload is the JSON body for 200, else an error
 message for the handler to wrap in the error envelope.
@@ -11,6 +16,8 @@ message for the handler to wrap in the error envelope.
 
 from __future__ import annotations
 
+import json
+import random
 import threading
 import uuid
 from collections.abc import Callable
@@ -62,22 +69,43 @@ def _status(value: str | None) -> int:
         return 500
 
 
+_COUNTS = ("processing", "succeeded", "errored", "canceled", "expired")
+_CANCELED = {"type": "canceled"}
+
+
 @dataclass
 class _Batch:
+    """One batch: its requests' results as JSONL lines, in the (shuffled) order they finish."""
+
     id: str
     seq: int
     created_at: float
-    results: dict[str, dict]
+    requested: list[str]  # custom_ids in request order
+    lines: list[str]  # one JSONL line per request, in finishing order
+    kinds: list[str]  # each line's result type, same order
     ended_at: float | None = None
     cancel_initiated_at: float | None = None
+
+    def finished(self, now: float, delay_s: float) -> int:
+        """How many requests have finished by ``now``: a steady share of them over ``delay_s``."""
+        if self.ended_at is not None:
+            return len(self.kinds)
+        if delay_s <= 0:
+            return len(self.kinds)
+        share = min(1.0, max(0.0, (now - self.created_at) / delay_s))
+        return int(len(self.kinds) * share)
 
     def refresh(self, now: float, delay_s: float) -> None:
         """Advance the state machine to ``now``."""
         if self.ended_at is not None:
             return
         if self.cancel_initiated_at is not None:
+            done = self.finished(self.cancel_initiated_at, delay_s)  # what finished before the cancel stays
             self.ended_at = now
-            self.results = {cid: {"type": "canceled"} for cid in self.results}
+            for i in range(done, len(self.lines)):
+                custom_id = json.loads(self.lines[i])["custom_id"]
+                self.lines[i] = json.dumps({"custom_id": custom_id, "result": _CANCELED})
+                self.kinds[i] = "canceled"
         elif now >= self.created_at + delay_s:
             self.ended_at = self.created_at + delay_s
 
@@ -86,14 +114,13 @@ class _Batch:
             return "ended"
         return "canceling" if self.cancel_initiated_at is not None else "in_progress"
 
-    def to_json(self) -> dict:
+    def to_json(self, now: float, delay_s: float) -> dict:
         ended = self.ended_at is not None
-        counts = {"processing": 0, "succeeded": 0, "errored": 0, "canceled": 0, "expired": 0}
-        if ended:
-            for r in self.results.values():
-                counts[r["type"]] += 1
-        else:
-            counts["processing"] = len(self.results)
+        done = self.finished(now if self.cancel_initiated_at is None else self.cancel_initiated_at, delay_s)
+        counts = dict.fromkeys(_COUNTS, 0)
+        for kind in self.kinds[:done]:
+            counts[kind] += 1
+        counts["processing"] = len(self.kinds) - done
         return {
             "id": self.id,
             "type": "message_batch",
@@ -134,6 +161,7 @@ class BatchStore:
         self._message_for = message_for
         self._lock = threading.Lock()
         self._batches: dict[str, _Batch] = {}
+        self._submitted: list[list[str]] = []
         self._seq = 0
 
     def _find(self, batch_id: str) -> _Batch | None:
@@ -143,17 +171,33 @@ class BatchStore:
             batch.refresh(self._clock(), self.delay_s)
         return batch
 
+    @property
+    def submitted(self) -> list[list[str]]:
+        """The custom_ids of every batch created (deleted ones too), oldest first, in request order."""
+        with self._lock:
+            return [list(ids) for ids in self._submitted]
+
     def create(self, body: Any) -> tuple[int, Any]:
         problem = _check_requests(body)
         if problem is not None:
             return 400, problem
-        results = {r["custom_id"]: batch_result(r["params"], self._message_for, self._check) for r in body["requests"]}
+        requested = [r["custom_id"] for r in body["requests"]]
         with self._lock:
             self._seq += 1
-            batch = _Batch("msgbatch_" + uuid.uuid4().hex[:24], self._seq, self._clock(), results)
+            seq = self._seq
+        finishing = list(body["requests"])
+        random.Random(seq).shuffle(finishing)  # results come back in no particular order, as on the API
+        lines, kinds = [], []
+        for r in finishing:
+            result = batch_result(r["params"], self._message_for, self._check)
+            lines.append(json.dumps({"custom_id": r["custom_id"], "result": result}))
+            kinds.append(result["type"])
+        with self._lock:
+            batch = _Batch("msgbatch_" + uuid.uuid4().hex[:24], seq, self._clock(), requested, lines, kinds)
             batch.refresh(batch.created_at, self.delay_s)
             self._batches[batch.id] = batch
-            return 200, batch.to_json()
+            self._submitted.append(requested)
+            return 200, batch.to_json(batch.created_at, self.delay_s)
 
     def _with_batch(self, batch_id: str, action: Callable[[_Batch], tuple[int, Any]]) -> tuple[int, Any]:
         """Run ``action`` on the refreshed batch under the lock, or answer 404."""
@@ -162,13 +206,16 @@ class BatchStore:
             return action(batch) if batch is not None else (404, f"Batch not found: {batch_id}")
 
     def get(self, batch_id: str) -> tuple[int, Any]:
-        return self._with_batch(batch_id, lambda batch: (200, batch.to_json()))
+        return self._with_batch(batch_id, lambda batch: (200, self._json(batch)))
+
+    def _json(self, batch: _Batch) -> dict:
+        return batch.to_json(self._clock(), self.delay_s)
 
     def list(self, query: dict[str, list[str]]) -> tuple[int, Any]:
         """Newest first, paged by ``limit`` and ``after_id`` / ``before_id``."""
         with self._lock:
             ids = [b.id for b in sorted(self._batches.values(), key=lambda b: b.seq, reverse=True)]
-            items = [self._find(i).to_json() for i in ids]  # type: ignore[union-attr]
+            items = [self._json(self._find(i)) for i in ids]  # type: ignore[arg-type]
         return list_page(items, query, what="Batch")
 
     def cancel(self, batch_id: str) -> tuple[int, Any]:
@@ -186,7 +233,7 @@ class BatchStore:
     def _cancel(self, batch: _Batch) -> tuple[int, Any]:
         if batch.ended_at is None:
             batch.cancel_initiated_at = self._clock()
-        return 200, batch.to_json()
+        return 200, self._json(batch)
 
     def _delete(self, batch: _Batch) -> tuple[int, Any]:
         if batch.ended_at is None:
@@ -198,4 +245,4 @@ class BatchStore:
     def _results(batch: _Batch) -> tuple[int, Any]:
         if batch.ended_at is None:
             return 404, f"Results for batch {batch.id} are not available until it has ended."
-        return 200, [{"custom_id": cid, "result": r} for cid, r in batch.results.items()]
+        return 200, list(batch.lines)

@@ -314,5 +314,5 @@ class Handler(BaseHandler):
         if status != 200:
             self.send_error_envelope(status, request_id, message=payload)
             return
-        data = "".join(json.dumps(row) + "\n" for row in payload).encode("utf-8")
+        data = "".join(line + "\n" for line in payload).encode("utf-8")
         self.send_bytes(200, data, request_id, "application/binary")
