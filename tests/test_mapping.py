@@ -193,3 +193,24 @@ def test_async_map_from_another_loop(orch):
 def test_thread_and_tools_are_refused(orch):
     with pytest.raises(InvalidInputError, match="thread= and tools= are not available"):
         orch.map_sync(reviews(2), "assistant", "{review}", thread="t")
+
+
+def test_window_zero_is_refused(orch):
+    with pytest.raises(InvalidInputError, match="window=0 must be at least 1"):
+        orch.map_sync(reviews(2), "assistant", "{review}", window=0)
+
+
+def test_batch_mode_sends_only_uncached_rows_at_half_price(orch, server):
+    frame = reviews(6)
+    orch.map_sync(frame.head(2), "assistant", "Label: {review}", model=HAIKU, max_tokens=50, progress=False)
+    seen: list[MapProgress] = []
+    out = orch.map_sync(frame, "assistant", "Label: {review}", model=HAIKU, max_tokens=50, batch=True, poll_s=0.01,
+                        progress=seen.append)
+    assert [len(ids) for ids in server.batches.submitted] == [4]  # the two cached rows were not submitted
+    assert out.error.isna().all() and out.cached.tolist() == [True, True, False, False, False, False]
+    rows = {r["cache_key"]: r for r in orch.ledger.rows() if r["batch"]}
+    assert len(rows) == 4 and all(r["cost_usd"] > 0 for r in rows.values())
+    standard = orch.map_sync(frame, "assistant", "Label: {review}", model=HAIKU, max_tokens=50, refresh=True,
+                             progress=False)
+    assert out.cost_usd[2:].sum() == pytest.approx(standard.cost_usd[2:].sum() / 2)
+    assert seen[-1].done == 6 and any(p.batch is not None for p in seen)

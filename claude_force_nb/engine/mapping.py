@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from ..core.errors import BudgetExceededError, ClaudeForceError, InvalidInputError
 from ..core.options import RunOptions
 from ..core.results import AgentResult
+from .batching import BatchProgress, run_batched
 from .limits import format_usd
 from .row_prompts import RowPrompts
 
@@ -41,6 +42,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ..core.agents import AgentDefinition
     from .orchestrator import Orchestrator
+    from .requests import Call
 
 __all__ = ["INTERRUPTED", "EXPECTED_OUTPUT_TOKENS", "MapEstimate", "MapProgress", "MapRun"]
 
@@ -87,6 +89,7 @@ class MapProgress:
     cost_usd: float = 0.0
     elapsed_s: float = 0.0
     estimate: MapEstimate | None = None
+    batch: BatchProgress | None = None  # batch mode: the request counts of the batches waited for
 
     @property
     def eta_s(self) -> float | None:
@@ -118,7 +121,7 @@ class MapRun:
         self.prompts = RowPrompts(prompt, list(frame.columns))
         self.agent: AgentDefinition = orch.registry.get(agent)
         self.options = replace(options, stream=False)  # nobody reads a row's text as it arrives
-        self.window = window or DEFAULT_WINDOW
+        self.window = DEFAULT_WINDOW if window is None else window
         if self.window < 1:
             raise InvalidInputError(f"window={window} must be at least 1.")
         self.on_progress = on_progress
@@ -220,6 +223,42 @@ class MapRun:
             if isinstance(outcome, BaseException):
                 raise outcome  # a bug: its traceback, after the other rows finished
         await self.orch._writer.drain()
+
+    async def execute_batched(self, *, poll_s: float = 5.0) -> None:
+        """Batch mode: rows the cache holds are read from it, the rest go to the Message Batches
+        API (batching.py) and fill in as their batch ends. Cancelled, it stops waiting, never a
+        batch: running the map again waits for the same batch instead of submitting again."""
+        self.started = self.started or time.perf_counter()
+        if self.on_progress is not None:
+            self.on_progress(self.progress)
+        try:
+            pending = await self._batch_rows()
+            await run_batched(self.orch, pending, on_result=self.keep, on_progress=self._batch_progress,
+                              poll_s=poll_s)
+        finally:
+            self._mark_unfinished()
+            self.stopped.set()
+
+    async def _batch_rows(self) -> list[tuple[int, Call]]:
+        """Each row's call with its cache key; cached and refused rows are kept at once."""
+        orch, pending = self.orch, []
+        for index, task in enumerate(self.prompts.rows(self.frame)):
+            try:
+                call = orch._prepare(self.agent, task, self.options)
+            except ClaudeForceError as exc:
+                self.keep(index, None, refused=exc)
+                continue
+            call = replace(call, cache_key=orch.cache.key_for(call.body))
+            if call.use_cache and not call.options.refresh and orch.cache.holds(call.cache_key or ""):
+                self.keep(index, await orch._run(self.agent, task, self.options, None))  # a hit, ledgered
+            else:
+                pending.append((index, call))
+        return pending
+
+    def _batch_progress(self, batch: BatchProgress) -> None:
+        self.progress = replace(self.progress, batch=batch, elapsed_s=time.perf_counter() - (self.started or 0.0))
+        if self.on_progress is not None:
+            self.on_progress(self.progress)
 
     async def _worker(self, rows: Any) -> None:
         for index, task in rows:

@@ -42,7 +42,8 @@ from ..core.workflow_results import WorkflowResult
 from ..store.cache import ResponseCache
 from ..store.ledger import Ledger
 from ..store.threads import ThreadStore
-from . import heavy, outcomes, runner, workflows
+from . import batching, heavy, outcomes, runner, workflows
+from .batching import BatchSummary
 from .heavy import HeavyResult
 from .jobs import Job, run_jobs
 from .limits import BudgetGuard, input_token_bound
@@ -190,7 +191,8 @@ class Orchestrator:
         return runner.run_sync(run_jobs(self, list(jobs), kwargs.pop("on_result", None), kwargs))
 
     async def map(self, frame: pd.DataFrame, agent: str, prompt: str, *, into: str = "answer", batch: bool = False,
-                  window: int | None = None, progress: bool | ProgressCallback = True, **options: Any) -> pd.DataFrame:
+                  window: int | None = None, progress: bool | ProgressCallback = True, poll_s: float = 5.0,
+                  **options: Any) -> pd.DataFrame:
         """``agent`` on every row of ``frame``: ``prompt`` names columns (``"Classify: {review}"``).
 
         Returns the frame with the answer column ``into`` (or one typed column per ``schema=``
@@ -202,17 +204,18 @@ class Orchestrator:
         """
         run = self._map_run(frame, agent, prompt, into, window, progress, options)
         await asyncio.to_thread(run.plan, batch=batch)  # reads every row: not on the caller's loop
-        await runner.run_async(run.execute())
+        await runner.run_async(run.execute_batched(poll_s=poll_s) if batch else run.execute())
         return run.frame_out()
 
     def map_sync(self, frame: pd.DataFrame, agent: str, prompt: str, **kwargs: Any) -> pd.DataFrame:
         """Blocking ``map``. Interrupted (Ctrl-C, the stop button), it returns the partial frame
         at once: finished rows filled in, the others' ``error`` saying how to resume."""
+        batch, poll_s = kwargs.pop("batch", False), kwargs.pop("poll_s", 5.0)
         run = self._map_run(frame, agent, prompt, kwargs.pop("into", "answer"), kwargs.pop("window", None),
                             kwargs.pop("progress", True), kwargs)
-        run.plan(batch=kwargs.pop("batch", False))
+        run.plan(batch=batch)
         try:
-            runner.run_sync(run.execute())
+            runner.run_sync(run.execute_batched(poll_s=poll_s) if batch else run.execute())
         except KeyboardInterrupt:
             run.stopped.wait(timeout=5.0)  # the workers stop and the finished rows are written
             log.warning("map interrupted after %d of %d rows; run it again to resume", run.progress.done, run.total)
@@ -229,6 +232,18 @@ class Orchestrator:
         on_progress = TextProgress() if progress is True else (progress or None)
         return MapRun(self, frame, agent, prompt, into=into, window=window, on_progress=on_progress,
                       options=RunOptions.from_kwargs(**options))
+
+    def batches(self) -> list[dict[str, Any]]:
+        """This home's Message Batches: id, created, state, request counts, cost_usd, agent, model, rows."""
+        return batching.batch_list(self)
+
+    def resume_batch_sync(self, batch_id: str, **kwargs: Any) -> BatchSummary:
+        """Wait for a batch to end and merge its answers into the cache and ledger (after a restart too)."""
+        return runner.run_sync(batching.resume_batch(self, batch_id, **kwargs))
+
+    def cancel_batch_sync(self, batch_id: str) -> BatchSummary:
+        """Cancel a batch on the API; answers it already has are still merged on resume."""
+        return runner.run_sync(batching.cancel_batch(self, batch_id))
 
     async def run_workflow(self, workflow: Workflow, task: str | None = None, *,
                            on_event: EventCallback | None = None, tools: Any = None, **options: Any) -> WorkflowResult:
