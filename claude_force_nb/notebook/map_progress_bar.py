@@ -37,7 +37,7 @@ class MapProgressBar:
 
     def show(self) -> None:
         """Display the estimate line and the empty bar in the running cell (call on the cell's thread)."""
-        self._handle = display(self.box, display_id=True)
+        self._handle = display(self, display_id=True)
 
     def __call__(self, progress: MapProgress) -> None:
         if not self._started:  # the run starts: its estimate, and the bar's clock from here (not the plan's)
@@ -49,8 +49,13 @@ class MapProgressBar:
         self.bar.update(progress.done - self.bar.n)
 
     def close(self) -> None:
-        """Draw the final state: green when every row is done, red when the run stopped early."""
+        """Draw the final state: green when every row is done, red when the run stopped early.
+
+        The output is updated too, so its plain-text form (a saved notebook without widget
+        state, nbconvert) shows the final counts rather than the empty bar."""
         self.bar.close()
+        if self._handle is not None:
+            self._handle.update(self)
 
     def discard(self) -> None:
         """Remove the bar: the run was refused before it started (a bad template, the budget)."""
@@ -59,6 +64,12 @@ class MapProgressBar:
             self._handle.update(Markdown(""))  # the output goes, rather than a closed widget's placeholder
         for widget in (self.estimate, *self.bar.container.children, self.bar.container, self.box):
             widget.close()
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        """The widgets, with the estimate and the bar as plain text for where widgets do not render."""
+        bundle: dict[str, Any] = self.box._repr_mimebundle_(**kwargs)
+        bundle["text/plain"] = f"{html.unescape(self.estimate.value)}\n{self.text}"
+        return bundle
 
     @property
     def text(self) -> str:
