@@ -76,3 +76,22 @@ def test_workflows_notebook_shows_live_tables_and_a_cached_rerun(tmp_path, monke
     assert "workflow · 4 cached · $0" in badge
     heavy = cells["%%heavy -n 4 -o h"].outputs
     assert "workflow heavy · 6 done" in heavy[-1]["data"]["text/markdown"]
+
+
+def test_data_scale_notebook_estimates_maps_types_and_reruns_from_the_cache(tmp_path, monkeypatch):
+    nb = execute(ROOT / "notebooks" / "data_scale.ipynb", tmp_path, monkeypatch)
+    cells = {c.source.split("\n")[0]: c for c in nb.cells if c.cell_type == "code"}
+
+    def plain(line):
+        return [o["data"]["text/plain"] for o in cells[line].outputs if "text/plain" in o.get("data", {})]
+
+    dry = plain("%%agent assistant --over reviews --dry-run -m claude-haiku-4-5 --max-tokens 50")
+    assert dry[0].startswith("50 rows: 0 cached, 50 to send to claude-haiku-4-5")
+    bar, frame = plain("%%agent assistant --over reviews --into label -m claude-haiku-4-5 --max-tokens 50 -o labelled")
+    assert bar.startswith("Estimate: 50 rows: 0 cached") and "50/50 [" in bar and "cached 0, failed 0, $" in bar
+    dtypes = plain("typed.dtypes")[0]
+    assert "Float64" in dtypes and "boolean" in dtypes and "string" in dtypes
+    again = plain("%%agent assistant --over reviews --into label -m claude-haiku-4-5 --max-tokens 50 -o again")[0]
+    assert again.startswith("Estimate: 50 rows: 50 cached, 0 to send") and "cached 50, failed 0, $0" in again
+    assert plain("int(again.cached.sum()), round(float(again.cost_usd.sum()), 6), (again.label == labelled.label).all()"
+                 ) == ["(50, 0.0, np.True_)"]

@@ -77,6 +77,10 @@ class MapEstimate:
             f"(~{self.input_tokens:,} input + ~{self.output_tokens:,} output tokens); cost {price}{cost}"
         )
 
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        """IPython shows an estimate (``%%agent ... --dry-run``'s value) as its one line."""
+        printer.text(str(self))
+
 
 @dataclass(frozen=True)
 class MapProgress:

@@ -17,9 +17,10 @@ from IPython.core.error import UsageError
 from traitlets import TraitError
 
 from ..core.errors import ClaudeForceError
-from ..core.options import surrogate_problem
+from ..core.options import RunOptions, surrogate_problem
 
-__all__ = ["comma_list", "friendly", "parse", "split", "text_for_agent", "variable_name", "variable_name_problem"]
+__all__ = ["comma_list", "friendly", "parse", "run_options", "split", "text_for_agent", "variable_name",
+           "variable_name_problem"]
 
 
 def split(line: str) -> list[str]:
@@ -50,6 +51,14 @@ def parse(parser: argparse.ArgumentParser, line: str) -> argparse.Namespace:
         else:
             words.append(word)
     return parser.parse_args(words)
+
+
+def run_options(args: argparse.Namespace) -> RunOptions:
+    """The call options ``%%agent``'s flags give (model, tokens, temperature, system, cache, stream)."""
+    return RunOptions(
+        model=args.model, max_tokens=args.max_tokens, temperature=args.temperature, system=args.system,
+        use_cache=not args.no_cache, refresh=args.refresh, stream=False if args.no_stream else None,
+    )
 
 
 def comma_list(value: str, flag: str, what: str, example: str) -> list[str]:

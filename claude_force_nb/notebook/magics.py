@@ -31,8 +31,10 @@ from ..engine.background import BackgroundJob
 from ..views.compare import comparison_frame
 from .arguments import comma_list, parse, split, text_for_agent, variable_name
 from .arguments import friendly as _friendly
+from .arguments import run_options as cell_run_options
 from .display import StreamView, compare_html, extract_code, provenance
 from .interpolate import TABLE_CHARS, interpolate
+from .map_magic import map_arguments, run_over, wants_map
 from .subcommands import USAGE, Subcommands
 from .workflow_magics import WorkflowMagics
 
@@ -125,7 +127,8 @@ class AgentMagics(Magics):
     @argument("-f", "--format", choices=("markdown", "text", "code"), default="markdown",
               help="How to show the answer; `code` also offers the code as the next cell.")
     @argument("--no-stream", action="store_true", help="Wait for the whole answer.")
-    @argument("--bg", action="store_true", help="Return at once; the answer fills in later (`%agent cancel` stops it).")
+    @argument("--bg", action="store_true",
+              help="Return at once; the answer fills in later (`%%agent cancel` stops it).")
     @argument("--no-interpolate", action="store_true", help="Send {braces} exactly as written.")
     @argument("--tools", metavar="F,G",
               help="Notebook functions the agent may call (`notebook`: list_variables, describe).")
@@ -135,9 +138,10 @@ class AgentMagics(Magics):
     @argument("-c", "--continue", dest="continue_latest", action="store_true",
               help="Continue this notebook's most recent thread.")
     @argument("--max-steps", type=int, metavar="N", help="Most model turns in a tool loop (default 10).")
+    @map_arguments
     @cell_magic
     @_friendly
-    def agent(self, line: str, cell: str) -> None:
+    def agent(self, line: str, cell: str) -> Any:
         """Send the cell to an agent; the answer streams in, then a badge with tokens, cost and latency.
 
         Each tool call shows as a line when it returns; with ``--schema`` the result's ``.data``
@@ -148,17 +152,23 @@ class AgentMagics(Magics):
 
             %%agent analyst --tools notebook,top_customers --schema 'summary, risk float' -o r
             Which region is shrinking in {sales}?
+
+        With ``--over DF`` the cell is a template sent once per row; the answers come back as a
+        DataFrame (see notebook/map_magic.py: ``{column}`` is the row's value, any other
+        ``{variable}`` is filled in once)::
+
+            %%agent assistant --over reviews --into label -o labelled
+            Classify as positive or negative: {review}
         """
         args = parse(self.agent.parser, line)
         variable_name(args.out)
+        if wants_map(args):
+            return run_over(self, args, cell)
         task = self._task(cell, args.no_interpolate)
         orch = self.orchestrator
         definition = orch.registry.get(args.agent)  # fail fast, before anything is shown
         acting = self._acting(args, definition)
-        run_options = RunOptions(
-            model=args.model, max_tokens=args.max_tokens, temperature=args.temperature, system=args.system,
-            use_cache=not args.no_cache, refresh=args.refresh, stream=False if args.no_stream else None,
-        )
+        run_options = cell_run_options(args)
         model = run_options.resolve(definition, orch.settings).model or orch.settings.default_model
         view = StreamView(args.agent, model, args.format,
                           pacing=orch.pacer.stats)
