@@ -108,3 +108,31 @@ def test_a_bad_template_and_a_missing_frame_are_one_line_each_and_send_nothing(k
     reply = kernel.run("%%agent assistant --over nothing_here\nClassify: {review}")
     assert reply.content["evalue"].startswith("--over nothing_here: there is no notebook variable 'nothing_here'")
     assert server.request_count == 0
+
+
+def test_a_batch_run_interrupted_and_rerun_after_a_kernel_restart_is_submitted_once(kernel, server):
+    rows = 20
+    make = f"import pandas as pd\nreviews = pd.DataFrame({{'review': [f'review {{i}}' for i in range({rows})]}})"
+    cell = "%%agent assistant --over reviews --into label -o labelled --batch\nClassify: {review}"
+    assert kernel.run(make).ok
+    server.batch_delay_s = 86_400  # the batch stays in progress until the test says otherwise
+    msg_id = kernel.execute(cell)
+    assert server.wait_for(lambda s: len(s.batches.submitted) == 1, timeout=30)
+    kernel.km.interrupt_kernel()  # stops the wait, never the batch
+    reply = kernel.collect(msg_id, timeout=20)
+    assert reply.ok, reply.content
+    assert f"Interrupted after 0 of {rows} rows" in reply.stdout
+    listed = kernel.run("print(len(_ := get_ipython().run_line_magic('agent', 'batches')), _.state.iloc[0])")
+    assert listed.stdout.split() == ["1", "in_progress"]
+
+    kernel.restart()
+    assert kernel.run("%load_ext claude_force_nb").ok and kernel.run(make).ok
+    server.batch_delay_s = 0  # the batch has ended by the next look
+    again = kernel.run(cell)
+    assert again.ok, again.content
+    assert [len(ids) for ids in server.batches.submitted] == [rows]  # found again, not submitted twice
+    assert server.request_count == 0  # no row went through the Messages API either
+    done = kernel.run("print(int(labelled.label.notna().sum()), int(labelled.error.isna().sum()))")
+    assert done.stdout.split() == [str(rows), str(rows)]
+    with Ledger(Settings.from_env()) as ledger:
+        assert sum(1 for row in ledger.rows() if row["batch"]) == rows

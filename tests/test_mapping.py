@@ -214,3 +214,13 @@ def test_batch_mode_sends_only_uncached_rows_at_half_price(orch, server):
                              progress=False)
     assert out.cost_usd[2:].sum() == pytest.approx(standard.cost_usd[2:].sum() / 2)
     assert seen[-1].done == 6 and any(p.batch is not None for p in seen)
+
+
+def test_the_bar_text_says_what_the_batches_have_processed():
+    from claude_force_nb.engine.batching import BatchProgress
+    from claude_force_nb.engine.map_progress import progress_postfix
+
+    waiting = BatchProgress(("msgbatch_1",), total=200, succeeded=120, errored=0, canceled=0, expired=0,
+                            processing=80, cost_usd=0.0)
+    progress = MapProgress(total=210, done=10, cached=10, batch=waiting)
+    assert progress_postfix(progress) == "cached 10, failed 0, $0.00, batch 120/200 processed"

@@ -16,8 +16,13 @@ __all__ = ["TextProgress", "progress_postfix"]
 
 
 def progress_postfix(progress: MapProgress) -> str:
-    """What follows the bar: ``cached 120, failed 2, $0.0312``."""
-    return f"cached {progress.cached:,}, failed {progress.failed:,}, {format_usd(progress.cost_usd)}"
+    """What follows the bar: ``cached 120, failed 2, $0.0312``, and in batch mode what the
+    batches have processed so far (their answers fill the rows as each batch ends)."""
+    text = f"cached {progress.cached:,}, failed {progress.failed:,}, {format_usd(progress.cost_usd)}"
+    if (batch := progress.batch) is not None:
+        which = "batch" if len(batch.batch_ids) == 1 else f"{len(batch.batch_ids)} batches"
+        text += f", {which} {batch.done:,}/{batch.total:,} processed"
+    return text
 
 
 class TextProgress:
@@ -31,8 +36,9 @@ class TextProgress:
     def __call__(self, progress: MapProgress) -> None:
         if self._bar is None:
             self._open(progress)
-        self._bar.set_postfix_str(progress_postfix(progress), refresh=False)
-        self._bar.update(progress.done - self._bar.n)
+        moved = progress.done - self._bar.n
+        self._bar.set_postfix_str(progress_postfix(progress), refresh=not moved)  # a batch poll moves no row
+        self._bar.update(moved)
         if progress.done == progress.total:
             self.close()
 

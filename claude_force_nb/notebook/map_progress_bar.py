@@ -45,8 +45,9 @@ class MapProgressBar:
             if progress.estimate is not None:
                 self.estimate.value = html.escape(f"Estimate: {progress.estimate}")
             self.bar.reset(total=progress.total)
-        self.bar.set_postfix_str(progress_postfix(progress), refresh=False)
-        self.bar.update(progress.done - self.bar.n)
+        moved = progress.done - self.bar.n
+        self.bar.set_postfix_str(progress_postfix(progress), refresh=not moved)  # a batch poll moves no row
+        self.bar.update(moved)
 
     def close(self) -> None:
         """Draw the final state: green when every row is done, red when the run stopped early.
