@@ -95,3 +95,6 @@ def test_data_scale_notebook_estimates_maps_types_and_reruns_from_the_cache(tmp_
     assert again.startswith("Estimate: 50 rows: 50 cached, 0 to send") and "cached 50, failed 0, $0" in again
     assert plain("int(again.cached.sum()), round(float(again.cost_usd.sum()), 6), (again.label == labelled.label).all()"
                  ) == ["(50, 0.0, np.True_)"]
+    assert plain("int(batched.verdict.notna().sum()), bool((batched.cost_usd > 0).all())") == ["(50, True)"]
+    (batches,) = plain("%agent batches")
+    assert "ended" in batches and "50" in batches
