@@ -163,8 +163,8 @@ def test_an_interrupt_returns_the_partial_frame_and_a_rerun_sends_only_the_rest(
     orch = make_orch(max_concurrent=4)
     frame = reviews(60)
 
-    def stop_button() -> None:  # SIGINT once 20 rows are answered and the rest are held
-        assert server.wait_for(lambda s: s.request_count >= 20, timeout=30)
+    def stop_button() -> None:  # SIGINT once 20 rows are answered and recorded and the rest are held
+        assert server.wait_for(lambda s: len(orch.ledger) >= 20, timeout=30)
         server.latency_s = 60
         assert server.wait_for(lambda s: s.in_flight >= 1, timeout=30)
         os.kill(os.getpid(), signal.SIGINT)

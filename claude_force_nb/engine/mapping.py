@@ -33,9 +33,11 @@ from typing import TYPE_CHECKING, Any
 from ..core.errors import BudgetExceededError, ClaudeForceError, InvalidInputError
 from ..core.options import RunOptions
 from ..core.results import AgentResult
+from . import outcomes
 from .batching import BatchProgress, run_batched
 from .limits import format_usd
 from .row_prompts import RowPrompts
+from .tool_loop import checked_answer
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -135,6 +137,8 @@ class MapRun:
         self.finished = [False] * self.total
         self.progress = MapProgress(self.total)
         self.started: float | None = None  # perf_counter() when the first row was taken
+        self.wall_started = time.time()  # when execute() started, on the cache's clock
+        self._taken: dict[int, str] = {}  # rows a worker holds: index -> prompt
         self.stopped = threading.Event()  # set when execute() has returned or raised
 
     def _output_columns(self, into: str) -> dict[str, str]:
@@ -208,6 +212,7 @@ class MapRun:
     async def execute(self) -> None:
         """Run every row through ``window`` workers; on cancellation, stop them and keep what finished."""
         self.started = self.started or time.perf_counter()
+        self.wall_started = time.time()
         if self.on_progress is not None:
             self.on_progress(self.progress)  # the bar (and the estimate) before the first row
         rows = enumerate(self.prompts.rows(self.frame))
@@ -219,6 +224,7 @@ class MapRun:
                 worker.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
             await asyncio.shield(self.orch._writer.drain())
+            self._recover_taken()
             raise
         finally:
             self._mark_unfinished()
@@ -266,6 +272,7 @@ class MapRun:
 
     async def _worker(self, rows: Any) -> None:
         for index, task in rows:
+            self._taken[index] = task
             try:
                 result = await self.orch._run(self.agent, task, self.options, None)
             except ClaudeForceError as exc:  # this row's prompt or options are refused: the others go on
@@ -276,6 +283,7 @@ class MapRun:
     def keep(self, index: int, result: AgentResult | None, *, refused: ClaudeForceError | None = None) -> None:
         """Row ``index`` finished (with ``result``, or refused before sending): keep its values, count it."""
         self.started = self.started or time.perf_counter()
+        self._taken.pop(index, None)
         self._keep(index, result, refused)
         failed = refused is not None or (result is not None and not result.ok)
         cost = (result.cost_usd or 0.0) if result is not None else 0.0
@@ -305,6 +313,27 @@ class MapRun:
             fields = self.options.schema.fields_of(result.data)
             for name in self.options.schema.columns:
                 values[columns[f"field:{name}"]][index] = fields.get(name)
+
+    def _recover_taken(self) -> None:
+        """After an interrupt: a row whose answer arrived in that very instant is in the cache
+        (and the ledger) though its worker was stopped before keeping it. Read those rows (at
+        most ``window``) back from the cache, so the partial frame shows every answer it has."""
+        orch = self.orch
+        for index, task in list(self._taken.items()):
+            try:
+                call = orch._prepare(self.agent, task, self.options)
+            except ClaudeForceError:
+                continue
+            key = orch.cache.key_for(call.body)
+            hit = orch.cache.get(key, defer_writes=True) if call.use_cache else None
+            if hit is None:
+                continue
+            call = replace(call, cache_key=key)
+            answer = checked_answer(call, outcomes.from_cache(call, hit, 0.0, offline=orch.offline),
+                                    outcomes.cached_content(hit))
+            if hit.created >= self.wall_started:  # made by this run: paid for, not a hit
+                answer = replace(answer, cached=False, cost_usd=hit.cost_usd, saved_usd=0.0)
+            self.keep(index, answer)
 
     def _mark_unfinished(self) -> None:
         errors = self.values[self.columns["error"]]

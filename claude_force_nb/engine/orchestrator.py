@@ -326,7 +326,9 @@ class Orchestrator:
     def _prepare(self, agent_name: str | AgentDefinition, task: str, options: RunOptions) -> Call:
         """The agent looked up, everything validated, the request built; raises InvalidInputError."""
         agent = agent_name if isinstance(agent_name, AgentDefinition) else self.registry.get(agent_name)
-        options = replace(options, tools=agent_tools(agent, options.tools, self._warned_tools))
+        tools = agent_tools(agent, options.tools, self._warned_tools)
+        if tools is not options.tools:  # the agent file lists tools of its own
+            options = replace(options, tools=tools)
         history = None
         if options.thread is not None:
             history = self.threads.history(options.thread, self.settings.thread_history_tokens,

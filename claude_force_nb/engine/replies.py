@@ -22,9 +22,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 import anthropic
 import httpx2
@@ -82,8 +81,10 @@ async def read_stream(stream: Any, on_text: Callable[[str], Any] | None, *, idle
             watch = _IdleWatch(idle, idle_s)
             try:
                 while True:
-                    with _decoding(request_id, idle_s, "an event stream the SDK could not decode"):
+                    try:
                         event = await anext(events, None)
+                    except Exception as exc:  # not a plain `with`: a stream has dozens of events a second
+                        _raise_read_failure(exc, request_id, idle_s, "an event stream the SDK could not decode")
                     if event is None:
                         break
                     watch.progress()
@@ -95,8 +96,10 @@ async def read_stream(stream: Any, on_text: Callable[[str], Any] | None, *, idle
         if not watch.expired:
             raise  # not our idle timer (e.g. from on_text): keep its traceback
         raise _stalled(f"no progress for {idle_s:g}s (keep-alive pings only)", request_id) from None
-    with _decoding(request_id, idle_s, "an event stream with no message in it"):
+    try:
         return await stream.get_final_message()  # the SDK asserts it saw a message_start
+    except Exception as exc:
+        _raise_read_failure(exc, request_id, idle_s, "an event stream with no message in it")
 
 
 class _IdleWatch:
@@ -129,21 +132,19 @@ class _IdleWatch:
             self._timer = self._loop.call_at(due, self._check)
 
 
-@contextmanager
-def _decoding(request_id: str | None, idle_s: float, what: str) -> Iterator[None]:
-    """Around the SDK's reading of a stream: the wire's failures become our error types."""
-    try:
-        yield
-    except TimeoutError:  # our idle timer: pings may have come, events did not
+def _raise_read_failure(exc: Exception, request_id: str | None, idle_s: float, what: str) -> NoReturn:
+    """Raise what a failure of the SDK's reading of a stream means (``what`` names the read):
+    the wire's failures become our error types; the API's errors and connection failures
+    go on as they are (retry.py knows them)."""
+    if isinstance(exc, TimeoutError):  # our idle timer: pings may have come, events did not
         raise _stalled(f"no progress for {idle_s:g}s (keep-alive pings only)", request_id) from None
-    except httpx2.TimeoutException:  # the client's read timeout: not even a ping
+    if isinstance(exc, httpx2.TimeoutException):  # the client's read timeout: not even a ping
         raise _stalled("nothing at all arrived for Settings.timeout_s", request_id) from None
-    except (anthropic.APIError, httpx2.TransportError):
-        raise  # errors the API sent, and connection failures: retry.py knows them
-    except Exception as exc:  # the SDK tripped over an event it could not decode
-        log.debug("unreadable event stream", exc_info=True)
-        detail = f" ({type(exc).__name__}: {exc})" if str(exc) else ""
-        raise _malformed(what + detail, request_id, EVENT_STREAM) from exc
+    if isinstance(exc, (anthropic.APIError, httpx2.TransportError)):
+        raise exc
+    log.debug("unreadable event stream", exc_info=exc)  # the SDK tripped over an event it could not decode
+    detail = f" ({type(exc).__name__}: {exc})" if str(exc) else ""
+    raise _malformed(what + detail, request_id, EVENT_STREAM) from exc
 
 
 def _stalled(what: str, request_id: str | None) -> StalledStreamError:
