@@ -122,6 +122,8 @@ def test_a_batch_run_interrupted_and_rerun_after_a_kernel_restart_is_submitted_o
     reply = kernel.collect(msg_id, timeout=20)
     assert reply.ok, reply.content
     assert f"Interrupted after 0 of {rows} rows" in reply.stdout
+    (batch_id,) = [line.split()[1] for line in reply.stdout.splitlines() if line.startswith("Batch ")]
+    assert f"`%agent batch resume {batch_id}`" in reply.stdout
     listed = kernel.run("print(len(_ := get_ipython().run_line_magic('agent', 'batches')), _.state.iloc[0])")
     assert listed.stdout.split() == ["1", "in_progress"]
 

@@ -40,7 +40,8 @@ def test_every_row_gets_its_answer_cost_and_ledger_row(orch, server):
     assert out.cost_usd.sum() == pytest.approx(sum(r["cost_usd"] for r in rows)) and (out.cost_usd > 0).all()
     assert not out.cached.any() and out.error.isna().all()
     assert out.attrs["claude_force"] == {"rows": 12, "done": 12, "cached": 0, "failed": 0,
-                                         "cost_usd": pytest.approx(out.cost_usd.sum()), "interrupted": False}
+                                         "cost_usd": pytest.approx(out.cost_usd.sum()), "interrupted": False,
+                                         "batch_ids": []}
 
 
 def test_a_rerun_is_all_cache_hits_and_sends_nothing(orch, server):

@@ -358,5 +358,6 @@ class MapRun:
         out.attrs["claude_force"] = {
             "rows": self.total, "done": self.progress.done, "cached": self.progress.cached,
             "failed": self.progress.failed, "cost_usd": self.progress.cost_usd, "interrupted": self.interrupted,
+            "batch_ids": list(self.progress.batch.batch_ids) if self.progress.batch is not None else [],
         }
         return out

@@ -95,6 +95,8 @@ def run_over(magics: AgentMagics, args: argparse.Namespace, cell: str) -> Any:
     if summary.get("interrupted"):
         print(f"Interrupted after {summary['done']:,} of {summary['rows']:,} rows: "
               "run the cell again to resume (finished rows are cached).")
+        for batch_id in summary.get("batch_ids", []):
+            print(f"Batch {batch_id} goes on: the cell run again waits for it, or `%agent batch resume {batch_id}`.")
     return _stored(user_ns, args.out, out)
 
 
