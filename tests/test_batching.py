@@ -124,7 +124,7 @@ def test_rows_are_deduplicated_priced_at_batch_rates_cached_and_ledgered(orch, s
     assert {r["task_head"] for r in rows} == {"Classify: red", "Classify: green", "Classify: blue"}
 
     # the request counts moved while the batch was in progress, and the cost arrived with the results
-    assert [(p.processing, p.succeeded) for p in progress] == [(3, 0), (2, 1), (1, 2), (0, 3)]
+    assert [(p.processing, p.succeeded) for p in progress] == [(3, 0), (3, 0), (2, 1), (1, 2), (0, 3)]  # created, then each poll
     assert progress[-1].total == 3 and progress[-1].cost_usd == pytest.approx(sum(r["cost_usd"] for r in rows))
 
     # a normal run of the same task is a cache hit that saved the batch price; the API's standard price is twice it

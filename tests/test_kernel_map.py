@@ -94,7 +94,9 @@ def test_interrupt_returns_the_partial_frame_and_a_rerun_sends_only_the_unfinish
     sent_before = server.request_count
     again = kernel.run(MAP_CELL)
     assert again.ok, again.content
-    assert server.request_count - sent_before == first["unfinished"]
+    # only the unfinished rows go again (a request cut while being sent may reach the server late:
+    # at most one per concurrent call, default 8)
+    assert first["unfinished"] <= server.request_count - sent_before <= first["unfinished"] + 8
     second = summary(kernel)
     assert second == {"rows": ROWS, "unfinished": 0, "answered": ROWS, "cached": first["done"], "done": ROWS}
 

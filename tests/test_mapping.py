@@ -179,7 +179,12 @@ def test_an_interrupt_returns_the_partial_frame_and_a_rerun_sends_only_the_rest(
     server.latency_s = 0
     before = len(sent(server))
     again = orch.map_sync(frame, "assistant", "{review}", model=HAIKU, window=4, progress=False)
-    assert len(sent(server)) - before == 60 - finished  # the server sees only the unfinished rows
+    # A request the interrupt cut while it was being sent may reach the busy server only now
+    # (whole or cut short): at most one per window slot, and always for an unfinished row.
+    resent = [body["messages"][0]["content"] for body in sent(server)[before:] if body]
+    unfinished = set(partial.review[partial.answer.isna()])
+    assert set(resent) == unfinished  # the server sees only the unfinished rows
+    assert len(unfinished) <= len(resent) <= len(unfinished) + 4
     assert again.error.isna().all() and int(again.cached.sum()) == finished
 
 

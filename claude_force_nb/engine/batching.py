@@ -138,6 +138,7 @@ class _Waiter:
         self.open.add(batch_id)
         self.totals[batch_id] = requests
         self.counts[batch_id] = {"processing": requests}
+        self.report()  # the bar knows the batch as soon as it exists (an interrupt can name it)
 
     async def wait(self, on_ended: Callable[[str, Any], Awaitable[None]]) -> None:
         """Until every batch has ended (``on_ended(id, batch)``; batch None: the API does not know it)."""
