@@ -33,6 +33,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from typing import Any
 
@@ -134,6 +135,30 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+class ResidentSplit(threading.Thread):
+    """Samples /proc/self/status (Linux) every 0.2 s: the peaks of anonymous memory (the heap)
+    and of file-backed pages (SQLite maps its files: shared with the OS page cache, which
+    can reclaim them), whose sum is what ru_maxrss reports."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.peak_mb = {"RssAnon": 0.0, "RssFile": 0.0}
+        self.done = threading.Event()
+
+    def sample(self) -> dict[str, float]:
+        try:
+            with open("/proc/self/status") as status:
+                lines = [line.split() for line in status]
+        except OSError:
+            return {}
+        return {fields[0].rstrip(":"): int(fields[1]) / 1024 for fields in lines if fields[0][:-1] in self.peak_mb}
+
+    def run(self) -> None:
+        while not self.done.wait(0.2):
+            for name, mb in self.sample().items():
+                self.peak_mb[name] = max(self.peak_mb[name], mb)
+
+
 def memory_child(args: argparse.Namespace) -> None:
     """One variant in this (child) process: print its peak RSS growth and time as JSON."""
     frame = reviews(args.rows)
@@ -147,15 +172,20 @@ def memory_child(args: argparse.Namespace) -> None:
             else:
                 asyncio.run(bare_loop(args.url, warm, args.concurrency))
             gc.collect()
-            baseline = rss_mb()
+            baseline, split = rss_mb(), ResidentSplit()
+            split_baseline = split.sample()
+            split.start()
             started = time.perf_counter()
             if args.variant == "map":
                 out = map_rows(orch, frame, args.concurrency)
             else:
                 out = asyncio.run(bare_loop(args.url, frame, args.concurrency))
             seconds = time.perf_counter() - started
+            split.done.set()
+            split.join()
+    growth = {f"{name}_mb": split.peak_mb[name] - mb for name, mb in split_baseline.items()}
     print(json.dumps({"baseline_mb": baseline, "growth_mb": rss_mb() - baseline, "seconds": seconds,
-                      "rows": len(out), "failed": failed_rows(out) if "error" in out else 0}))
+                      "rows": len(out), "failed": failed_rows(out) if "error" in out else 0, **growth}))
 
 
 def memory(args: argparse.Namespace) -> bool:
@@ -171,8 +201,10 @@ def memory(args: argparse.Namespace) -> bool:
     print(f"memory: {args.rows:,} rows, zero-latency server in its own process, concurrency {args.concurrency}")
     for variant, label in (("bare", "bare AsyncAnthropic + Semaphore"), ("map", "Orchestrator.map_sync")):
         f = figures[variant]
-        print(f"  {label:<34}peak RSS growth {f['growth_mb']:7.1f} MB (from {f['baseline_mb']:.0f} MB)   "
-              f"{f['seconds']:7.1f} s = {f['seconds'] / f['rows'] * 1e6:6.0f} us/row   failed {f['failed']}")
+        split = (f" (peaks: heap +{f['RssAnon_mb']:.0f} MB, mapped files +{f['RssFile_mb']:.0f} MB)"
+                 if "RssAnon_mb" in f else "")
+        print(f"  {label:<34}peak RSS growth {f['growth_mb']:6.1f} MB from {f['baseline_mb']:.0f} MB{split}   "
+              f"{f['seconds']:6.1f} s = {f['seconds'] / f['rows'] * 1e6:5.0f} us/row   failed {f['failed']}")
     ratio = figures["map"]["seconds"] / figures["bare"]["seconds"]
     growth = figures["map"]["growth_mb"]
     print(f"  map peak RSS growth {growth:.0f} MB (target <= {TARGET_RSS_MB}: "
@@ -185,36 +217,52 @@ def memory(args: argparse.Namespace) -> bool:
 # -- overhead ----------------------------------------------------------------------------
 
 
+def orchestrated(variant: str, url: str, home: str, frame: pd.DataFrame, concurrency: int) -> tuple[float, int]:
+    """Seconds for ``frame`` through a fresh Orchestrator (home ``home``, warmed up): ``map`` or
+    ``run_many`` (the same calls as jobs: the orchestrator's own cost, without map's); failed rows."""
+    settings = bench_settings(url, home, default_model=MODEL, max_tokens=MAX_TOKENS, max_concurrent=concurrency)
+    with Orchestrator(settings) as orch:
+        map_rows(orch, reviews(WARM_UP_ROWS, tag="warm "), concurrency)
+        gc.collect()
+        started = time.perf_counter()
+        if variant == "map":
+            out = map_rows(orch, frame, concurrency)
+        else:
+            results = orch.run_many_sync([(AGENT, PROMPT.format(review=review)) for review in frame["review"]],
+                                         stream=False)
+            out = frame.assign(answer=[r.text for r in results], error=[r.error for r in results],
+                               cached=[r.cached for r in results])
+        seconds = time.perf_counter() - started
+    if out["cached"].any():
+        raise SystemExit(f"{variant}: a row came from the cache; every row must be a real request")
+    return seconds, failed_rows(out)
+
+
 def overhead(args: argparse.Namespace) -> bool:
-    """Paired runs of map and the bare loop over the same rows; a fresh home for every map run."""
+    """Paired runs of map and the bare loop (and run_many) over the same rows; a fresh home for every run."""
     frame = reviews(args.rows)
-    times: dict[str, list[float]] = {"bare": [], "map": []}
+    variants = ("bare", "run_many", "map")
+    times: dict[str, list[float]] = {variant: [] for variant in variants}
     with served("--latency", "0") as url, tempfile.TemporaryDirectory() as tmp:
         asyncio.run(bare_loop(url, reviews(WARM_UP_ROWS, tag="warm "), args.concurrency))
         for pair in range(args.pairs):
-            for variant in ("bare", "map") if pair % 2 == 0 else ("map", "bare"):
+            for variant in variants if pair % 2 == 0 else variants[::-1]:
                 if variant == "bare":
                     gc.collect()
                     started = time.perf_counter()
                     asyncio.run(bare_loop(url, frame, args.concurrency))
                     times["bare"].append(time.perf_counter() - started)
                     continue
-                settings = bench_settings(url, f"{tmp}/{pair}", default_model=MODEL, max_tokens=MAX_TOKENS,
-                                          max_concurrent=args.concurrency)
-                with Orchestrator(settings) as orch:
-                    map_rows(orch, reviews(WARM_UP_ROWS, tag="warm "), args.concurrency)
-                    gc.collect()
-                    started = time.perf_counter()
-                    out = map_rows(orch, frame, args.concurrency)
-                    times["map"].append(time.perf_counter() - started)
-                if failed_rows(out) or out["cached"].any():
-                    print("every map row must be a real, successful request", file=sys.stderr)
+                seconds, failed = orchestrated(variant, url, f"{tmp}/{variant}{pair}", frame, args.concurrency)
+                if failed:
                     return False
+                times[variant].append(seconds)
     print(f"overhead: {args.rows:,} rows a run, zero-latency server in its own process, concurrency "
-          f"{args.concurrency}, {args.pairs} pairs, median [best]")
-    for variant, label in (("bare", "bare loop"), ("map", "map")):
-        per_row = statistics.median(times[variant]) / args.rows * 1e6
-        print(f"  {label}: {per_row:.0f} us/row (median)")
+          f"{args.concurrency}, {args.pairs} paired runs (order alternated), median [best]")
+    print("  per row: " + ", ".join(f"{variant} {statistics.median(times[variant]) / args.rows * 1e6:.0f} us"
+                                    for variant in variants))
+    own = statistics.median(m / r for m, r in zip(times["map"], times["run_many"]))
+    print(f"  map / run_many = {own:.3f} (median of paired runs: map's own cost over the orchestrator's calls)")
     ratio = report_paired("map / bare", None, ("bare AsyncAnthropic + Semaphore", times["bare"]),
                           ("Orchestrator.map_sync", times["map"]), target=TARGET_OVERHEAD)
     return ratio <= TARGET_OVERHEAD
