@@ -35,7 +35,6 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Any
 
 import anthropic
 import pandas as pd
@@ -78,9 +77,10 @@ async def bare_loop(url: str, frame: pd.DataFrame, concurrency: int) -> pd.DataF
     return frame.assign(answer=answers)
 
 
-def map_rows(orch: Orchestrator, frame: pd.DataFrame, concurrency: int, **kwargs: Any) -> pd.DataFrame:
-    """``map_sync`` as the benchmark runs it: no progress bar (stderr stays readable)."""
-    return orch.map_sync(frame, AGENT, PROMPT, window=concurrency, progress=False, **kwargs)
+def map_rows(orch: Orchestrator, frame: pd.DataFrame) -> pd.DataFrame:
+    """``map_sync`` as users run it (its default window; Settings.max_concurrent caps the requests
+    in flight), without the progress bar, so stderr stays readable."""
+    return orch.map_sync(frame, AGENT, PROMPT, progress=False)
 
 
 def failed_rows(out: pd.DataFrame) -> int:
@@ -109,7 +109,7 @@ def rate(args: argparse.Namespace) -> bool:
             asyncio.run(empty_the_bucket(server.url, concurrency))
             server.reset_metrics()
             started = time.perf_counter()
-            out = map_rows(orch, reviews(args.rows), concurrency)
+            out = map_rows(orch, reviews(args.rows))
             seconds = time.perf_counter() - started
             pacing = orch.pacer.stats()
         requests, refused = server.request_count, server.counters["rate_limited"]
@@ -168,7 +168,7 @@ def memory_child(args: argparse.Namespace) -> None:
         with Orchestrator(settings) as orch:
             warm = reviews(WARM_UP_ROWS, tag="warm ")
             if args.variant == "map":
-                map_rows(orch, warm, args.concurrency)
+                map_rows(orch, warm)
             else:
                 asyncio.run(bare_loop(args.url, warm, args.concurrency))
             gc.collect()
@@ -177,7 +177,7 @@ def memory_child(args: argparse.Namespace) -> None:
             split.start()
             started = time.perf_counter()
             if args.variant == "map":
-                out = map_rows(orch, frame, args.concurrency)
+                out = map_rows(orch, frame)
             else:
                 out = asyncio.run(bare_loop(args.url, frame, args.concurrency))
             seconds = time.perf_counter() - started
@@ -222,11 +222,11 @@ def orchestrated(variant: str, url: str, home: str, frame: pd.DataFrame, concurr
     ``run_many`` (the same calls as jobs: the orchestrator's own cost, without map's); failed rows."""
     settings = bench_settings(url, home, default_model=MODEL, max_tokens=MAX_TOKENS, max_concurrent=concurrency)
     with Orchestrator(settings) as orch:
-        map_rows(orch, reviews(WARM_UP_ROWS, tag="warm "), concurrency)
+        map_rows(orch, reviews(WARM_UP_ROWS, tag="warm "))
         gc.collect()
         started = time.perf_counter()
         if variant == "map":
-            out = map_rows(orch, frame, concurrency)
+            out = map_rows(orch, frame)
         else:
             results = orch.run_many_sync([(AGENT, PROMPT.format(review=review)) for review in frame["review"]],
                                          stream=False)
@@ -293,7 +293,7 @@ def batch(args: argparse.Namespace) -> bool:
             seconds = time.perf_counter() - started
         one_by_one = bench_settings(url, f"{tmp}/one-by-one", default_model=MODEL, max_tokens=MAX_TOKENS)
         with Orchestrator(one_by_one) as orch:
-            sent = map_rows(orch, sample, 8)
+            sent = map_rows(orch, sample)
         batches = list(anthropic.Anthropic(api_key="bench", base_url=url).messages.batches.list(limit=100))
     failed = failed_rows(out)
     submitted = sum(b.request_counts.succeeded + b.request_counts.errored + b.request_counts.expired
