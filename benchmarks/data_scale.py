@@ -12,12 +12,16 @@
             loop over the same rows (same concurrency, server, system prompt and prompts; the
             bare loop builds the DataFrame column too): paired runs, order alternated, median
             of the paired ratios (target <= 1.10). Every map run has a fresh home, so every row
-            is a real request, with the cache and the ledger on, as users run it.
+            is a real request, with the cache and the ledger on, as users run it. The same
+            calls through ``run_many`` are timed beside them: map's own cost is map / run_many.
   batch     100,000 rows as Message Batches (``map_sync(df, ..., batch=True)``), merged back into
             the DataFrame with their costs: at half the price of the same rows sent one by one.
+            Without batch mode (engine/batching.py) in the checkout, it says so and is skipped.
 
 The bare loop is written the way such loops are: one coroutine per row under a semaphore,
-``gather``, the answers' texts kept.
+``gather``, the answers' texts kept. ``--concurrency`` is its semaphore and the
+orchestrator's ``Settings.max_concurrent``; map keeps its default window. The client is
+pinned to one core and the server to the other (offline_server.served).
 
     .venv/bin/python benchmarks/data_scale.py [rate|memory|overhead|batch ...] [--rows N ...]
 """
