@@ -63,6 +63,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/tool_loop.py
 	$(PY) benchmarks/redis_tier.py
 	$(PY) benchmarks/workflows.py
+	$(PY) benchmarks/data_scale.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
