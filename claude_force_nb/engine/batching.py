@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import io
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -32,6 +33,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import anthropic
+from anthropic.types.messages import MessageBatch
 
 from ..core.results import AgentResult
 from ..store.batches import COUNT_NAMES, BatchRequest, BatchStore
@@ -201,38 +203,58 @@ class _BatchRun:
         await self.submit([custom_id for custom_id in self.rows if custom_id not in pending])
 
     async def submit(self, custom_ids: list[str]) -> None:
-        requests, sizes, failed = [], [], []
+        """Split the requests by their encoded size, then submit each batch. A batch's body is
+        encoded when it is sent, so at most one (up to 256 MB) is held at a time."""
+        requests: list[str] = []
+        sizes: list[int] = []
+        failed = []
         for custom_id in custom_ids:
-            request = {"custom_id": custom_id, "params": batch_params(self.calls[custom_id])}
-            size = len(json.dumps(request, ensure_ascii=False).encode("utf-8")) + 1  # the comma between requests
+            size = len(self._encoded(custom_id)) + 1  # with the comma between requests
             if size > self.max_bytes:
                 text = (f"The request is {size:,} bytes of JSON, over the {self.max_bytes:,} bytes a batch takes: "
                         "shorten the task or run it without batch mode.")
                 failed.append((custom_id, failed_result(self._request(custom_id), text, "request_too_large",
                                                         offline=self.orch.offline)))
             else:
-                requests.append(request)
+                requests.append(custom_id)
                 sizes.append(size)
         await self._fail(failed)
         for chunk in split_requests(sizes, max_requests=self.max_requests, max_bytes=self.max_bytes):
             await self.shield.run(self._create([requests[i] for i in chunk]))
 
+    def _encoded(self, custom_id: str) -> bytes:
+        request = {"custom_id": custom_id, "params": batch_params(self.calls[custom_id])}
+        return json.dumps(request, ensure_ascii=False).encode("utf-8", "surrogatepass")
+
     def _request(self, custom_id: str) -> BatchRequest:
         call = self.calls[custom_id]
         return BatchRequest(custom_id, call.agent.name, call.model, _first_line(call.task), call.run_id)
 
-    async def _create(self, requests: list[dict[str, Any]]) -> None:
-        """Submit one batch and record it (shielded: an interrupt never loses a submitted batch)."""
+    async def _create(self, requests: list[str]) -> None:
+        """Submit one batch and record it (shielded: an interrupt never loses a submitted batch).
+
+        The body (up to 256 MB) is encoded here once, into one buffer, and posted as it is:
+        the SDK's ``batches.create`` would copy the requests and encode them again."""
         client = self.orch._sender._client_on_loop()
+        buffer = io.BytesIO()
+        buffer.write(b'{"requests":[')
+        for i, custom_id in enumerate(requests):
+            buffer.write(b"," if i else b"")
+            buffer.write(self._encoded(custom_id))
+        buffer.write(b"]}")
+        body = buffer.getvalue()  # CPython hands over the buffer's bytes rather than copying them
+        del buffer
         try:
-            batch = await with_retries(lambda: client.messages.batches.create(requests=requests),  # type: ignore[arg-type]
-                                       **retry_policy(self.orch))
+            batch = await with_retries(
+                lambda: client.post("/v1/messages/batches", cast_to=MessageBatch, content=body,
+                                    options={"headers": {"content-type": "application/json"}}),
+                **retry_policy(self.orch))
         except anthropic.AnthropicError as exc:
             message, error_type = outcomes.describe_failure(exc, 1)
-            await self._fail([(r["custom_id"], failed_result(self._request(r["custom_id"]), message, error_type,
-                                                             offline=self.orch.offline)) for r in requests])
+            await self._fail([(cid, failed_result(self._request(cid), message, error_type, offline=self.orch.offline))
+                              for cid in requests])
             return
-        infos = [self._request(r["custom_id"]) for r in requests]
+        infos = [self._request(cid) for cid in requests]
         await asyncio.to_thread(self.store.add, batch.id, infos, state=batch.processing_status,
                                 created=batch.created_at.timestamp())
         self.waiter.add(batch.id, len(requests))
