@@ -7,10 +7,12 @@ failed rows and the cost so far. The estimate is printed above it when the run s
 from __future__ import annotations
 
 import sys
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from .limits import format_usd
-from .mapping import MapProgress
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .mapping import MapProgress
 
 __all__ = ["TextProgress", "progress_postfix"]
 

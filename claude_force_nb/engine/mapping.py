@@ -36,6 +36,7 @@ from ..core.results import AgentResult
 from . import outcomes
 from .batching import BatchProgress, run_batched
 from .limits import format_usd
+from .map_progress import TextProgress
 from .row_prompts import RowPrompts
 from .tool_loop import checked_answer
 
@@ -140,6 +141,18 @@ class MapRun:
         self.wall_started = time.time()  # when execute() started, on the cache's clock
         self._taken: dict[int, str] = {}  # rows a worker holds: index -> prompt
         self.stopped = threading.Event()  # set when execute() has returned or raised
+
+    @classmethod
+    def of(cls, orch: Orchestrator, frame: Any, agent: str, prompt: str, *, into: str = "answer",
+           window: int | None = None, progress: bool | ProgressCallback = True, **options: Any) -> MapRun:
+        """A run from ``map``'s keywords: ``progress`` True is the text bar, False none, else a callback."""
+        on_progress = TextProgress() if progress is True else (progress or None)
+        return cls(orch, frame, agent, prompt, into=into, window=window, on_progress=on_progress,
+                   options=RunOptions.from_kwargs(**options))
+
+    async def run(self, *, batch: bool = False, poll_s: float = 5.0) -> None:
+        """``execute`` (or in batch mode ``execute_batched``), on the runner loop."""
+        await (self.execute_batched(poll_s=poll_s) if batch else self.execute())
 
     def _output_columns(self, into: str) -> dict[str, str]:
         """Output column of each value kept: the answer (or each schema field), cost, cached, error."""

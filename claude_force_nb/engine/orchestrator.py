@@ -7,6 +7,7 @@ cancels in-flight calls). A call goes: options checked (core/options.py), reques
 built (outcomes.py), its ledger row and cache entry written (persistence.py). A run with
 tools is a loop of such calls (tool_loop.py), each one a ledger row under the run's
 ``run_id``; a run in a thread starts from the thread's history and adds its exchange to it.
+``map`` runs one such call per row of a DataFrame (mapping.py; batch mode: batching.py).
 
 Outcomes: a problem found before anything is sent (unknown agent, bad input, missing
 or malformed key, budget) raises a ClaudeForceError. Anything that happened on the wire
@@ -47,7 +48,6 @@ from .batching import BatchSummary
 from .heavy import HeavyResult
 from .jobs import Job, run_jobs
 from .limits import BudgetGuard, input_token_bound
-from .map_progress import TextProgress
 from .mapping import MapEstimate, MapRun, ProgressCallback
 from .pacing import Pacer
 from .persistence import PersistenceWriter
@@ -202,20 +202,19 @@ class Orchestrator:
         bad prompt, or an estimate the budget cannot pay for (engine/mapping.py). Cancelled,
         it raises; the rows finished so far are cached, so running it again resumes.
         """
-        run = self._map_run(frame, agent, prompt, into, window, progress, options)
+        run = MapRun.of(self, frame, agent, prompt, into=into, window=window, progress=progress, **options)
         await asyncio.to_thread(run.plan, batch=batch)  # reads every row: not on the caller's loop
-        await runner.run_async(run.execute_batched(poll_s=poll_s) if batch else run.execute())
+        await runner.run_async(run.run(batch=batch, poll_s=poll_s))
         return run.frame_out()
 
     def map_sync(self, frame: pd.DataFrame, agent: str, prompt: str, **kwargs: Any) -> pd.DataFrame:
         """Blocking ``map``. Interrupted (Ctrl-C, the stop button), it returns the partial frame
         at once: finished rows filled in, the others' ``error`` saying how to resume."""
         batch, poll_s = kwargs.pop("batch", False), kwargs.pop("poll_s", 5.0)
-        run = self._map_run(frame, agent, prompt, kwargs.pop("into", "answer"), kwargs.pop("window", None),
-                            kwargs.pop("progress", True), kwargs)
+        run = MapRun.of(self, frame, agent, prompt, **kwargs)
         run.plan(batch=batch)
         try:
-            runner.run_sync(run.execute_batched(poll_s=poll_s) if batch else run.execute())
+            runner.run_sync(run.run(batch=batch, poll_s=poll_s))
         except KeyboardInterrupt:
             run.stopped.wait(timeout=5.0)  # the workers stop and the finished rows are written
             log.warning("map interrupted after %d of %d rows; run it again to resume", run.progress.done, run.total)
@@ -224,14 +223,7 @@ class Orchestrator:
     def estimate_map(self, frame: pd.DataFrame, agent: str, prompt: str, *, batch: bool = False,
                      **options: Any) -> MapEstimate:
         """What ``map`` would send and cost, sending nothing (the cache is only looked at)."""
-        return self._map_run(frame, agent, prompt, options.pop("into", "answer"), None, False, options).plan(
-            batch=batch)
-
-    def _map_run(self, frame: Any, agent: str, prompt: str, into: str, window: int | None,
-                 progress: bool | ProgressCallback, options: dict[str, Any]) -> MapRun:
-        on_progress = TextProgress() if progress is True else (progress or None)
-        return MapRun(self, frame, agent, prompt, into=into, window=window, on_progress=on_progress,
-                      options=RunOptions.from_kwargs(**options))
+        return MapRun.of(self, frame, agent, prompt, progress=False, **options).plan(batch=batch)
 
     def batches(self) -> list[dict[str, Any]]:
         """This home's Message Batches: id, created, state, request counts, cost_usd, agent, model, rows."""
