@@ -123,12 +123,23 @@ def test_the_estimate_counts_cached_rows_and_sends_nothing(orch, server):
     estimate = orch.estimate_map(frame, "assistant", "Label: {review}", model=HAIKU, max_tokens=100)
     assert server.request_count == before
     assert (estimate.rows, estimate.cached, estimate.to_send, estimate.model) == (10, 4, 6, HAIKU)
-    assert estimate.output_tokens == 6 * 100 and estimate.max_output_tokens == 100
-    assert estimate.cost_usd == estimate.worst_cost_usd > 0  # max_tokens below the expected 300 a row
+    mean_output = round(sum(row["output_tokens"] for row in orch.ledger.rows()) / 4)  # what the cached rows took
+    assert estimate.output_tokens == 6 * mean_output and estimate.max_output_tokens == 100
+    assert 0 < estimate.cost_usd < estimate.worst_cost_usd  # the worst case: 100 tokens a row
     assert orch.cache.stats()["hits"] == 0  # looking is not a hit
     halved = orch.estimate_map(frame, "assistant", "Label: {review}", model=HAIKU, max_tokens=100, batch=True)
     assert halved.cost_usd == pytest.approx(estimate.cost_usd / 2)
     assert str(estimate).startswith(f"10 rows: 4 cached, 6 to send to {HAIKU}")
+
+
+def test_once_some_rows_are_answered_the_estimate_uses_their_output_length(orch):
+    frame = reviews(10)
+    first = orch.estimate_map(frame, "assistant", "Label: {review}", model=HAIKU, max_tokens=1000)
+    assert first.output_tokens == 10 * 300  # nothing answered yet: the heuristic
+    orch.map_sync(frame.head(4), "assistant", "Label: {review}", model=HAIKU, max_tokens=1000, progress=False)
+    taken = [row["output_tokens"] for row in orch.ledger.rows()]
+    then = orch.estimate_map(frame, "assistant", "Label: {review}", model=HAIKU, max_tokens=1000)
+    assert then.output_tokens == 6 * round(sum(taken) / 4) and then.output_tokens != 6 * 300
 
 
 def test_a_run_the_budget_cannot_pay_for_is_refused_with_its_figures(make_orch, server):

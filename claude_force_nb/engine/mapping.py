@@ -50,8 +50,9 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["INTERRUPTED", "EXPECTED_OUTPUT_TOKENS", "MapEstimate", "MapProgress", "MapRun"]
 
 EXPECTED_OUTPUT_TOKENS = 300
-"""Output tokens a row is expected to take, for the estimate (the worst case, max_tokens
-per row, is shown beside it)."""
+"""Output tokens a row is expected to take when none of the map's rows is cached yet; once
+some are (a first run on ``df.head()``, an interrupted run), their mean is used instead.
+Never above max_tokens; the worst case, max_tokens a row, is shown beside it."""
 INTERRUPTED = "not run: the map was interrupted; run it again to resume (finished rows are cached)"
 DEFAULT_WINDOW = 64  # rows in flight at most (the pacer decides how many are sent at once)
 
@@ -64,7 +65,7 @@ class MapEstimate:
     cached: int  # rows the cache already holds: free
     to_send: int
     input_tokens: int  # of the rows to send
-    output_tokens: int  # expected: EXPECTED_OUTPUT_TOKENS a row (max_tokens if lower)
+    output_tokens: int  # expected: what the cached rows took on average, else EXPECTED_OUTPUT_TOKENS a row
     max_output_tokens: int  # max_tokens a row
     cost_usd: float | None  # expected; None for a model without a price
     worst_cost_usd: float | None  # every row using max_tokens
@@ -173,23 +174,26 @@ class MapRun:
 
     def plan(self, *, batch: bool = False) -> MapEstimate:
         """Count the cached rows and estimate the rest; refuse a run the budget cannot pay for."""
-        orch, cached, input_tokens, model = self.orch, 0, 0, ""
+        orch, cached, cached_output, input_tokens, model = self.orch, 0, 0, 0, ""
         for task in self.prompts.rows(self.frame):
             try:
                 call = orch._prepare(self.agent, task, self.options)
             except ClaudeForceError:
                 continue  # the run reports this row's problem in its error column
             model = call.model
-            hit = orch.cache.holds(orch.cache.key_for(call.body)) if call.use_cache and not call.options.refresh \
-                else False
-            if hit:
+            hit = orch.cache.peek(orch.cache.key_for(call.body)) if call.use_cache and not call.options.refresh \
+                else None
+            if hit is not None:
                 cached += 1
+                cached_output += hit.usage.output_tokens
             else:
                 input_tokens += call.estimated_input_tokens
         model = model or self.options.resolve(self.agent, orch.settings).model or orch.settings.default_model
         max_tokens = self.options.resolve(self.agent, orch.settings).max_tokens or 0
         to_send = self.total - cached
-        per_row = min(max_tokens, EXPECTED_OUTPUT_TOKENS) if max_tokens else EXPECTED_OUTPUT_TOKENS
+        # what this map's answered rows took, else the heuristic; never above max_tokens
+        per_row = round(cached_output / cached) if cached else EXPECTED_OUTPUT_TOKENS
+        per_row = min(max_tokens, per_row) if max_tokens else per_row
         estimate = MapEstimate(
             rows=self.total, cached=cached, to_send=to_send, input_tokens=input_tokens,
             output_tokens=per_row * to_send, max_output_tokens=max_tokens,
@@ -272,7 +276,7 @@ class MapRun:
                 self.keep(index, None, refused=exc)
                 continue
             call = replace(call, cache_key=orch.cache.key_for(call.body))
-            if call.use_cache and not call.options.refresh and orch.cache.holds(call.cache_key or ""):
+            if call.use_cache and not call.options.refresh and orch.cache.peek(call.cache_key or "") is not None:
                 self.keep(index, await orch._run(self.agent, task, self.options, None))  # a hit, ledgered
             else:
                 pending.append((index, call))

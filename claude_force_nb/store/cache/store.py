@@ -129,10 +129,10 @@ class ResponseCache:
             response = self._team.get(key, self._clock(), self.ttl_s, defer_writes=defer_writes)
         return response
 
-    def holds(self, key: str) -> bool:
-        """Whether this file holds a genuine, unexpired answer for ``key``: a look that counts
-        no hit or miss and writes nothing (a run's estimate asks before the run reads)."""
-        return self._get_local(key, defer_writes=True, count=False) is not None
+    def peek(self, key: str) -> CachedResponse | None:
+        """This file's genuine, unexpired answer for ``key``, if any: a look that counts no hit
+        or miss and writes nothing (a run's estimate looks before the run reads)."""
+        return self._get_local(key, defer_writes=True, count=False)
 
     def _get_local(self, key: str, defer_writes: bool, count: bool = True) -> CachedResponse | None:
         now = self._clock()
