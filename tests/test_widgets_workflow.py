@@ -56,7 +56,10 @@ def test_failed_branch_is_shown_and_a_skipped_node_says_what_it_needs(app, serve
 def test_stop_cancels_every_running_node(app, server):
     app.source.value = dag(" [[fake:sleep=30]]")
     future = app.run()
-    assert server.wait_for(lambda s: s.request_count == 3 and s.in_flight == 1, timeout=TIMEOUT)
+    # plan and stats answered and shown as done (not merely answered: then the stop would catch
+    # stats while its answer is being recorded), risks held by the server
+    assert server.wait_for(lambda s: s.request_count == 3 and s.in_flight == 1
+                           and app.table.value.count(">done<") == 2, timeout=TIMEOUT)
     assert app.running and not app.cancel_button.disabled
     app.cancel_button.click()
     with pytest.raises(concurrent.futures.CancelledError):

@@ -7,6 +7,9 @@ import time
 
 import pytest
 
+from claude_force_nb.core.settings import Settings
+from claude_force_nb.store.ledger import Ledger
+
 pytestmark = pytest.mark.kernel
 
 # Five nodes; after plan, two branches run at once: stats -> chart, and risks.
@@ -66,7 +69,8 @@ def test_rerun_after_the_fix_sends_only_the_failed_branch(kernel, server):
 
 def test_interrupt_cancels_the_running_branch_and_finished_nodes_stay_cached(kernel, server):
     msg_id = kernel.execute(dag("[[fake:sleep=30]]"))
-    assert server.wait_for(lambda s: s.request_count == 4 and s.in_flight == 1, timeout=20)  # chart done, risks waits
+    with Ledger(Settings.from_env()) as ledger:  # plan, stats and chart answered and recorded; risks waits
+        assert server.wait_for(lambda s: s.request_count == 4 and s.in_flight == 1 and len(ledger) == 3, timeout=20)
     t0 = time.monotonic()
     kernel.km.interrupt_kernel()
     reply = kernel.collect(msg_id, timeout=20)
