@@ -204,16 +204,14 @@ class RunOptions:
         The result is checked again, so a bad default (e.g. ``Settings.max_tokens``)
         is refused with the same message as a bad argument.
         """
-        filled: dict[str, Any] = {
-            "model": self.model or agent.model or settings.default_model,
-            "max_tokens": self.max_tokens if self.max_tokens is not None else (agent.max_tokens or settings.max_tokens),
-            "temperature": self.temperature if self.temperature is not None else agent.temperature,
-            "stream": settings.stream if self.stream is None else self.stream,
-            "max_steps": self.max_steps if self.max_steps is not None else settings.max_steps,
-        }
-        if all(getattr(self, name) == value for name, value in filled.items()):
-            return self  # already resolved (a map resolves its options once for every row)
-        return dataclasses.replace(self, **filled)
+        return dataclasses.replace(
+            self,
+            model=self.model or agent.model or settings.default_model,
+            max_tokens=self.max_tokens if self.max_tokens is not None else (agent.max_tokens or settings.max_tokens),
+            temperature=self.temperature if self.temperature is not None else agent.temperature,
+            stream=settings.stream if self.stream is None else self.stream,
+            max_steps=self.max_steps if self.max_steps is not None else settings.max_steps,
+        )
 
 
 _CHECKS: dict[str, Callable[[object], str | None]] = {

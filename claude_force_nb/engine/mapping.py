@@ -128,8 +128,7 @@ class MapRun:
         self.frame = frame
         self.prompts = RowPrompts(prompt, list(frame.columns))
         self.agent: AgentDefinition = orch.registry.get(agent)
-        # resolved once for every row; nobody reads a row's text as it arrives
-        self.options = replace(options, stream=False).resolve(self.agent, orch.settings)
+        self.options = replace(options, stream=False)  # nobody reads a row's text as it arrives
         self.window = DEFAULT_WINDOW if window is None else window
         if self.window < 1:
             raise InvalidInputError(f"window={window} must be at least 1.")

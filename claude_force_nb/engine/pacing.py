@@ -63,19 +63,12 @@ class RateLimit:
     reset_in_s: float
 
 
-RATE_LIMIT_PREFIX = "anthropic-ratelimit-"
-
-
 def read_rate_limits(headers: Mapping[str, str], now_wall: float) -> dict[str, RateLimit]:
     """The complete ``anthropic-ratelimit-*`` triples in ``headers`` (``now_wall`` = epoch seconds)."""
     found: dict[str, RateLimit] = {}
-    # one pass over the headers (an HTTP header lookup scans them all)
-    ours = {name.lower(): value for name, value in headers.items() if name.lower().startswith(RATE_LIMIT_PREFIX)}
-    if not ours:
-        return found
     for kind in LIMIT_KINDS:
-        prefix = f"{RATE_LIMIT_PREFIX}{kind}-"
-        limit, remaining, reset = (ours.get(prefix + name) for name in ("limit", "remaining", "reset"))
+        prefix = f"anthropic-ratelimit-{kind}-"
+        limit, remaining, reset = (headers.get(prefix + name) for name in ("limit", "remaining", "reset"))
         if limit is None or remaining is None or reset is None:
             continue
         try:
