@@ -18,7 +18,16 @@ from .errors import (
 if TYPE_CHECKING:  # pragma: no cover
     from .tools import ToolStep
 
-__all__ = ["AgentResult", "Usage"]
+__all__ = ["TASK_HEAD_CHARS", "AgentResult", "Usage", "task_head"]
+
+TASK_HEAD_CHARS = 200
+
+
+def task_head(text: str | None) -> str:
+    """The first line of a task (or an answer), at most TASK_HEAD_CHARS: what the ledger and
+    the cache keep of it, and what tables show."""
+    stripped = (text or "").strip()
+    return stripped.splitlines()[0][:TASK_HEAD_CHARS] if stripped else ""
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import anthropic
 from anthropic.types.messages import MessageBatch
 
-from ..core.results import AgentResult
+from ..core.results import AgentResult, task_head
 from ..store.batches import COUNT_NAMES, BatchRequest, BatchStore
 from . import outcomes
 from .batch_collect import (
@@ -117,11 +117,6 @@ class BatchSummary:
 def batch_params(call: Call) -> dict[str, Any]:
     """A batch request's ``params``: the call's body as it is (temperature included), never streamed."""
     return {name: value for name, value in call.body.items() if name != "stream"}
-
-
-def _first_line(task: str) -> str:
-    stripped = task.strip()
-    return stripped.splitlines()[0][:200] if stripped else ""
 
 
 class _Waiter:
@@ -228,7 +223,7 @@ class _BatchRun:
 
     def _request(self, custom_id: str) -> BatchRequest:
         call = self.calls[custom_id]
-        return BatchRequest(custom_id, call.agent.name, call.model, _first_line(call.task), call.run_id)
+        return BatchRequest(custom_id, call.agent.name, call.model, task_head(call.task), call.run_id)
 
     async def _create(self, requests: list[str]) -> None:
         """Submit one batch and record it (shielded: an interrupt never loses a submitted batch).

@@ -21,7 +21,7 @@ import httpx2
 
 from ..core.errors import APICallError, ClaudeForceError, EmptyResponseError
 from ..core.pricing import PriceTable
-from ..core.results import AgentResult, Usage
+from ..core.results import AgentResult, Usage, task_head
 from ..store.cache import CachedResponse
 from .requests import Call
 
@@ -173,7 +173,6 @@ def cache_entry(call: Call, result: AgentResult, content: list[dict[str, Any]] |
 def answer_entry(result: AgentResult, task: str, content: list[dict[str, Any]] | None = None) -> CachedResponse:
     """``cache_entry`` from the result and the task alone (the agent is the result's)."""
     tool_step = result.stop_reason == TOOL_USE and content is not None
-    stripped = task.strip()
     return CachedResponse(
         text=json.dumps(content, ensure_ascii=False) if tool_step else result.text,
         stop_reason=result.stop_reason or "",
@@ -181,7 +180,7 @@ def answer_entry(result: AgentResult, task: str, content: list[dict[str, Any]] |
         model=result.model,
         cost_usd=result.cost_usd,
         agent=result.agent,
-        task_head=stripped.splitlines()[0][:200] if stripped else "",
+        task_head=task_head(task),
         request_id=result.request_id,
     )
 

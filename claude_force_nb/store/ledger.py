@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..core.errors import ClaudeForceError, ConfigurationError
-from ..core.results import AgentResult
+from ..core.results import AgentResult, task_head
 from ..core.settings import Settings, ensure_private_dir
 from ._pool import ConnectionPool
 from ._sqlite import is_corruption, reset_after_fork, write_transaction
@@ -46,8 +46,6 @@ __all__ = ["COLUMNS", "MIGRATIONS", "Ledger", "current_session_id"]
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-TASK_HEAD_CHARS = 200
 
 # --------------------------------------------------------------------------- session id
 
@@ -72,11 +70,6 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_session_after_fork)
 
 # --------------------------------------------------------------------------- the ledger
-
-def _first_line(text: str | None) -> str:
-    stripped = (text or "").strip()
-    return stripped.splitlines()[0][:TASK_HEAD_CHARS] if stripped else ""
-
 
 def _as_list(value: str | Iterable[str] | None) -> list[str] | None:
     if value is None:
@@ -243,7 +236,7 @@ class Ledger:
             "cache_key": result.cache_key,
             "offline": int(bool(result.offline)),
             "attempts": int(result.attempts),
-            "task_head": _first_line(task),
+            "task_head": task_head(task),
             "rate_limited": _count(result, "rate_limited"),
             "overloaded": _count(result, "overloaded"),
             "waited_s": _seconds(result, "waited_s"),

@@ -16,14 +16,13 @@ import math
 import struct
 from typing import NamedTuple
 
-from ...core.results import Usage
+from ...core.results import TASK_HEAD_CHARS, Usage
 
 __all__ = ["CachedResponse", "ForeignPayload", "TASK_HEAD_CHARS", "decode", "encode"]
 
 MAGIC = b"cfn2"
 HEADER = struct.Struct("<4sddd5q5I")    # magic, cost, created, expires, 5 token counts, 5 string lengths
 NONE = 0xFFFFFFFF                       # a string length meaning None
-TASK_HEAD_CHARS = 200
 _OPTIONAL = ("agent", "request_id", "task_head")     # may be None (task_head None is stored as "")
 
 
