@@ -188,8 +188,8 @@ class MapRun:
                 cached_output += hit.usage.output_tokens
             else:
                 input_tokens += call.estimated_input_tokens
-        model = model or self.options.resolve(self.agent, orch.settings).model or orch.settings.default_model
-        max_tokens = self.options.resolve(self.agent, orch.settings).max_tokens or 0
+        resolved = self.options.resolve(self.agent, orch.settings)
+        model, max_tokens = model or resolved.model or orch.settings.default_model, resolved.max_tokens or 0
         to_send = self.total - cached
         # what this map's answered rows took, else the heuristic; never above max_tokens
         per_row = round(cached_output / cached) if cached else EXPECTED_OUTPUT_TOKENS

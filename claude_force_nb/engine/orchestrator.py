@@ -193,15 +193,10 @@ class Orchestrator:
     async def map(self, frame: pd.DataFrame, agent: str, prompt: str, *, into: str = "answer", batch: bool = False,
                   window: int | None = None, progress: bool | ProgressCallback = True, poll_s: float = 5.0,
                   **options: Any) -> pd.DataFrame:
-        """``agent`` on every row of ``frame``: ``prompt`` names columns (``"Classify: {review}"``).
-
-        Returns the frame with the answer column ``into`` (or one typed column per ``schema=``
-        field), ``cost_usd``, ``cached`` and ``error``. ``options`` are ``run``'s (model,
-        max_tokens, schema...). At most ``window`` rows are in flight; ``progress``: a text bar
-        (True), none (False) or a callback given each MapProgress. Raises before sending for a
-        bad prompt, or an estimate the budget cannot pay for (engine/mapping.py). Cancelled,
-        it raises; the rows finished so far are cached, so running it again resumes.
-        """
+        """``agent`` on every row of ``frame``; ``prompt`` names columns (``"Classify: {review}"``).
+        Returns the frame with ``into`` (or a typed column per ``schema=`` field), ``cost_usd``,
+        ``cached`` and ``error``; ``options`` are ``run``'s. ``progress``: a text bar, False, or
+        a callback given each MapProgress. See engine/mapping.py (window, estimate, budget, resume)."""
         run = MapRun.of(self, frame, agent, prompt, into=into, window=window, progress=progress, **options)
         await asyncio.to_thread(run.plan, batch=batch)  # reads every row: not on the caller's loop
         await runner.run_async(run.run(batch=batch, poll_s=poll_s))

@@ -13,8 +13,7 @@ from IPython.core.error import UsageError
 from IPython.display import display
 
 from ..core.errors import UnknownBatchError
-from ..engine import runner
-from ..engine.batching import BatchProgress, batch_list, cancel_batch, resume_batch
+from ..engine.batching import BatchProgress
 
 __all__ = ["BATCH_ACTIONS", "batch_command", "batches_command"]
 
@@ -27,7 +26,7 @@ def batches_command(orch: Any, rest: Sequence[str]) -> Any:
 
     if rest:
         raise UsageError(f"%agent batches takes no arguments (got {' '.join(rest)!r}): use `%agent batches`.")
-    return batches_frame(batch_list(orch))
+    return batches_frame(orch.batches())
 
 
 def batch_command(orch: Any, rest: Sequence[str]) -> None:
@@ -38,7 +37,7 @@ def batch_command(orch: Any, rest: Sequence[str]) -> None:
     action, batch_id = rest
     try:
         if action == "cancel":
-            print(runner.run_sync(cancel_batch(orch, batch_id)).line())
+            print(orch.cancel_batch_sync(batch_id).line())
             return
         handle = display(f"Waiting for batch {batch_id}…", display_id=True)
 
@@ -46,7 +45,7 @@ def batch_command(orch: Any, rest: Sequence[str]) -> None:
             if handle is not None:
                 handle.update(progress.line())
 
-        summary = runner.run_sync(resume_batch(orch, batch_id, on_progress=show))
+        summary = orch.resume_batch_sync(batch_id, on_progress=show)
     except UnknownBatchError as exc:
         raise UsageError(str(exc)) from None
     except KeyboardInterrupt:

@@ -32,13 +32,14 @@ from pathlib import Path
 from typing import Any
 
 from ...core.errors import CacheError
+from ...core.results import task_head
 from ...core.settings import Settings, ensure_private_dir
 from ..faults import fault_kind
 from . import table
 from .database import CacheFile, warn_once
 from .keyfile import master_secret
 from .keys import NOT_A_KEY, check_key, rowid_if_key, rowid_of
-from .payload import TASK_HEAD_CHARS, CachedResponse, ForeignPayload, decode, encode
+from .payload import CachedResponse, ForeignPayload, decode, encode
 from .signing import Signer
 from .team import TeamCache
 
@@ -49,11 +50,6 @@ ENTRY_COLUMNS: dict[str, type] = {
     "cache_key": str, "agent": str, "model": str, "created": float, "expires": float, "size": int,
     "hits": int, "cost_usd": float, "task": str, "answer": str,
 }
-
-
-def _first_line(text: str) -> str:
-    stripped = text.strip()
-    return stripped.splitlines()[0][:TASK_HEAD_CHARS] if stripped else ""
 
 
 class ResponseCache:
@@ -135,12 +131,12 @@ class ResponseCache:
         return self._get_local(key, defer_writes=True, count=False)
 
     def _get_local(self, key: str, defer_writes: bool, count: bool = True) -> CachedResponse | None:
+        miss = self._miss if count else lambda: None  # a peek counts nothing
         now = self._clock()
         rowid = check_key(key)
         row = self._file.lookup(rowid)
         if row is None:
-            if count:
-                self._miss()
+            miss()
             return None
         payload, sig = row
         try:
@@ -154,20 +150,16 @@ class ResponseCache:
         try:
             response = decode(payload)
         except ForeignPayload:
-            if count:
-                self._miss()  # another version's format: the next put overwrites it
+            miss()  # another version's format: the next put overwrites it
             return None
         except ValueError as exc:
             self._integrity_failure(key, sig, f"unreadable payload ({exc})", defer_writes)
             return None
         if (response.expires is not None and now >= response.expires) or (
                 self.ttl_s is not None and now >= response.created + self.ttl_s):
-            if count:
-                self._miss()
+            miss()
             return None
-        if not count:
-            return response
-        if self._file.counters.hit(key, now) and not defer_writes:
+        if count and self._file.counters.hit(key, now) and not defer_writes:
             self._file.write_hits()
         return response
 
@@ -386,7 +378,7 @@ class ResponseCache:
             rows.append({
                 "cache_key": key, "agent": response.agent, "model": response.model, "created": response.created,
                 "expires": response.expires, "size": size, "hits": hits, "cost_usd": response.cost_usd,
-                "task": response.task_head, "answer": _first_line(response.text),
+                "task": response.task_head, "answer": task_head(response.text),
             })
         return rows
 
