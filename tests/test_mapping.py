@@ -13,7 +13,7 @@ import pytest
 
 from claude_force_nb.core.errors import BudgetExceededError, InvalidInputError
 from claude_force_nb.engine.map_progress import TextProgress
-from claude_force_nb.engine.mapping import INTERRUPTED, MapProgress
+from claude_force_nb.engine.mapping import INTERRUPTED, MapProgress, MapRun
 from claude_force_nb.testing import Fault
 
 HAIKU = "claude-haiku-4-5"
@@ -241,3 +241,17 @@ def test_the_bar_text_says_what_the_batches_have_processed():
                             processing=80, cost_usd=0.0)
     progress = MapProgress(total=210, done=10, cached=10, batch=waiting)
     assert progress_postfix(progress) == "cached 10, failed 0, $0.00, batch 120/200 processed"
+
+
+def test_a_row_answered_as_the_interrupt_landed_is_read_back_from_the_cache(orch, server):
+    frame = reviews(2)
+    first = orch.map_sync(frame.head(1), "assistant", "{review}", model=HAIKU, progress=False)  # row 0 paid, cached
+    run = MapRun.of(orch, frame, "assistant", "{review}", model=HAIKU, progress=False)
+    run.wall_started = 0.0  # as if the answer was made by this run, whose worker was stopped while recording it
+    run._taken = {0: "review 0"}
+    run._recover_taken()
+    run._mark_unfinished()
+    out = run.frame_out()
+    assert out.answer[0] == first.answer[0] and out.cost_usd[0] == first.cost_usd[0] and not out.cached[0]
+    assert out.error[1] == INTERRUPTED and out.attrs["claude_force"]["done"] == 1
+    assert server.request_count == 1
