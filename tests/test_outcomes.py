@@ -1,4 +1,4 @@
-"""Outcomes: AgentResults built from real SDK messages and exceptions, and failure lines."""
+"""Outcomes: AgentResults built from API replies and real SDK exceptions, and failure lines."""
 
 from __future__ import annotations
 
@@ -27,12 +27,13 @@ CALL = build_call(
 PRICES = PriceTable.load()
 
 
-def message(content: list[dict[str, object]], stop_reason: str | None = "end_turn") -> anthropic.types.Message:
+def message(content: list[dict[str, object]], stop_reason: str | None = "end_turn") -> dict[str, object]:
+    """A reply as the API sends it (checked against the SDK's Message model)."""
     return anthropic.types.Message.model_validate({
         "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-haiku-4-5-20251001",
         "content": content, "stop_reason": stop_reason, "stop_sequence": None,
         "usage": {"input_tokens": 1000, "output_tokens": 200},
-    })
+    }).to_dict()
 
 
 def status_error(status: int, etype: str, headers: dict[str, str] | None = None) -> anthropic.APIStatusError:

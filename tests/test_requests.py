@@ -43,15 +43,6 @@ def test_temperature_is_sent_as_a_float_and_only_when_set() -> None:
     assert "temperature" not in build_call(AGENT, "t", RunOptions(), settings()).body
 
 
-def test_sdk_params_carry_temperature_in_the_extra_body() -> None:
-    call = build_call(AGENT, "t", RunOptions(temperature=0.2), settings())
-    params = call.sdk_params()
-    assert params["extra_body"] == {"temperature": 0.2} and "temperature" not in params
-    assert {k: v for k, v in params.items() if k != "extra_body"} == {
-        k: v for k, v in call.body.items() if k != "temperature"}
-    assert "extra_body" not in build_call(AGENT, "t", RunOptions(), settings()).sdk_params()
-
-
 def test_only_a_long_system_prompt_is_marked_for_prompt_caching() -> None:
     edge = AgentDefinition("edge", "x" * (PROMPT_CACHE_MIN_CHARS - 1))
     assert build_call(edge, "t", RunOptions(), settings()).body["system"] == edge.system

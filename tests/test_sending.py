@@ -79,7 +79,7 @@ def test_without_a_key_nothing_is_sent_unless_offline(send, server) -> None:
 NOT_JSON = "The API's reply could not be read: a 200 whose body is not JSON: '{oops'."
 HTML_PAGE = "The server answered with an HTML page, not the Anthropic API"
 NOT_A_STREAM = "The API's reply could not be read: a stream answered with application/json, not text/event-stream."
-BAD_EVENT = "The API's reply could not be read: an event stream the SDK could not decode (JSONDecodeError: "
+BAD_EVENT = "The API's reply could not be read: an event stream that could not be read (JSONDecodeError: "
 NO_MESSAGE = "The API's reply could not be read: an event stream with no message in it."
 
 

@@ -186,7 +186,7 @@ def _outcome(orch: Orchestrator, request: BatchRequest, result: Any, latency_s: 
     """One results line as an AgentResult (None when it is to be submitted again)."""
     custom_id = request.custom_id
     if result.type == "succeeded":
-        message = result.message
+        message = result.message.to_dict()
         answer = outcomes.answer_result(
             request.agent, message, model=request.model, cache_key=cache_key_of(custom_id), run_id=request.run_id,
             request_id=None, attempts=1, latency=latency_s, prices=orch.prices, offline=orch.offline, batch=True)

@@ -23,6 +23,7 @@ from ..core.errors import APICallError, ClaudeForceError, EmptyResponseError
 from ..core.pricing import PriceTable
 from ..core.results import AgentResult, Usage, task_head
 from ..store.cache import CachedResponse
+from .replies import Reply
 from .requests import Call
 
 __all__ = [
@@ -41,17 +42,17 @@ __all__ = [
 TOOL_USE = "tool_use"
 
 
-def content_blocks(message: Any) -> list[dict[str, Any]]:
-    """A reply's content as plain dicts, exactly as the next request of a tool loop resends it."""
+def content_blocks(reply: Reply) -> list[dict[str, Any]]:
+    """A reply's content, exactly as the next request of a tool loop resends it."""
     blocks = []
-    for block in message.content or []:
-        kind = getattr(block, "type", "")
+    for block in reply.get("content") or []:
+        kind = block.get("type", "")
         if kind == "text":
-            blocks.append({"type": "text", "text": block.text})
+            blocks.append({"type": "text", "text": block["text"]})
         elif kind == "tool_use":
-            blocks.append({"type": "tool_use", "id": block.id, "name": block.name, "input": block.input})
+            blocks.append({"type": "tool_use", "id": block["id"], "name": block["name"], "input": block["input"]})
         else:  # thinking and the like go back unchanged
-            blocks.append(block.model_dump(mode="json", exclude_none=True))
+            blocks.append({k: v for k, v in block.items() if v is not None})
     return blocks
 
 
@@ -67,7 +68,7 @@ def cached_content(hit: CachedResponse) -> list[dict[str, Any]]:
 
 
 def from_message(
-    call: Call, message: Any, request_id: str | None, attempts: int, latency: float, *, prices: PriceTable,
+    call: Call, message: Reply, request_id: str | None, attempts: int, latency: float, *, prices: PriceTable,
     offline: bool, batch: bool = False,
 ) -> AgentResult:
     """A complete API response (``batch``: a Message Batches answer, priced at batch rates)."""
@@ -77,20 +78,21 @@ def from_message(
 
 
 def answer_result(
-    agent: str, message: Any, *, model: str, cache_key: str | None, run_id: str | None, request_id: str | None,
+    agent: str, message: Reply, *, model: str, cache_key: str | None, run_id: str | None, request_id: str | None,
     attempts: int, latency: float, prices: PriceTable, offline: bool, batch: bool = False,
 ) -> AgentResult:
     """The AgentResult of ``agent``'s reply ``message`` to a request for ``model`` (what
     ``from_message`` needs of a Call, given one by one: a batch answer read back after a
     restart has no Call). No text (and no refusal) is an error: nothing to show."""
-    text = "".join(getattr(b, "text", "") for b in (message.content or []) if getattr(b, "type", "") == "text")
-    usage = Usage.from_api(message.usage)
-    served = message.model or model
-    refused_answer = message.stop_reason == "refusal"
+    text = "".join(b.get("text", "") for b in (message.get("content") or []) if b.get("type") == "text")
+    usage = Usage.from_api(message.get("usage"))
+    served = message.get("model") or model
+    stop_reason = message.get("stop_reason")
+    refused_answer = stop_reason == "refusal"
     error = error_type = None
-    if not text.strip() and not refused_answer and message.stop_reason != TOOL_USE:
+    if not text.strip() and not refused_answer and stop_reason != TOOL_USE:
         exc = EmptyResponseError(
-            f"The model returned no text (stop_reason={message.stop_reason!r}); "
+            f"The model returned no text (stop_reason={stop_reason!r}); "
             f"try again, rephrase the task or raise max_tokens.",
             error_type="empty_response",
         )
@@ -102,7 +104,7 @@ def answer_result(
         usage=usage,
         cost_usd=prices.cost(served, usage, batch=batch),
         latency_s=latency,
-        stop_reason=message.stop_reason,
+        stop_reason=stop_reason,
         request_id=request_id,
         error=error,
         error_type=error_type,

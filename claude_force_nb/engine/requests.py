@@ -98,13 +98,6 @@ class Call:
             body["tool_choice"] = schema.tool_choice()
         return replace(self, body=body, cache_key=None, schema_tool=True)
 
-    def sdk_params(self) -> dict[str, Any]:
-        """The body as keywords for ``client.messages.create``/``stream``."""
-        params = {k: v for k, v in self.body.items() if k != "temperature"}
-        if "temperature" in self.body:  # the 2.x SDK removed the keyword; the API still takes it
-            params["extra_body"] = {"temperature": self.body["temperature"]}
-        return params
-
 
 def safe_log_text(text: str, limit: int = 80) -> str:
     """User text for a log line: truncated, control characters escaped."""
