@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import threading
 
 import pytest
 
@@ -155,6 +156,36 @@ def test_a_rerun_after_a_restart_waits_for_the_pending_batch_instead_of_submitti
     assert all(results[row].ok and results[row].batch for row in range(4))
     assert len(ledger_rows(restarted)) == 4
     assert all(record["collected"] for record in batch_list(restarted))
+
+
+def test_an_interrupt_lets_a_store_call_in_flight_finish_before_the_store_is_closed(make_orch, server, monkeypatch):
+    """Closing the store under a query running on a worker thread crashes SQLite: the
+    interrupted run waits for the call, then closes."""
+    orch = make_orch()
+    entered, release, closed = threading.Event(), threading.Event(), threading.Event()
+    order: list[str] = []
+    real_update, real_close = BatchStore.update, BatchStore.close
+
+    def slow_update(self, *args, **kwargs):
+        entered.set()
+        release.wait(5)
+        real_update(self, *args, **kwargs)
+        order.append("update")
+
+    def close(self):
+        order.append("close")
+        real_close(self)
+        closed.set()
+
+    monkeypatch.setattr(BatchStore, "update", slow_update)
+    monkeypatch.setattr(BatchStore, "close", close)
+    future = runner.submit(run_batched(orch, calls_for(orch, ["held"]), on_result=lambda row, result: None,
+                                       poll_s=POLL_S, sleep=lambda seconds: asyncio.sleep(0.01)))
+    assert entered.wait(5)  # the waiter is writing the batch's counts on a worker thread
+    future.cancel()
+    release.set()
+    assert closed.wait(5)
+    assert order == ["update", "close"]
 
 
 def test_resume_after_a_restart_fills_the_cache_so_a_normal_run_is_all_hits(make_orch, server, clock):

@@ -107,7 +107,10 @@ def failed_result(request: BatchRequest, message: str, error_type: str, *, offli
 
 class Shield:
     """Runs work an interrupt must not cut short (a batch submitted and recorded, answers
-    claimed and ledgered); ``settle`` waits for it before the store is closed."""
+    claimed and ledgered); ``settle`` waits for it before the store is closed.
+
+    Every store call goes through ``thread``: an interrupted ``asyncio.to_thread`` leaves its
+    thread running, and closing the store under a query in flight crashes SQLite."""
 
     def __init__(self) -> None:
         self._tasks: set[asyncio.Future[Any]] = set()
@@ -117,6 +120,10 @@ class Shield:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return await asyncio.shield(task)
+
+    async def thread(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``fn(*args, **kwargs)`` on a worker thread, finished even if the caller is interrupted."""
+        return await self.run(asyncio.to_thread(fn, *args, **kwargs))
 
     async def settle(self) -> None:
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -153,7 +160,7 @@ async def collect(
     ``check`` may turn an answer into an error (a schema that does not fit)."""
     shield = shield or Shield()
     client = orch._sender._client_on_loop()
-    requests = await asyncio.to_thread(store.requests, batch_id)
+    requests = await shield.thread(store.requests, batch_id)
     decoder = await with_retries(lambda: client.messages.batches.results(batch_id), **retry_policy(orch))
     totals = Collected()
     seen: set[str] = set()
@@ -177,7 +184,7 @@ async def collect(
                                   []))
     if chunk:
         await _merge(orch, store, batch_id, chunk, totals, deliver, shield)
-    await shield.run(asyncio.to_thread(store.finish, batch_id))
+    await shield.thread(store.finish, batch_id)
     return totals
 
 
@@ -210,7 +217,7 @@ async def _merge(orch: Orchestrator, store: BatchStore, batch_id: str, chunk: li
 
     async def persist() -> None:
         costs = {o.custom_id: (o.result.cost_usd if o.result is not None and o.result.ok else 0.0) for o in chunk}
-        claimed = await asyncio.to_thread(store.claim, batch_id, costs)
+        claimed = await shield.thread(store.claim, batch_id, costs)
         await asyncio.gather(*(
             orch._writer.record(o.result, o.request.task_head, _entry(o))
             for o in chunk if o.result is not None and o.custom_id in claimed))

@@ -122,9 +122,10 @@ def batch_params(call: Call) -> dict[str, Any]:
 class _Waiter:
     """Polls batches until each has ended, reporting progress; ``on_ended`` merges one."""
 
-    def __init__(self, orch: Orchestrator, store: BatchStore, on_progress: ProgressCallback | None, poll_s: float,
-                 sleep: Sleep) -> None:
-        self.orch, self.store, self.on_progress, self.poll_s, self.sleep = orch, store, on_progress, poll_s, sleep
+    def __init__(self, orch: Orchestrator, store: BatchStore, shield: Shield, on_progress: ProgressCallback | None,
+                 poll_s: float, sleep: Sleep) -> None:
+        self.orch, self.store, self.shield = orch, store, shield
+        self.on_progress, self.poll_s, self.sleep = on_progress, poll_s, sleep
         self.open: set[str] = set()
         self.counts: dict[str, dict[str, int]] = {}  # every batch waited for, ended ones included
         self.totals: dict[str, int] = {}
@@ -146,7 +147,7 @@ class _Waiter:
                     counts = batch.request_counts.model_dump()
                     self.counts[batch_id] = counts
                     ended = batch.ended_at.timestamp() if batch.ended_at else None
-                    await asyncio.to_thread(self.store.update, batch_id, batch.processing_status, counts, ended=ended)
+                    await self.shield.thread(self.store.update, batch_id, batch.processing_status, counts, ended=ended)
                 if gone or (batch is not None and batch.processing_status == "ended"):
                     self.open.discard(batch_id)
                     await on_ended(batch_id, batch)
@@ -191,9 +192,9 @@ class _BatchRun:
             custom_id = custom_id_of(call.cache_key or self.orch.cache.key_for(call.body))
             self.rows.setdefault(custom_id, []).append(row)
             self.calls.setdefault(custom_id, call)
-        pending = await asyncio.to_thread(self.store.pending, self.rows)
+        pending = await self.shield.thread(self.store.pending, self.rows)
         for batch_id in dict.fromkeys(pending.values()):
-            record = await asyncio.to_thread(self.store.get, batch_id)
+            record = await self.shield.thread(self.store.get, batch_id)
             self.waiter.add(batch_id, record.requests)
         await self.submit([custom_id for custom_id in self.rows if custom_id not in pending])
 
@@ -250,7 +251,7 @@ class _BatchRun:
                               for cid in requests])
             return
         infos = [self._request(cid) for cid in requests]
-        await asyncio.to_thread(self.store.add, batch.id, infos, state=batch.processing_status,
+        await self.shield.thread(self.store.add, batch.id, infos, state=batch.processing_status,
                                 created=batch.created_at.timestamp())
         self.waiter.add(batch.id, len(requests))
 
@@ -294,8 +295,8 @@ class _BatchRun:
             await self.submit(got.retry)
 
     async def _gone(self, batch_id: str) -> None:
-        requests = await asyncio.to_thread(self.store.requests, batch_id)
-        await self.shield.run(asyncio.to_thread(self.store.finish, batch_id, "missing"))
+        requests = await self.shield.thread(self.store.requests, batch_id)
+        await self.shield.thread(self.store.finish, batch_id, "missing")
         error_type, text = FAILURES["missing"]
         for custom_id, request in requests.items():
             if custom_id in self.rows:
@@ -325,7 +326,7 @@ async def run_batched(
     store = await asyncio.to_thread(BatchStore, orch.settings)
     shield = Shield()
     try:
-        waiter = _Waiter(orch, store, on_progress, poll_s, sleep)
+        waiter = _Waiter(orch, store, shield, on_progress, poll_s, sleep)
         run = _BatchRun(orch, store, waiter, shield, on_result, max_requests, max_bytes)
         await run.start(calls)
         await waiter.wait(run.ended)
@@ -343,19 +344,19 @@ async def resume_batch(orch: Orchestrator, batch_id: str, *, on_progress: Progre
     store = await asyncio.to_thread(BatchStore, orch.settings)
     shield = Shield()
     try:
-        record = await asyncio.to_thread(store.get, batch_id)
+        record = await shield.thread(store.get, batch_id)
         if record.collected:
             return BatchSummary(batch_id, record.state, record.succeeded,
                                 record.errored + record.canceled + record.expired, record.cost_usd,
                                 already_collected=True)
-        waiter = _Waiter(orch, store, on_progress, poll_s, sleep)
+        waiter = _Waiter(orch, store, shield, on_progress, poll_s, sleep)
         waiter.add(batch_id, record.requests)
         got = Collected()
 
         async def ended(_: str, batch: Any) -> None:
             nonlocal got
             if batch is None:
-                await shield.run(asyncio.to_thread(store.finish, batch_id, "missing"))
+                await shield.thread(store.finish, batch_id, "missing")
                 got = Collected(failed=record.requests)
                 return
             latency = (batch.ended_at - batch.created_at).total_seconds() if batch.ended_at else 0.0
@@ -363,7 +364,7 @@ async def resume_batch(orch: Orchestrator, batch_id: str, *, on_progress: Progre
             waiter.cost_usd += got.cost_usd
 
         await waiter.wait(ended)
-        state = (await asyncio.to_thread(store.get, batch_id)).state
+        state = (await shield.thread(store.get, batch_id)).state
         return BatchSummary(batch_id, state, got.answers, got.failed, got.cost_usd)
     finally:
         await shield.settle()
@@ -374,15 +375,17 @@ async def cancel_batch(orch: Orchestrator, batch_id: str) -> BatchSummary:
     """Ask the API to cancel a batch of this home. It stays pending: ``resume_batch`` then
     collects what it answered before it stopped (answered requests are billed)."""
     store = await asyncio.to_thread(BatchStore, orch.settings)
+    shield = Shield()
     try:
-        record = await asyncio.to_thread(store.get, batch_id)
+        record = await shield.thread(store.get, batch_id)
         client = orch._sender._client_on_loop()
         batch = await with_retries(lambda: client.messages.batches.cancel(batch_id), **retry_policy(orch))
-        await asyncio.to_thread(store.cancel_requested, batch_id, batch.processing_status)
+        await shield.thread(store.cancel_requested, batch_id, batch.processing_status)
         counts = batch.request_counts
         return BatchSummary(batch_id, batch.processing_status, counts.succeeded,
                             counts.errored + counts.canceled + counts.expired, record.cost_usd)
     finally:
+        await shield.settle()
         store.close()
 
 
