@@ -49,6 +49,7 @@ from .retry import OVERLOADED, retry_after_s
 __all__ = ["CallPacing", "Pacer", "PacingStats", "RateLimit", "Slot", "read_rate_limits"]
 
 RATE_LIMITED = 429
+RATELIMIT_PREFIX = "anthropic-ratelimit-"
 LIMIT_KINDS = ("requests", "tokens", "input-tokens", "output-tokens")
 LIMITS_REFILL_WITHIN_S = 60.0  # the API's limits are per minute: a later reset is not believed
 STREAM_ERROR_STATUS = {"rate_limit_error": RATE_LIMITED, "overloaded_error": OVERLOADED}
@@ -66,9 +67,11 @@ class RateLimit:
 def read_rate_limits(headers: Mapping[str, str], now_wall: float) -> dict[str, RateLimit]:
     """The complete ``anthropic-ratelimit-*`` triples in ``headers`` (``now_wall`` = epoch seconds)."""
     found: dict[str, RateLimit] = {}
-    for kind in LIMIT_KINDS:
-        prefix = f"anthropic-ratelimit-{kind}-"
-        limit, remaining, reset = (headers.get(prefix + name) for name in ("limit", "remaining", "reset"))
+    # one pass over the headers: an HTTP client's header lookup scans them all every time
+    ours = {name.lower(): value for name, value in headers.items() if name.lower().startswith(RATELIMIT_PREFIX)}
+    for kind in LIMIT_KINDS if ours else ():
+        prefix = f"{RATELIMIT_PREFIX}{kind}-"
+        limit, remaining, reset = (ours.get(prefix + name) for name in ("limit", "remaining", "reset"))
         if limit is None or remaining is None or reset is None:
             continue
         try:
