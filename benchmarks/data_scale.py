@@ -6,7 +6,7 @@
             requests the server saw (target <= 2%).
   memory    100,000 rows against a zero-latency server in its own process: peak RSS growth of
             the client (target <= 300 MB), for ``map`` and for the bare loop below, each in a
-            child process of its own (``resource.getrusage`` ru_maxrss; the frame is built and
+            child process of its own (peak RSS, VmHWM; the frame is built and
             both paths warmed up before the baseline is read).
   overhead  time a row through ``map`` against a bare ``AsyncAnthropic`` + ``asyncio.Semaphore``
             loop over the same rows (same concurrency, server, system prompt and prompts; the
@@ -158,7 +158,16 @@ def rate(args: argparse.Namespace) -> bool:
 
 
 def rss_mb() -> float:
-    """Peak resident set size of this process so far, in MB (Linux reports kilobytes)."""
+    """Peak resident set size of this process so far, in MB: Linux's VmHWM, which starts
+    afresh at exec (``ru_maxrss`` keeps the peak of the process that ran us, so a child of a
+    big parent would show no growth); ``ru_maxrss`` elsewhere (Linux reports kilobytes)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
