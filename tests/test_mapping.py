@@ -207,6 +207,42 @@ def test_async_map_from_another_loop(orch):
     assert out.answer.notna().all() and len(out) == 3
 
 
+class HeldValue:
+    """A cell value whose rendering waits for the test: the plan is caught mid-row."""
+
+    def __init__(self) -> None:
+        self.entered, self.release = threading.Event(), threading.Event()
+        self.rendered = 0
+
+    def __format__(self, spec: str) -> str:
+        self.rendered += 1
+        self.entered.set()
+        self.release.wait(5)
+        return "held"
+
+
+def test_an_interrupted_async_map_stops_its_plan_and_waits_for_it(orch, server):
+    """The plan reads the cache on a worker thread: the interrupt returns only once that thread
+    has stopped, so closing the orchestrator next cannot close the cache under it."""
+    value = HeldValue()
+    frame = pd.DataFrame({"x": [value] * 50})
+
+    async def cell() -> bool:
+        task = asyncio.ensure_future(orch.map(frame, "assistant", "Say {x}", model=HAIKU, progress=False))
+        await asyncio.to_thread(value.entered.wait, 5)  # the plan is rendering the first row
+        task.cancel()
+        for _ in range(5):
+            await asyncio.sleep(0)
+        done_while_planning = task.done()
+        value.release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return done_while_planning
+
+    assert asyncio.run(cell()) is False
+    assert value.rendered == 1 and server.request_count == 0  # stopped at the next row; nothing sent
+
+
 def test_thread_and_tools_are_refused(orch):
     with pytest.raises(InvalidInputError, match="thread= and tools= are not available"):
         orch.map_sync(reviews(2), "assistant", "{review}", thread="t")

@@ -142,6 +142,7 @@ class MapRun:
         self.wall_started = time.time()  # when execute() started, on the cache's clock
         self._taken: dict[int, str] = {}  # rows a worker holds: index -> prompt
         self.stopped = threading.Event()  # set when execute() has returned or raised
+        self._stop_planning = threading.Event()  # plan() stops at its next row
 
     @classmethod
     def of(cls, orch: Orchestrator, frame: Any, agent: str, prompt: str, *, into: str = "answer",
@@ -172,10 +173,23 @@ class MapRun:
 
     # -- the plan ------------------------------------------------------------------------
 
+    async def plan_off_loop(self, *, batch: bool = False) -> MapEstimate:
+        """``plan`` on a worker thread (it reads every row). Interrupted, the plan stops at its
+        next row and is waited for: it reads the cache, which must not be closed under it."""
+        planning = asyncio.ensure_future(asyncio.to_thread(self.plan, batch=batch))
+        try:
+            return await asyncio.shield(planning)
+        except asyncio.CancelledError:
+            self._stop_planning.set()
+            await asyncio.wait([planning])
+            raise
+
     def plan(self, *, batch: bool = False) -> MapEstimate:
         """Count the cached rows and estimate the rest; refuse a run the budget cannot pay for."""
         orch, cached, cached_output, input_tokens, model = self.orch, 0, 0, 0, ""
         for task in self.prompts.rows(self.frame):
+            if self._stop_planning.is_set():
+                break
             try:
                 call = orch._prepare(self.agent, task, self.options)
             except ClaudeForceError:

@@ -198,7 +198,7 @@ class Orchestrator:
         ``cached`` and ``error``; ``options`` are ``run``'s. ``progress``: a text bar, False, or
         a callback given each MapProgress. See engine/mapping.py (window, estimate, budget, resume)."""
         run = MapRun.of(self, frame, agent, prompt, into=into, window=window, progress=progress, **options)
-        await asyncio.to_thread(run.plan, batch=batch)  # reads every row: not on the caller's loop
+        await run.plan_off_loop(batch=batch)
         await runner.run_async(run.run(batch=batch, poll_s=poll_s))
         return run.frame_out()
 
