@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from ..core.errors import BudgetExceededError, ClaudeForceError, InvalidInputError
 from ..core.options import RunOptions
 from ..core.results import AgentResult
-from . import outcomes
+from . import outcomes, runner
 from .batching import BatchProgress, run_batched
 from .limits import format_usd
 from .map_progress import TextProgress
@@ -176,13 +176,7 @@ class MapRun:
     async def plan_off_loop(self, *, batch: bool = False) -> MapEstimate:
         """``plan`` on a worker thread (it reads every row). Interrupted, the plan stops at its
         next row and is waited for: it reads the cache, which must not be closed under it."""
-        planning = asyncio.ensure_future(asyncio.to_thread(self.plan, batch=batch))
-        try:
-            return await asyncio.shield(planning)
-        except asyncio.CancelledError:
-            self._stop_planning.set()
-            await asyncio.wait([planning])
-            raise
+        return await runner.to_thread_to_the_end(self.plan, batch=batch, stop=self._stop_planning.set)
 
     def plan(self, *, batch: bool = False) -> MapEstimate:
         """Count the cached rows and estimate the rest; refuse a run the budget cannot pay for."""

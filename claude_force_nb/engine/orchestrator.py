@@ -346,8 +346,8 @@ class Orchestrator:
         """The run's exchange joins its thread (off the loop); a storage failure is logged, not raised."""
         options = call.options
         try:
-            await asyncio.to_thread(self.threads.record, options.thread or "", call.task, result,
-                                    cell_id=options.cell_id, notebook=options.notebook)
+            await runner.to_thread_to_the_end(self.threads.record, options.thread or "", call.task, result,
+                                              cell_id=options.cell_id, notebook=options.notebook)
         except ClaudeForceError:
             log.warning("could not add the answer to thread %r", options.thread, exc_info=True)
 

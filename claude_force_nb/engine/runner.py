@@ -11,6 +11,9 @@ runs on a private loop owned by this module:
 - ``await run_async(coro)`` lets code on another loop (a cell's top-level ``await``)
   await work on the private loop; cancellation propagates both ways.
 - ``submit(coro)`` starts work in the background and returns a concurrent Future.
+- ``await to_thread_to_the_end(fn, ...)``: ``asyncio.to_thread`` whose interrupt waits for
+  the thread (an interrupted ``to_thread`` leaves it running, and a store closed next would
+  be closed under its query).
 
 After ``os.fork()`` the child has none of the parent's threads: the loop is started again
 there on first use, and every object registered with ``reset_after_fork`` (an Orchestrator:
@@ -25,10 +28,11 @@ import concurrent.futures
 import os
 import threading
 import weakref
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["get_loop", "in_runner_thread", "reset_after_fork", "run_async", "run_sync", "shutdown", "submit"]
+__all__ = ["get_loop", "in_runner_thread", "reset_after_fork", "run_async", "run_sync", "shutdown", "submit",
+           "to_thread_to_the_end"]
 
 T = TypeVar("T")
 _lock = threading.Lock()
@@ -98,6 +102,20 @@ async def run_async(coro: Coroutine[Any, Any, T]) -> T:
                 return future.result()
     except BaseException:
         future.cancel()
+        raise
+
+
+async def to_thread_to_the_end(fn: Callable[..., T], *args: Any, stop: Callable[[], Any] | None = None,
+                               **kwargs: Any) -> T:
+    """``fn(*args, **kwargs)`` on a worker thread. Interrupted, it calls ``stop`` (a way to
+    cut ``fn`` short, if it has one), waits for the thread to finish, then raises."""
+    work = asyncio.ensure_future(asyncio.to_thread(fn, *args, **kwargs))
+    try:
+        return await asyncio.shield(work)
+    except asyncio.CancelledError:
+        if stop is not None:
+            stop()
+        await asyncio.wait([work])
         raise
 
 
