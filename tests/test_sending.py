@@ -105,6 +105,13 @@ def test_a_reply_that_is_not_the_apis_format_is_a_malformed_result_not_retried(s
         result.raise_for_error()
 
 
+@pytest.mark.parametrize("fault", [Fault(truncate=True), Fault(truncate=True, tool_calls=[("lookup", {"key": "a" * 60})])])
+def test_a_stream_cut_off_mid_answer_is_incomplete_and_retried(send, server, fault) -> None:
+    server.script(fault)
+    result, _ = send("cut off")
+    assert (result.ok, result.attempts, server.request_count) == (True, 2, 2)
+
+
 def test_a_bug_in_a_callback_keeps_its_traceback_while_the_wire_fails_softly(send, server) -> None:
     def broken(text: str) -> None:
         raise KeyError("a bug in on_text")

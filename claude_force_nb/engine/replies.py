@@ -149,9 +149,15 @@ class MessageBuilder:
         return None
 
     def finish(self) -> Reply | None:
-        """The message once the stream has ended (None if it never started)."""
-        for index, _ in list(self._pieces):
-            self._join(index)
+        """The message once the stream has ended (None if it never started). A block that
+        never stopped keeps its text so far; its tool input stays as it started, as the
+        pieces of a cut-off stream are no JSON (the message has no stop_reason either, so
+        the caller treats it as incomplete)."""
+        for index, field in list(self._pieces):
+            if field == "input":
+                del self._pieces[(index, field)]
+            else:
+                self._join(index)
         return self.message
 
     def _delta(self, block: dict[str, Any], index: int, delta: Any) -> str | None:
