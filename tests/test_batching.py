@@ -188,6 +188,39 @@ def test_an_interrupt_lets_a_store_call_in_flight_finish_before_the_store_is_clo
     assert order == ["update", "close"]
 
 
+def test_closing_after_an_interrupt_waits_for_answers_being_merged(make_orch, server, clock, monkeypatch):
+    """Answers already claimed from an ended batch are paid for: an interrupt followed by
+    close() still writes them to the ledger; a resume then finishes the batch, recording
+    nothing twice."""
+    orch = make_orch()
+    entered, release = threading.Event(), threading.Event()
+    real_claim = BatchStore.claim
+
+    def slow_claim(self, *args, **kwargs):
+        entered.set()
+        release.wait(5)
+        return real_claim(self, *args, **kwargs)
+
+    async def sleep(seconds: float) -> None:
+        clock.advance(seconds)
+
+    monkeypatch.setattr(BatchStore, "claim", slow_claim)
+    future = runner.submit(run_batched(orch, calls_for(orch, ["one", "two", "three"]),
+                                       on_result=lambda row, result: None, poll_s=POLL_S, sleep=sleep))
+    assert entered.wait(5)  # the batch ended; its answers are being claimed
+    assert len(orch._tasks) == 1  # the merge is work in flight: close() waits for it
+    future.cancel()
+    closer = threading.Thread(target=orch.close)
+    closer.start()
+    release.set()
+    closer.join(10)
+    restarted = make_orch()
+    assert len(restarted.ledger.rows()) == 3
+    [record] = batch_list(restarted)
+    restarted.resume_batch_sync(record["id"], sleep=sleep)
+    assert batch_list(restarted)[0]["collected"] and len(restarted.ledger.rows()) == 3
+
+
 def test_resume_after_a_restart_fills_the_cache_so_a_normal_run_is_all_hits(make_orch, server, clock):
     first = make_orch()
     interrupted(first, calls_for(first, ["alpha", "beta", "gamma"]), server)

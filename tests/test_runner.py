@@ -23,9 +23,10 @@ def test_an_interrupted_thread_call_is_cut_short_and_waited_for():
     async def cell() -> bool:
         task = asyncio.ensure_future(runner.to_thread_to_the_end(work, stop=lambda: order.append("stopped")))
         await asyncio.to_thread(entered.wait, 5)
-        task.cancel()
-        for _ in range(5):
-            await asyncio.sleep(0)
+        for _ in range(2):  # a second interrupt (closing after a Ctrl-C) does not cut the wait short
+            task.cancel()
+            for _ in range(5):
+                await asyncio.sleep(0)
         done_while_working = task.done()
         release.set()
         with pytest.raises(asyncio.CancelledError):
@@ -35,6 +36,29 @@ def test_an_interrupted_thread_call_is_cut_short_and_waited_for():
 
     assert asyncio.run(cell()) is False
     assert order == ["stopped", "thread done", "raised"]
+
+
+def test_a_failure_of_work_that_outlived_its_interrupt_is_logged(caplog):
+    entered, release = threading.Event(), threading.Event()
+
+    def work() -> None:
+        entered.set()
+        release.wait(5)
+        raise OSError("disk full")
+
+    async def cell() -> None:
+        task = asyncio.ensure_future(runner.to_thread_to_the_end(work))
+        await asyncio.to_thread(entered.wait, 5)
+        task.cancel()
+        await asyncio.sleep(0)
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(cell())
+    [record] = [r for r in caplog.records if r.name == "claude_force_nb.engine.runner"]
+    assert record.levelname == "WARNING" and "outlived an interrupt" in record.message
+    assert isinstance(record.exc_info[1], OSError)
 
 
 def test_a_thread_call_returns_its_value_and_raises_its_error():

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ..core.results import AgentResult
 from ..store.batches import BatchRequest, BatchStore
 from ..store.cache.keys import KEY_PREFIX
-from . import outcomes
+from . import outcomes, runner
 from .retry import with_retries
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -126,7 +126,9 @@ class Shield:
         return await self.run(asyncio.to_thread(fn, *args, **kwargs))
 
     async def settle(self) -> None:
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        """Wait for the work still running (a second interrupt does not cut it short either)."""
+        if await runner.wait_out(list(self._tasks)):
+            raise asyncio.CancelledError
 
 
 @dataclass

@@ -24,11 +24,12 @@ marks it collected and returns a BatchSummary; a batch is never collected twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import io
 import json
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -309,6 +310,22 @@ class _BatchRun:
                 for cid, rows in self.rows.items() for row in rows]
 
 
+@contextlib.asynccontextmanager
+async def _batch_store(orch: Orchestrator) -> AsyncIterator[tuple[BatchStore, Shield]]:
+    """This home's batch store and a Shield for its calls. On the way out (an interrupt
+    too) the shielded work finishes first, then the store closes."""
+    store = await asyncio.to_thread(BatchStore, orch.settings)
+    shield = Shield()
+    with orch._in_flight():  # closing the orchestrator waits for this work too
+        try:
+            yield store, shield
+        finally:
+            try:
+                await shield.settle()
+            finally:
+                store.close()
+
+
 async def run_batched(
     orch: Orchestrator,
     calls: Sequence[tuple[int, Call]],
@@ -323,27 +340,20 @@ async def run_batched(
     """Answer ``calls`` ((row index, call with its cache key), all cache misses) through the
     Message Batches API; ``on_result(row, result)`` once per row, as batches end (see the
     module docstring). Runs on the runner loop; cancelling it stops the wait, never a batch."""
-    store = await asyncio.to_thread(BatchStore, orch.settings)
-    shield = Shield()
-    try:
+    async with _batch_store(orch) as (store, shield):
         waiter = _Waiter(orch, store, shield, on_progress, poll_s, sleep)
         run = _BatchRun(orch, store, waiter, shield, on_result, max_requests, max_bytes)
         await run.start(calls)
         await waiter.wait(run.ended)
         for row, result in run.leftovers():
             on_result(row, result)
-    finally:
-        await shield.settle()
-        store.close()
 
 
 async def resume_batch(orch: Orchestrator, batch_id: str, *, on_progress: ProgressCallback | None = None,
                        poll_s: float = 5.0, sleep: Sleep = asyncio.sleep) -> BatchSummary:
     """Wait for a batch of this home (submitted by any kernel, before a restart too), then
     write its answers to the cache and ledger. UnknownBatchError for an id it never submitted."""
-    store = await asyncio.to_thread(BatchStore, orch.settings)
-    shield = Shield()
-    try:
+    async with _batch_store(orch) as (store, shield):
         record = await shield.thread(store.get, batch_id)
         if record.collected:
             return BatchSummary(batch_id, record.state, record.succeeded,
@@ -366,17 +376,12 @@ async def resume_batch(orch: Orchestrator, batch_id: str, *, on_progress: Progre
         await waiter.wait(ended)
         state = (await shield.thread(store.get, batch_id)).state
         return BatchSummary(batch_id, state, got.answers, got.failed, got.cost_usd)
-    finally:
-        await shield.settle()
-        store.close()
 
 
 async def cancel_batch(orch: Orchestrator, batch_id: str) -> BatchSummary:
     """Ask the API to cancel a batch of this home. It stays pending: ``resume_batch`` then
     collects what it answered before it stopped (answered requests are billed)."""
-    store = await asyncio.to_thread(BatchStore, orch.settings)
-    shield = Shield()
-    try:
+    async with _batch_store(orch) as (store, shield):
         record = await shield.thread(store.get, batch_id)
         client = orch._sender._client_on_loop()
         batch = await with_retries(lambda: client.messages.batches.cancel(batch_id), **retry_policy(orch))
@@ -384,9 +389,6 @@ async def cancel_batch(orch: Orchestrator, batch_id: str) -> BatchSummary:
         counts = batch.request_counts
         return BatchSummary(batch_id, batch.processing_status, counts.succeeded,
                             counts.errored + counts.canceled + counts.expired, record.cost_usd)
-    finally:
-        await shield.settle()
-        store.close()
 
 
 def batch_list(orch: Orchestrator) -> list[dict[str, Any]]:

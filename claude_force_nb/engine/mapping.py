@@ -210,7 +210,8 @@ class MapRun:
             model=model, batch=batch,
         )
         self.progress = replace(self.progress, estimate=estimate)
-        self._check_budget(estimate)
+        if not self._stop_planning.is_set():  # a stopped pass counted only some rows
+            self._check_budget(estimate)
         return estimate
 
     def _cost(self, model: str, input_tokens: int, output_tokens: int, batch: bool) -> float | None:

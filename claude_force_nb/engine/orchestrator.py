@@ -25,10 +25,11 @@ which drops the parent's client, writer thread, calls in flight and pacing state
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -133,25 +134,11 @@ class Orchestrator:
     # -- public API ---------------------------------------------------------------------
 
     async def run(
-        self,
-        agent: str,
-        task: str,
-        *,
-        model: str | None = None,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        use_cache: bool = True,
-        refresh: bool = False,
-        stream: bool | None = None,
-        system: str | None = None,
-        on_text: TextCallback | None = None,
-        tools: Iterable[Any] | None = None,
-        schema: Any = None,
-        thread: str | None = None,
-        max_steps: int | None = None,
-        cell_id: str | None = None,
-        notebook: str | None = None,
-        on_step: StepCallback | None = None,
+        self, agent: str, task: str, *, model: str | None = None, max_tokens: int | None = None,
+        temperature: float | None = None, use_cache: bool = True, refresh: bool = False, stream: bool | None = None,
+        system: str | None = None, on_text: TextCallback | None = None, tools: Iterable[Any] | None = None,
+        schema: Any = None, thread: str | None = None, max_steps: int | None = None, cell_id: str | None = None,
+        notebook: str | None = None, on_step: StepCallback | None = None,
     ) -> AgentResult:
         """Run ``agent`` on ``task``. Raises for bad input; API failures come back as results.
 
@@ -329,18 +316,23 @@ class Orchestrator:
         if self._closed:
             raise InvalidInputError("This Orchestrator is closed: create a new one.")
         call = self._prepare(agent_name, task, options)
-        current = asyncio.current_task()
-        if current is not None:
-            self._tasks.add(current)
-        try:
+        with self._in_flight():
             result = await run_loop(call, self._run_call, on_text=on_text, on_step=on_step,
                                     tool_timeout_s=self.settings.tool_timeout_s, started=time.perf_counter())
             if call.options.thread is not None and result.ok:
                 await self._add_to_thread(call, result)
             return result
+
+    @contextlib.contextmanager
+    def _in_flight(self) -> Iterator[None]:
+        """The current task (on the runner loop) is work in flight: close() cancels it and waits for it."""
+        current = asyncio.current_task()
+        if current is not None:
+            self._tasks.add(current)
+        try:
+            yield
         finally:
-            if current is not None:
-                self._tasks.discard(current)
+            self._tasks.discard(current)
 
     async def _add_to_thread(self, call: Call, result: AgentResult) -> None:
         """The run's exchange joins its thread (off the loop); a storage failure is logged, not raised."""

@@ -25,16 +25,18 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import logging
 import os
 import threading
 import weakref
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Collection, Coroutine
 from typing import Any, TypeVar
 
 __all__ = ["get_loop", "in_runner_thread", "reset_after_fork", "run_async", "run_sync", "shutdown", "submit",
-           "to_thread_to_the_end"]
+           "to_thread_to_the_end", "wait_out"]
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
 _thread: threading.Thread | None = None
@@ -115,8 +117,26 @@ async def to_thread_to_the_end(fn: Callable[..., T], *args: Any, stop: Callable[
     except asyncio.CancelledError:
         if stop is not None:
             stop()
-        await asyncio.wait([work])
+        await wait_out([work])
         raise
+
+
+async def wait_out(work: Collection[asyncio.Future[Any]]) -> bool:
+    """Wait until all of ``work`` is done, however many interrupts arrive meanwhile; True if
+    one did (the caller raises it once the work is done). Failures are logged: whoever
+    awaited the work was interrupted and will not see them."""
+    interrupted = False
+    pending = {future for future in work if not future.done()}
+    while pending:
+        try:
+            _, pending = await asyncio.wait(pending)
+        except asyncio.CancelledError:
+            interrupted = True
+            pending = {future for future in pending if not future.done()}
+    for future in work:
+        if not future.cancelled() and future.exception() is not None:
+            log.warning("work that outlived an interrupt failed", exc_info=future.exception())
+    return interrupted
 
 
 def shutdown(timeout: float = 2.0) -> None:
