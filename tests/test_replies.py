@@ -104,6 +104,20 @@ def test_thinking_signatures_citations_and_tool_input_arrive_whole() -> None:
     assert tool["input"] == {"key": "a"} and bare_tool["input"] == {}
 
 
+def test_a_delta_for_another_kind_of_block_is_ignored_as_the_sdk_ignores_it() -> None:
+    message, texts = built([
+        start(),
+        block(0, type="tool_use", id="toolu_1", name="lookup", input={}),
+        delta(0, type="text_delta", text="stray"), delta(0, type="input_json_delta", partial_json='{"k": 1}'), stop(0),
+        block(1, type="text", text="ok"), delta(1, type="input_json_delta", partial_json="{"), stop(1),
+        event(type="message_delta", delta={"stop_reason": "tool_use", "stop_sequence": None, "container": None},
+              usage={"output_tokens": 5}),
+    ])
+    assert texts == [] and message["content"] == [
+        {"type": "tool_use", "id": "toolu_1", "name": "lookup", "input": {"k": 1}}, {"type": "text", "text": "ok"}]
+    assert message["stop_reason"] == "tool_use" and "container" not in message
+
+
 @pytest.mark.parametrize("events,problem", [
     ([block(0, type="text", text="")], "content_block_start before message_start"),
     ([start(), delta(0, type="text_delta", text="x")], "content_block_delta for content block 0, which never started"),

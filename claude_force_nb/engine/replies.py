@@ -45,6 +45,7 @@ MIN_STREAM_TOKENS_PER_S = 10.0  # far below any model's pace: the default deadli
 EVENT_STREAM = "text/event-stream"
 SNIPPET_CHARS = 40
 CLOCK_RESOLUTION_S = time.get_clock_info("monotonic").resolution  # what asyncio runs timers early by
+TOOL_INPUT_BLOCKS = ("tool_use", "server_tool_use")  # blocks whose input arrives as pieces of JSON
 
 
 def stream_deadline_s(timeout_s: float, max_tokens: int, configured: float | None) -> float:
@@ -142,8 +143,10 @@ class MessageBuilder:
         elif kind == "content_block_stop":
             self._join(event.index)
         elif kind == "message_delta":
-            self.message["stop_reason"] = event.delta.stop_reason
-            self.message["stop_sequence"] = event.delta.stop_sequence
+            delta = event.delta.to_dict()
+            if delta.get("container") is None:  # as the SDK: a container, once given, stays
+                delta.pop("container", None)
+            self.message.update(delta)
             usage = self.message.setdefault("usage", {})
             usage.update({k: v for k, v in event.usage.to_dict().items() if v is not None})
         return None
@@ -161,17 +164,18 @@ class MessageBuilder:
         return self.message
 
     def _delta(self, block: dict[str, Any], index: int, delta: Any) -> str | None:
-        kind = delta.type
-        if kind == "text_delta":
+        """Apply a delta to its block, as the SDK does: only to a block of the kind it belongs to."""
+        kind, block_kind = delta.type, block.get("type")
+        if kind == "text_delta" and block_kind == "text":
             self._pieces.setdefault((index, "text"), []).append(delta.text)
             return str(delta.text)
-        if kind == "input_json_delta":
+        if kind == "input_json_delta" and block_kind in TOOL_INPUT_BLOCKS:
             self._pieces.setdefault((index, "input"), []).append(delta.partial_json)
-        elif kind == "thinking_delta":
+        elif kind == "thinking_delta" and block_kind == "thinking":
             self._pieces.setdefault((index, "thinking"), []).append(delta.thinking)
-        elif kind == "signature_delta":
+        elif kind == "signature_delta" and block_kind == "thinking":
             block["signature"] = delta.signature
-        elif kind == "citations_delta":
+        elif kind == "citations_delta" and block_kind == "text":
             block["citations"] = [*(block.get("citations") or []), delta.citation.to_dict()]
         return None
 
