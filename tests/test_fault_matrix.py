@@ -84,6 +84,8 @@ def test_sixty_jobs_through_overload_an_outage_a_malformed_reply_and_a_stall(tmp
     assert results[STALLED].attempts == 20 and "stalled" in results[STALLED].error
     stats = orch.pacer.stats()
     assert stats.rate_limited == sum(r.rate_limited for r in results) >= 8
-    assert stats.overloaded == sum(r.overloaded for r in results) == server.counters["overloaded"] > 0
+    # The outage closes every open connection: a 529 already written to one may never be read
+    # (the client sees the reset instead), so the server can count more than the client met.
+    assert 0 < stats.overloaded == sum(r.overloaded for r in results) <= server.counters["overloaded"]
     assert orch.breaker.state == "closed"
     assert len(ledger_rows) == JOBS
