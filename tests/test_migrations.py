@@ -151,6 +151,7 @@ def test_threads_migrating_one_file_at_once_apply_each_migration_once(tmp_path):
 CHILD = textwrap.dedent(
     """
     import sqlite3, sys
+    from claude_force_nb.store._sqlite import retry_locked
     from claude_force_nb.store.migrations import migrate, migration
 
     steps = []
@@ -161,7 +162,8 @@ CHILD = textwrap.dedent(
         conn.execute("INSERT INTO log VALUES (?)", (sys.argv[2],))
 
     conn = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=10)
-    conn.execute("PRAGMA journal_mode=WAL")
+    # switching to WAL can meet another opener's lock without waiting: retried, as the stores do
+    retry_locked(lambda: conn.execute("PRAGMA journal_mode=WAL").fetchone())
     print(",".join(migrate(conn, steps)))
     conn.close()
     """
