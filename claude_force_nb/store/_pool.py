@@ -24,13 +24,13 @@ import threading
 import weakref
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Literal, Self, TypeVar
 
 from ..core.errors import CacheError, ClaudeForceError, ConfigurationError
 from ..core.settings import Settings, ensure_private_dir
 from ._sqlite import BUSY_TIMEOUT_MS, INHERITED, is_corruption, reset_after_fork, retry_locked
 
-__all__ = ["ConnectionPool", "FileChange", "data_file_pool", "readable_connection"]
+__all__ = ["ConnectionPool", "FileChange", "PooledStore", "StoreFile", "data_file_pool", "readable_connection"]
 
 CACHE_SIZE_KIB = 32 * 1024         # 32 MiB page cache (facts §4: the 2 MB default is too small)
 PAGE_SIZE = 8192                   # new files: 2-3 KB rows waste ~40% of 4 KiB pages, ~10% of 8 KiB
@@ -291,3 +291,32 @@ def readable_connection(pool: ConnectionPool, what: str, holds: str) -> sqlite3.
                 f"(it holds {holds}) and a new one is created."
             ) from exc
         raise
+
+
+class StoreFile:
+    """A store over one file at ``path``: a context manager that closes it, with a repr naming the file."""
+
+    path: Path
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(path={str(self.path)!r})"
+
+
+class PooledStore(StoreFile):
+    """A StoreFile whose connections are one ConnectionPool (``_pool``)."""
+
+    _pool: ConnectionPool
+
+    def close(self) -> None:
+        """Close every connection. Idempotent."""
+        if not self._pool.closed:
+            self._pool.close()

@@ -25,7 +25,7 @@ from typing import Any
 
 from ..core.errors import UnknownBatchError
 from ..core.settings import Settings
-from ._pool import data_file_pool, readable_connection
+from ._pool import PooledStore, data_file_pool, readable_connection
 from ._sqlite import write_transaction
 from .ledger import current_session_id
 from .migrations import Migration, migrate, migration
@@ -137,7 +137,7 @@ def _summary(values: Iterable[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names)
 
 
-class BatchStore:
+class BatchStore(PooledStore):
     """The batches of this home, shared by all its kernels::
 
         store = BatchStore(settings)
@@ -245,19 +245,3 @@ class BatchStore:
             "SELECT r.custom_id, r.batch_id FROM batch_requests r JOIN batches b ON b.id = r.batch_id "
             "WHERE r.collected = 0 AND b.collected = 0 ORDER BY b.created")
         return {cid: batch_id for cid, batch_id in rows if cid in wanted}
-
-    # ------------------------------------------------------------------ lifetime
-
-    def close(self) -> None:
-        """Close every connection. Idempotent."""
-        if not self._pool.closed:
-            self._pool.close()
-
-    def __enter__(self) -> BatchStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"BatchStore(path={str(self.path)!r})"

@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 from ..core.errors import ClaudeForceError, ConfigurationError
 from ..core.results import AgentResult, task_head
 from ..core.settings import Settings, ensure_private_dir
-from ._pool import ConnectionPool
+from ._pool import ConnectionPool, PooledStore
 from ._sqlite import is_corruption, reset_after_fork, write_transaction
 from .faults import FaultState, fault_kind, tell
 from .ledger_schema import COLUMNS, MIGRATIONS, ensure_schema
@@ -88,7 +88,7 @@ def _seconds(result: AgentResult, name: str) -> float:
     return value if math.isfinite(value) else 0.0
 
 
-class Ledger:
+class Ledger(PooledStore):
     """Append-only record of every call, shared by all kernels of this user.
 
     ``clock`` (monotonic seconds) paces the retries after a storage fault; tests pass a fake one.
@@ -298,16 +298,6 @@ class Ledger:
 
     def close(self) -> None:
         """Try once more to write the rows kept in memory, then close every connection. Idempotent."""
-        if not self._pool.closed:
-            if self._unsaved or self.team is not None:
-                self.flush()
-            self._pool.close()
-
-    def __enter__(self) -> Ledger:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"Ledger(path={str(self.path)!r})"
+        if not self._pool.closed and (self._unsaved or self.team is not None):
+            self.flush()
+        super().close()

@@ -27,7 +27,7 @@ from ..core.errors import InvalidInputError, UnknownThreadError
 from ..core.options import surrogate_problem
 from ..core.results import AgentResult, Usage
 from ..core.settings import Settings
-from ._pool import data_file_pool, readable_connection
+from ._pool import PooledStore, data_file_pool, readable_connection
 from ._sqlite import write_transaction
 from .ledger import current_session_id
 from .migrations import Migration, migrate, migration
@@ -120,7 +120,7 @@ def _turn(row: tuple[Any, ...]) -> Turn:
                 usage=Usage(*usage), cost_usd=cost_usd, cell_id=cell_id, notebook=notebook)
 
 
-class ThreadStore:
+class ThreadStore(PooledStore):
     """Named conversation threads shared by all kernels of this user::
 
         store = ThreadStore()
@@ -315,19 +315,3 @@ class ThreadStore:
                 GROUP BY t.id ORDER BY t.updated DESC, t.id DESC"""
         )
         return [ThreadSummary(*row) for row in rows]
-
-    # ------------------------------------------------------------------ lifetime
-
-    def close(self) -> None:
-        """Close every connection. Idempotent."""
-        if not self._pool.closed:
-            self._pool.close()
-
-    def __enter__(self) -> ThreadStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"ThreadStore(path={str(self.path)!r})"

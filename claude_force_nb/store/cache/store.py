@@ -34,6 +34,7 @@ from typing import Any
 from ...core.errors import CacheError
 from ...core.results import task_head
 from ...core.settings import Settings, ensure_private_dir
+from .._pool import StoreFile
 from ..faults import fault_kind
 from . import table
 from .database import CacheFile, warn_once
@@ -52,7 +53,7 @@ ENTRY_COLUMNS: dict[str, type] = {
 }
 
 
-class ResponseCache:
+class ResponseCache(StoreFile):
     """A persistent, signed response cache in one SQLite file. Thread- and process-safe.
 
     The secret is ``secret``, else ``settings.cache_secret``, else the key file (``keyfile``).
@@ -389,12 +390,3 @@ class ResponseCache:
         if self._team is not None:
             self._team.close()
         self._file.close()
-
-    def __enter__(self) -> ResponseCache:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"ResponseCache(path={str(self.path)!r})"
