@@ -120,3 +120,56 @@ def test_stores_are_opened_only_when_a_batch_is_written(stores) -> None:
     asyncio.run(one_call())
     writer.close()
     assert asked == ["ledger"]  # no cache entry: the cache is never opened
+
+
+def blocked_ledger(ledger: Ledger) -> tuple[threading.Event, threading.Event]:
+    """Make ``ledger.record_many`` hold its first write until released: (write started, release)."""
+    started, release = threading.Event(), threading.Event()
+    record_many = ledger.record_many
+
+    def held(calls, **kwargs):
+        started.set()
+        release.wait(5)
+        return record_many(calls, **kwargs)
+
+    ledger.record_many = held
+    return started, release
+
+
+def test_a_write_behind_record_returns_before_its_commit_and_drain_waits_for_it(stores) -> None:
+    ledger, cache = stores
+    started, release = blocked_ledger(ledger)
+    writer = PersistenceWriter(lambda: ledger, lambda: cache)
+
+    async def calls() -> list[int]:
+        await writer.record(result(0), "t0", wait=False)   # returns with the writer still held
+        await asyncio.get_running_loop().run_in_executor(None, started.wait, 5)
+        rows_while_held = len(ledger.rows())
+        release.set()
+        await writer.drain()
+        return [rows_while_held, len(ledger.rows())]
+
+    assert asyncio.run(calls()) == [0, 1]
+    writer.close()
+
+
+def test_write_behind_waits_once_the_backlog_is_full(stores, monkeypatch: pytest.MonkeyPatch) -> None:
+    from claude_force_nb.engine import persistence
+    monkeypatch.setattr(persistence, "MAX_BACKLOG", 3)
+    ledger, cache = stores
+    started, release = blocked_ledger(ledger)
+    writer = PersistenceWriter(lambda: ledger, lambda: cache)
+
+    async def calls() -> tuple[list[bool], int]:
+        await writer.record(result(0), "t0", wait=False)   # being written (held)
+        await asyncio.get_running_loop().run_in_executor(None, started.wait, 5)
+        behind = [asyncio.ensure_future(writer.record(result(i), f"t{i}", wait=False)) for i in range(1, 6)]
+        await asyncio.sleep(0)
+        returned = [task.done() for task in behind]     # three fit the backlog; the rest wait
+        release.set()
+        await asyncio.gather(*behind)
+        await writer.drain()
+        return returned, len(ledger.rows())
+
+    assert asyncio.run(calls()) == ([True, True, True, False, False], 6)
+    writer.close()

@@ -11,9 +11,10 @@ A map run has two passes over the rows, each one row at a time:
    100,000 coroutines or results held twice: a row is rendered when a worker takes it,
    and what is kept of it is a few plain values.
 
-Finished rows are in the cache as soon as they finish, so an interrupted run (its
-unfinished rows say so in ``error``) resumes when it is run again: the finished rows are
-cache hits and only the rest is sent. With ``batch=True`` the rows the cache does not
+Finished rows are written to the cache and the ledger behind the run (a bounded backlog,
+persistence.py), and the run waits for those writes when it ends or is interrupted, so an
+interrupted run (its unfinished rows say so in ``error``) resumes when it is run again:
+the finished rows are cache hits and only the rest is sent. With ``batch=True`` the rows the cache does not
 hold go to the Message Batches API at half price (batching.py) instead.
 
 The result is the caller's frame with the answer column (or one column per schema field,
@@ -255,10 +256,10 @@ class MapRun:
         finally:
             self._mark_unfinished()
             self.stopped.set()
+        await self.orch._writer.drain()  # rows write behind (persistence.py): all of them are in now
         for outcome in done:
             if isinstance(outcome, BaseException):
                 raise outcome  # a bug: its traceback, after the other rows finished
-        await self.orch._writer.drain()
 
     async def execute_batched(self, *, poll_s: float = 5.0) -> None:
         """Batch mode: rows the cache holds are read from it, the rest go to the Message Batches
@@ -300,7 +301,7 @@ class MapRun:
         for index, task in rows:
             self._taken[index] = task
             try:
-                result = await self.orch._run(self.agent, task, self.options, None)
+                result = await self.orch._run(self.agent, task, self.options, None, write_behind=True)
             except ClaudeForceError as exc:  # this row's prompt or options are refused: the others go on
                 self.keep(index, None, refused=exc)
             else:

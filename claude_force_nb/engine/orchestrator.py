@@ -25,11 +25,11 @@ which drops the parent's client, writer thread, calls in flight and pacing state
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import logging
+import secrets
 import time
-import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -307,32 +307,28 @@ class Orchestrator:
         if options.thread is not None:
             history = self.threads.history(options.thread, self.settings.thread_history_tokens,
                                            cell_id=options.cell_id)
-        return build_call(agent, task, options, self.settings, history=history, run_id=uuid.uuid4().hex[:16])
+        return build_call(agent, task, options, self.settings, history=history, run_id=secrets.token_hex(8))
 
     async def _run(
         self, agent_name: str | AgentDefinition, task: str, options: RunOptions, on_text: TextCallback | None,
-        on_step: StepCallback | None = None,
+        on_step: StepCallback | None = None, *, write_behind: bool = False,
     ) -> AgentResult:
+        """One run (its tool loop included). With ``write_behind`` it may return before its
+        ledger rows and cache entries are committed: the caller drains the writer."""
         if self._closed:
             raise InvalidInputError("This Orchestrator is closed: create a new one.")
         call = self._prepare(agent_name, task, options)
+        step = functools.partial(self._run_call, write_behind=True) if write_behind else self._run_call
         with self._in_flight():
-            result = await run_loop(call, self._run_call, on_text=on_text, on_step=on_step,
+            result = await run_loop(call, step, on_text=on_text, on_step=on_step,
                                     tool_timeout_s=self.settings.tool_timeout_s, started=time.perf_counter())
             if call.options.thread is not None and result.ok:
                 await self._add_to_thread(call, result)
             return result
 
-    @contextlib.contextmanager
-    def _in_flight(self) -> Iterator[None]:
+    def _in_flight(self) -> _InFlight:
         """The current task (on the runner loop) is work in flight: close() cancels it and waits for it."""
-        current = asyncio.current_task()
-        if current is not None:
-            self._tasks.add(current)
-        try:
-            yield
-        finally:
-            self._tasks.discard(current)
+        return _InFlight(self._tasks)
 
     async def _add_to_thread(self, call: Call, result: AgentResult) -> None:
         """The run's exchange joins its thread (off the loop); a storage failure is logged, not raised."""
@@ -343,13 +339,13 @@ class Orchestrator:
         except ClaudeForceError:
             log.warning("could not add the answer to thread %r", options.thread, exc_info=True)
 
-    async def _run_call(self, call: Call, on_text: TextCallback | None) -> tuple[AgentResult, list[dict[str, Any]]]:
+    async def _run_call(self, call: Call, on_text: TextCallback | None, *,
+                        write_behind: bool = False) -> tuple[AgentResult, list[dict[str, Any]]]:
         """One request: from the cache, or sent (budget reserved, paced, retried); recorded."""
         started = time.perf_counter()
-        log.info(
-            "agent call",
-            extra={"agent": call.agent.name, "model": call.model, "task": safe_log_text(call.task)},
-        )
+        if log.isEnabledFor(logging.INFO):  # (the task's escaping is only worth it for a log line)
+            log.info("agent call",
+                     extra={"agent": call.agent.name, "model": call.model, "task": safe_log_text(call.task)})
         if call.use_cache:
             key = self.cache.key_for(call.body)
             call = replace(call, cache_key=key)
@@ -364,7 +360,7 @@ class Orchestrator:
                     answer = checked_answer(call, answer, content)
                     if on_text is not None and answer.text:
                         on_text(answer.text)
-                    await self._writer.record(answer, call.task)
+                    await self._writer.record(answer, call.task, wait=not write_behind)
                     return answer, content
         if not self.offline:
             usable_api_key(self.settings.api_key)  # missing or malformed: refused before anything is sent
@@ -387,6 +383,26 @@ class Orchestrator:
         entry = None
         if result.ok and call.use_cache and result.stop_reason and not result.refused:
             entry = (call.cache_key or "", outcomes.cache_entry(call, result, content))
-        await self._writer.record(result, call.task, entry)
+        await self._writer.record(result, call.task, entry, wait=not write_behind)
         return result, content
 
+
+
+class _InFlight:
+    """``with``: the current task is in ``tasks`` until the block ends (a class, not a generator:
+    every call enters one)."""
+
+    __slots__ = ("tasks", "task")
+
+    def __init__(self, tasks: set[asyncio.Task[Any]]) -> None:
+        self.tasks = tasks
+        self.task: asyncio.Task[Any] | None = None
+
+    def __enter__(self) -> None:
+        self.task = asyncio.current_task()
+        if self.task is not None:
+            self.tasks.add(self.task)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.task is not None:
+            self.tasks.discard(self.task)

@@ -4,6 +4,11 @@ SQLite work runs on one dedicated thread, never on the runner loop, so a slow di
 another process's write lock never stalls calls in flight. Calls finishing while a batch
 is being written join the next batch, so N concurrent calls cost a few transactions
 instead of 2N.
+
+A call waits for its records to be committed, so what ``run`` returns is in the ledger and
+the cache. A map row writes behind (``wait=False``): it goes on to the next row at once
+unless MAX_BACKLOG records already wait, and the map waits for the writer (``drain``) when
+it ends or is interrupted.
 """
 
 from __future__ import annotations
@@ -17,12 +22,14 @@ from ..core.results import AgentResult
 from ..store.cache import CachedResponse, ResponseCache
 from ..store.ledger import Ledger
 
-__all__ = ["CacheEntry", "PersistenceWriter"]
+__all__ = ["MAX_BACKLOG", "CacheEntry", "PersistenceWriter"]
 
 log = logging.getLogger(__name__)
 
 CacheEntry = tuple[str, CachedResponse]  # (cache key, what to store under it)
 _Record = tuple[AgentResult, str, CacheEntry | None, "asyncio.Future[None]"]
+
+MAX_BACKLOG = 256  # records that may wait for the writer before a write-behind call waits too
 
 
 class PersistenceWriter:
@@ -40,13 +47,16 @@ class PersistenceWriter:
         self._pending: list[_Record] = []
         self._flusher: asyncio.Future[None] | None = None
 
-    async def record(self, result: AgentResult, task: str, entry: CacheEntry | None = None) -> None:
-        """Ledger row (and cache entry) for one call; returns once they are committed."""
+    async def record(self, result: AgentResult, task: str, entry: CacheEntry | None = None, *,
+                     wait: bool = True) -> None:
+        """Ledger row (and cache entry) for one call; returns once they are committed, or with
+        ``wait=False`` at once while fewer than MAX_BACKLOG records wait (``drain`` to be sure)."""
         done = asyncio.get_running_loop().create_future()
         self._pending.append((result, task, entry, done))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.ensure_future(self._flush_pending())
-        await asyncio.shield(done)
+        if wait or len(self._pending) > MAX_BACKLOG:
+            await asyncio.shield(done)
 
     async def drain(self) -> None:
         """Wait until everything recorded so far is written."""
