@@ -116,6 +116,14 @@ def test_the_window_bounds_the_rows_in_flight(make_orch, server):
     assert server.max_in_flight == 3
 
 
+def test_the_default_window_is_the_calls_that_may_be_sent_at_once(make_orch, server):
+    orch = make_orch(max_concurrent=5)
+    assert MapRun.of(orch, reviews(3), "assistant", "{review}", progress=False).window == 5
+    server.latency_s = 0.02
+    out = orch.map_sync(reviews(30), "assistant", "{review}", model=HAIKU, progress=False)
+    assert out.error.isna().all() and server.max_in_flight == 5
+
+
 def test_the_estimate_counts_cached_rows_and_sends_nothing(orch, server):
     frame = reviews(10)
     orch.map_sync(frame.head(4), "assistant", "Label: {review}", model=HAIKU, max_tokens=100, progress=False)

@@ -42,7 +42,7 @@ _MAP_FLAGS = (
     argument("--over", metavar="DF", help="Send the cell once per row of this DataFrame; {column} is the row's value."),
     argument("--into", metavar="COL", default="answer", help="Name of the answer column (default: answer)."),
     argument("--dry-run", action="store_true", help="Show what the run would send and cost; send nothing."),
-    argument("--window", type=int, metavar="N", help="Most rows in flight at once (default 64)."),
+    argument("--window", type=int, metavar="N", help="Most rows in flight at once (default: max_concurrent)."),
     argument("--batch", action="store_true", help="Send the rows through the Message Batches API (half price)."),
 )
 # %%agent flags that make no sense when every row is its own call: refused with --over.
