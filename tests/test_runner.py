@@ -65,3 +65,49 @@ def test_a_thread_call_returns_its_value_and_raises_its_error():
     assert asyncio.run(runner.to_thread_to_the_end(lambda x, *, y: x + y, 1, y=2)) == 3
     with pytest.raises(ZeroDivisionError):
         asyncio.run(runner.to_thread_to_the_end(lambda: 1 / 0))
+
+
+def test_ctrl_c_handed_to_another_thread_still_interrupts_a_blocking_call():
+    """The OS may deliver a process's SIGINT to any thread; run_sync notices it at its next wake-up
+    and cancels the work, rather than sleeping on until the work is done."""
+    import signal
+
+    started = threading.Event()
+    seen: list[str] = []
+
+    async def long_work() -> str:
+        started.set()
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            seen.append("cancelled")
+            raise
+        seen.append("finished")
+        return "done"
+
+    def press_ctrl_c_here() -> None:  # the signal lands on this thread, not the main one
+        started.wait(5)
+        signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+
+    threading.Thread(target=press_ctrl_c_here, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_sync(long_work())
+    assert seen == [] or seen == ["cancelled"]
+    runner.run_sync(asyncio.sleep(0))   # the loop has run the cancellation by now
+    assert seen == ["cancelled"]
+
+
+def test_run_sync_gives_up_after_its_timeout_and_cancels_the_work():
+    seen: list[str] = []
+
+    async def never_done() -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            seen.append("cancelled")
+            raise
+
+    with pytest.raises(TimeoutError):
+        runner.run_sync(never_done(), timeout=0.05)
+    runner.run_sync(asyncio.sleep(0))
+    assert seen == ["cancelled"]

@@ -28,6 +28,7 @@ import concurrent.futures
 import logging
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable, Collection, Coroutine
 from typing import Any, TypeVar
@@ -41,7 +42,7 @@ _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
 _thread: threading.Thread | None = None
 _pid: int | None = None
-_POLL_S = 0.2  # see run_async: wakes the caller's loop so interrupts land promptly
+_POLL_S = 0.2  # how often a waiting caller wakes, so interrupts land promptly (run_sync, run_async)
 _FORK_AWARE: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
@@ -81,10 +82,20 @@ def submit(coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
 
 
 def run_sync(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-    """Run ``coro`` on the private loop and wait; cancel it if the wait is interrupted."""
+    """Run ``coro`` on the private loop and wait; cancel it if the wait is interrupted.
+
+    The wait wakes every _POLL_S: Ctrl-C is a signal to the process, and when the OS hands
+    it to another thread, a main thread blocked in one long wait would see the
+    KeyboardInterrupt only once the work was done."""
     future = submit(coro)
+    deadline = None if timeout is None else time.monotonic() + timeout
     try:
-        return future.result(timeout)
+        while not future.done():
+            left = _POLL_S if deadline is None else min(_POLL_S, deadline - time.monotonic())
+            if left <= 0:
+                break  # future.result(0) raises TimeoutError
+            concurrent.futures.wait([future], timeout=left)
+        return future.result(0)
     except BaseException:
         future.cancel()
         raise
