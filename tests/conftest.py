@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -119,3 +120,15 @@ def kernel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: FakeAnthropi
     assert k.run("%load_ext claude_force_nb").ok
     yield k
     k.shutdown()
+
+
+@pytest.fixture
+def ctrl_c() -> Iterator[None]:
+    """SIGINT raises KeyboardInterrupt in the main thread, as in a terminal or a kernel. A test
+    run started in the background by a shell without job control inherits SIGINT ignored,
+    and Python then leaves it ignored."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)

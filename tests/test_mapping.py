@@ -179,7 +179,7 @@ def test_the_text_bar_shows_the_estimate_and_the_counts(orch):
     assert "4/4" in text and "cached 0, failed 0, $0.0" in text
 
 
-def test_an_interrupt_returns_the_partial_frame_and_a_rerun_sends_only_the_rest(make_orch, server):
+def test_an_interrupt_returns_the_partial_frame_and_a_rerun_sends_only_the_rest(make_orch, server, ctrl_c):
     orch = make_orch(max_concurrent=4)
     frame = reviews(60)
 

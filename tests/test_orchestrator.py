@@ -164,7 +164,7 @@ def test_run_many_keeps_order_and_survives_failures(orch, server):
     assert server.request_count == 3
 
 
-def test_interrupt_cancels_in_flight_request(orch, server):
+def test_interrupt_cancels_in_flight_request(orch, server, ctrl_c):
     # What the kernel's stop button does: SIGINT to the process, KeyboardInterrupt in the main thread.
     threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
     t0 = time.perf_counter()

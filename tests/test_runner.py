@@ -67,7 +67,7 @@ def test_a_thread_call_returns_its_value_and_raises_its_error():
         asyncio.run(runner.to_thread_to_the_end(lambda: 1 / 0))
 
 
-def test_ctrl_c_handed_to_another_thread_still_interrupts_a_blocking_call():
+def test_ctrl_c_handed_to_another_thread_still_interrupts_a_blocking_call(ctrl_c):
     """The OS may deliver a process's SIGINT to any thread; run_sync notices it at its next wake-up
     and cancels the work, rather than sleeping on until the work is done."""
     import signal
