@@ -173,3 +173,27 @@ def test_write_behind_waits_once_the_backlog_is_full(stores, monkeypatch: pytest
 
     assert asyncio.run(calls()) == ([True, True, True, False, False], 6)
     writer.close()
+
+
+def test_an_interrupted_drain_stops_waiting_but_not_the_writing(stores) -> None:
+    ledger, cache = stores
+    started, release = blocked_ledger(ledger)
+    writer = PersistenceWriter(lambda: ledger, lambda: cache)
+
+    async def calls() -> int:
+        await writer.record(result(0), "t0", wait=False)     # being written (held)
+        await asyncio.get_running_loop().run_in_executor(None, started.wait, 5)
+        await writer.record(result(1), "t1", wait=False)     # waits for the next batch
+        waiting = asyncio.ensure_future(writer.record(result(2), "t2"))  # a call that waits for its commit
+        drain = asyncio.ensure_future(writer.drain())
+        await asyncio.sleep(0)
+        drain.cancel()                                       # Ctrl-C while the map waits for its records
+        with pytest.raises(asyncio.CancelledError):
+            await drain
+        release.set()
+        await asyncio.wait_for(waiting, 5)                   # its record was still written
+        await writer.drain()
+        return len(ledger.rows())
+
+    assert asyncio.run(calls()) == 3
+    writer.close()

@@ -248,6 +248,7 @@ class MapRun:
         workers = [asyncio.ensure_future(self._worker(rows)) for _ in range(min(self.window, self.total))]
         try:
             done = await asyncio.gather(*workers, return_exceptions=True)
+            await self.orch._writer.drain()  # rows write behind (persistence.py): all of them are in now
         except BaseException:  # interrupted: stop the workers, keep the finished rows' records
             for worker in workers:
                 worker.cancel()
@@ -258,7 +259,6 @@ class MapRun:
         finally:
             self._mark_unfinished()
             self.stopped.set()
-        await self.orch._writer.drain()  # rows write behind (persistence.py): all of them are in now
         for outcome in done:
             if isinstance(outcome, BaseException):
                 raise outcome  # a bug: its traceback, after the other rows finished

@@ -50,7 +50,7 @@ class PersistenceWriter:
     async def record(self, result: AgentResult, task: str, entry: CacheEntry | None = None, *,
                      wait: bool = True) -> None:
         """Ledger row (and cache entry) for one call; returns once they are committed, or with
-        ``wait=False`` at once while fewer than MAX_BACKLOG records wait (``drain`` to be sure)."""
+        ``wait=False`` at once while at most MAX_BACKLOG records wait (``drain`` to be sure)."""
         done = asyncio.get_running_loop().create_future()
         self._pending.append((result, task, entry, done))
         if self._flusher is None or self._flusher.done():
@@ -59,9 +59,10 @@ class PersistenceWriter:
             await asyncio.shield(done)
 
     async def drain(self) -> None:
-        """Wait until everything recorded so far is written."""
-        if self._flusher is not None:
-            await asyncio.gather(self._flusher, return_exceptions=True)
+        """Wait until everything recorded so far is written. An interrupted wait stops
+        waiting, never the writing: the records still go to the files."""
+        while self._flusher is not None and not self._flusher.done():
+            await asyncio.wait({self._flusher})  # (unlike gather, a cancelled wait leaves it running)
 
     def close(self) -> None:
         """Stop the writer thread (after ``drain``)."""
@@ -74,9 +75,10 @@ class PersistenceWriter:
                 await asyncio.get_running_loop().run_in_executor(self._io, self._write_batch, batch)
             except Exception:
                 log.exception("could not record %d call(s) in the ledger/cache", len(batch))
-            for *_, done in batch:
-                if not done.done():
-                    done.set_result(None)
+            finally:  # (cancelled only as the loop shuts down: nobody waits on for ever)
+                for *_, done in batch:
+                    if not done.done():
+                        done.set_result(None)
 
     def _write_batch(self, batch: list[_Record]) -> None:
         # The ledger first: what was spent must be recorded even if caching fails.
