@@ -120,7 +120,8 @@ def _check_flags(args: argparse.Namespace) -> None:
             raise UsageError(f"{flag} does not work with --over: every row is its own call. Drop {flag}, "
                              "or run the rows one by one with %%agent.")
     if args.window is not None and args.window < 1:
-        raise UsageError(f"--window {args.window}: at least one row must be in flight; give 1 or more (default 64).")
+        raise UsageError(f"--window {args.window}: at least one row must be in flight; "
+                         f"give 1 or more (default: max_concurrent).")
     if args.format != "markdown":
         raise UsageError("-f/--format does not work with --over: the answers come back as a DataFrame. Drop -f.")
 
