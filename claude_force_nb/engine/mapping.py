@@ -8,15 +8,14 @@ A map run has two passes over the rows, each one row at a time:
    figures; ``dry_run`` stops here.
 2. the run: ``window`` workers (by default ``Settings.max_concurrent``) take the next
    row, run it as an ordinary call (cached, ledgered, paced, retried) and keep only its
-   output columns. 100,000 rows never mean
-   100,000 coroutines or results held twice: a row is rendered when a worker takes it,
-   and what is kept of it is a few plain values.
+   output columns. 100,000 rows never mean 100,000 coroutines or results held twice: a
+   row is rendered when a worker takes it, and what is kept of it is a few plain values.
 
 Finished rows are written to the cache and the ledger behind the run (a bounded backlog,
 persistence.py), and the run waits for those writes when it ends or is interrupted, so an
 interrupted run (its unfinished rows say so in ``error``) resumes when it is run again:
-the finished rows are cache hits and only the rest is sent. With ``batch=True`` the rows the cache does not
-hold go to the Message Batches API at half price (batching.py) instead.
+the finished rows are cache hits and only the rest is sent. With ``batch=True`` the rows
+the cache does not hold go to the Message Batches API at half price (batching.py) instead.
 
 The result is the caller's frame with the answer column (or one column per schema field,
 typed as the schema says), ``cost_usd``, ``cached`` and ``error`` added by the frame's

@@ -25,11 +25,12 @@ which drops the parent's client, writer thread, calls in flight and pacing state
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -326,9 +327,16 @@ class Orchestrator:
                 await self._add_to_thread(call, result)
             return result
 
-    def _in_flight(self) -> _InFlight:
+    @contextlib.contextmanager
+    def _in_flight(self) -> Iterator[None]:
         """The current task (on the runner loop) is work in flight: close() cancels it and waits for it."""
-        return _InFlight(self._tasks)
+        current = asyncio.current_task()
+        if current is not None:
+            self._tasks.add(current)
+        try:
+            yield
+        finally:
+            self._tasks.discard(current)
 
     async def _add_to_thread(self, call: Call, result: AgentResult) -> None:
         """The run's exchange joins its thread (off the loop); a storage failure is logged, not raised."""
@@ -385,24 +393,3 @@ class Orchestrator:
             entry = (call.cache_key or "", outcomes.cache_entry(call, result, content))
         await self._writer.record(result, call.task, entry, wait=not write_behind)
         return result, content
-
-
-
-class _InFlight:
-    """``with``: the current task is in ``tasks`` until the block ends (a class, not a generator:
-    every call enters one)."""
-
-    __slots__ = ("tasks", "task")
-
-    def __init__(self, tasks: set[asyncio.Task[Any]]) -> None:
-        self.tasks = tasks
-        self.task: asyncio.Task[Any] | None = None
-
-    def __enter__(self) -> None:
-        self.task = asyncio.current_task()
-        if self.task is not None:
-            self.tasks.add(self.task)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.task is not None:
-            self.tasks.discard(self.task)

@@ -26,7 +26,8 @@ import asyncio
 import random
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import anthropic
@@ -242,9 +243,16 @@ class CircuitBreaker:
                 return None
             return max(0.0, self.reset_s - (self.clock() - self.opened_at))
 
-    def attempt(self) -> _Attempt:
-        """``with`` around one attempt: raise CircuitOpenError while open, learn from how it ended."""
-        return _Attempt(self)
+    @contextmanager
+    def attempt(self) -> Iterator[None]:
+        """Around one attempt: raise CircuitOpenError while open, learn from how it ended."""
+        probe = self._admit()
+        try:
+            yield
+        except BaseException as exc:
+            self._attempt_ended(probe, exc)
+            raise
+        self._attempt_ended(probe, None)
 
     def call_failed(self, exc: BaseException) -> None:
         """A call gave up after its retries; count it if it found the API unreachable."""
@@ -295,19 +303,3 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, anthropic.APIStatusError):
         return f"HTTP {exc.status_code}" if exc.status_code != 200 else f"stream {exc.type}"
     return type(exc).__name__
-
-
-class _Attempt:
-    """One attempt through a CircuitBreaker (a class, not a generator: every attempt enters one)."""
-
-    __slots__ = ("breaker", "probe")
-
-    def __init__(self, breaker: CircuitBreaker) -> None:
-        self.breaker = breaker
-        self.probe = False
-
-    def __enter__(self) -> None:
-        self.probe = self.breaker._admit()
-
-    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
-        self.breaker._attempt_ended(self.probe, exc)
